@@ -1,0 +1,24 @@
+"""Fixed vocabularies shared by every part of the pipeline."""
+
+# Lesion channels, always in this order: (L, H, W) mask stacks index them by position.
+LESIONS: tuple[str, ...] = ("MA", "HE", "EX", "SE")
+LESION_NAMES: dict[str, str] = {
+    "MA": "microaneurysms",
+    "HE": "haemorrhages",
+    "EX": "hard exudates",
+    "SE": "soft exudates",
+}
+NUM_LESIONS = len(LESIONS)
+
+# International clinical DR severity scale.
+GRADES: tuple[str, ...] = ("no DR", "mild NPDR", "moderate NPDR", "severe NPDR", "PDR")
+NUM_GRADES = len(GRADES)
+REFERABLE_FROM_GRADE = 2  # grade >= 2 is referable DR (the paper's Messidor "referral" setting)
+
+# Colours (RGB) used for every overlay, one per lesion.
+LESION_COLOURS: dict[str, tuple[int, int, int]] = {
+    "MA": (255, 40, 40),
+    "HE": (60, 120, 255),
+    "EX": (255, 230, 0),
+    "SE": (40, 230, 80),
+}

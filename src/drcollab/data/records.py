@@ -1,0 +1,85 @@
+"""The sample record shared by every dataset reader.
+
+Readers are cheap: they scan folders and label files and return :class:`Record` objects
+(paths and labels only). Pixels are decoded later by :func:`drcollab.data.io.load_sample`,
+usually through the preprocessing cache, so a 4288x2848 JPEG is decoded once per run at most.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from drcollab.constants import LESIONS
+
+
+@dataclass(frozen=True)
+class Record:
+    """Where one image and its labels live.
+
+    Attributes:
+        name: Unique image name within its dataset (file stem, e.g. ``IDRiD_01``).
+        image_path: The colour fundus image.
+        mask_paths: ``None`` when the image has no pixel labels. Otherwise one entry per lesion in
+            :data:`LESIONS` order; an entry of ``None`` means the lesion is absent (all-zero mask).
+        grade: DR grade 0-4, or ``None`` when the image has no grade label.
+        source: Short dataset tag, e.g. ``"idrid-seg"``, ``"eyepacs"``, ``"synthetic"``.
+    """
+
+    name: str
+    image_path: Path
+    mask_paths: tuple[Path | None, ...] | None = None
+    grade: int | None = None
+    source: str = ""
+
+    @property
+    def has_masks(self) -> bool:
+        return self.mask_paths is not None
+
+
+@dataclass
+class Sample:
+    """One decoded image with its labels.
+
+    Attributes:
+        name: Unique image name.
+        image: RGB pixels, ``(H, W, 3)`` uint8.
+        masks: Lesion masks, ``(L, H, W)`` bool in :data:`LESIONS` order, or ``None``.
+        grade: DR grade 0-4, or ``None``.
+        path: The image file it came from.
+    """
+
+    name: str
+    image: np.ndarray
+    masks: np.ndarray | None
+    grade: int | None
+    path: Path
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
+            raise ValueError(f"{self.path}: image must be (H, W, 3) uint8, got {self.image.shape} {self.image.dtype}")
+        if self.masks is not None:
+            expected = (len(LESIONS), *self.image.shape[:2])
+            if self.masks.shape != expected or self.masks.dtype != np.bool_:
+                raise ValueError(f"{self.path}: masks must be {expected} bool, got {self.masks.shape} {self.masks.dtype}")
+
+
+@dataclass
+class ScanReport:
+    """What a folder scan kept and what it skipped, with reasons. Nothing is skipped silently."""
+
+    kept: int = 0
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def skip(self, path: Path, reason: str) -> None:
+        self.skipped.append((path, reason))
+
+    def summary(self) -> str:
+        if not self.skipped:
+            return f"kept {self.kept} images, skipped none"
+        reasons = Counter(reason for _, reason in self.skipped)
+        detail = "; ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+        return f"kept {self.kept} images, skipped {len(self.skipped)} ({detail})"
