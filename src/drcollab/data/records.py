@@ -64,7 +64,8 @@ class Sample:
         if self.masks is not None:
             expected = (len(LESIONS), *self.image.shape[:2])
             if self.masks.shape != expected or self.masks.dtype != np.bool_:
-                raise ValueError(f"{self.path}: masks must be {expected} bool, got {self.masks.shape} {self.masks.dtype}")
+                got = f"{self.masks.shape} {self.masks.dtype}"
+                raise ValueError(f"{self.path}: masks must be {expected} bool, got {got}")
 
 
 @dataclass
