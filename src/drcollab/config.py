@@ -8,11 +8,12 @@ command-line overrides (dotted keys, values parsed as YAML).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from drcollab.constants import NUM_GRADES, NUM_LESIONS
 from drcollab.errors import ConfigError
 
 
@@ -113,3 +114,58 @@ def dump_config(config: BaseModel) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
+# ---- models and losses (see models/, losses/ and docs/method.md) ----
+
+Width = Annotated[int, Field(ge=1, le=8192)]
+
+
+class GeneratorConfig(StrictModel):
+    """Multi-lesion mask generator G, the Xception U-Net of Sec. 3.2 (``models/generator.py``)."""
+
+    variant: Literal["xception", "conv"] = Field(
+        "xception", description="xception = the paper's CE2; conv = CE1, the same network with normal 3x3 convs."
+    )
+    widths: tuple[Width, Width, Width, Width, Width] = Field(
+        (64, 128, 256, 512, 1024), description="Channels of the encoder tuples x0..x4; the decoder mirrors them."
+    )
+    upsample: Literal["bilinear", "transpose"] = Field(
+        "bilinear", description="bilinear x2 (no weights) or U-Net's 2x2 transposed 'up-convolution'."
+    )
+    in_channels: int = Field(3, ge=1, description="Image channels.")
+    num_lesions: int = Field(NUM_LESIONS, ge=1, description="L, the number of output mask logits.")
+
+
+class DiscriminatorConfig(StrictModel):
+    """Multi-lesion discriminator D of Sec. 3.2 (``models/discriminator.py``)."""
+
+    widths: tuple[Width, Width, Width, Width, Width] = Field(
+        (32, 64, 128, 256, 512), description="Channels of the five conv tuples."
+    )
+    in_channels: int = Field(3, ge=1, description="Image channels; D sees in_channels + num_lesions.")
+    num_lesions: int = Field(NUM_LESIONS, ge=1, description="L, the number of mask channels.")
+
+
+class GraderConfig(StrictModel):
+    """Lesion-attentive DR grader of Sec. 3.3 (``models/grader.py``)."""
+
+    mode: Literal["ori", "pretrained", "attention"] = Field(
+        "attention",
+        description="ori = no masks (baseline and stage-1 model); pretrained = G's masks weight f_low directly; "
+        "attention = the full model of Eqs. 4-6.",
+    )
+    backbone: str = Field("resnet18", description="timm model name; features_only must give a FeatureListNet.")
+    pretrained: bool = Field(False, description="Load timm's ImageNet weights (downloads them once).")
+    low_stage: int = Field(1, ge=0, description="Index into the backbone's feature_info of the f_low stage.")
+    att_channels: int = Field(64, ge=1, description="C_att, channels of f_low_att and of the f_high context vector.")
+    num_lesions: int = Field(NUM_LESIONS, ge=1, description="L, the number of lesion branches.")
+    num_grades: int = Field(NUM_GRADES, ge=2, description="Number of severity grades.")
+
+
+class LossConfig(StrictModel):
+    """Loss weights: focal loss for grading, Eq. 3 for segmentation (``losses/``)."""
+
+    focal_gamma: float = Field(2.0, ge=0, description="Focal loss focusing parameter; 0 gives cross-entropy.")
+    focal_alpha: tuple[float, float, float, float, float] | None = Field(
+        None, description="Optional per-grade weights alpha_t of the focal loss."
+    )
+    lambda_ce: float = Field(10.0, ge=0, description="lambda of Eq. 3: L_seg = L_adv + lambda * L_CE.")
