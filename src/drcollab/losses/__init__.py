@@ -1,0 +1,13 @@
+"""Losses: focal loss for grading, masked BCE and the adversarial terms of Eq. 3 for segmentation."""
+
+from drcollab.losses.adversarial import discriminator_loss, generator_adversarial_loss, segmentation_loss
+from drcollab.losses.focal import focal_loss
+from drcollab.losses.segmentation import masked_bce_with_logits
+
+__all__ = [
+    "discriminator_loss",
+    "focal_loss",
+    "generator_adversarial_loss",
+    "masked_bce_with_logits",
+    "segmentation_loss",
+]

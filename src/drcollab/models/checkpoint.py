@@ -1,0 +1,153 @@
+"""Model checkpoints: ``<path>.safetensors`` (weights) + ``<path>.json`` (kind, config, version, metadata).
+
+The two files alone rebuild the model; nothing is ever unpickled. Both are written atomically
+(temp file + ``os.replace``), weights first, so a readable JSON always has its weights beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+import drcollab
+from drcollab.config import DiscriminatorConfig, GeneratorConfig, GraderConfig, format_validation_error
+from drcollab.errors import DataError
+from drcollab.models.discriminator import LesionDiscriminator
+from drcollab.models.generator import LesionGenerator
+from drcollab.models.grader import LesionGrader
+
+FORMAT_VERSION = 1
+# kind -> (model class, config class); the three networks of the paper.
+KINDS: dict[str, tuple[Callable[[Any], nn.Module], type[BaseModel]]] = {
+    "generator": (LesionGenerator, GeneratorConfig),
+    "discriminator": (LesionDiscriminator, DiscriminatorConfig),
+    "grader": (LesionGrader, GraderConfig),
+}
+# Wrappers that rename parameters: DistributedDataParallel and torch.compile.
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
+    """``(weights, metadata)`` paths for a checkpoint stem; a ``.safetensors``/``.json`` suffix is dropped."""
+    path = Path(path)
+    if path.suffix in (".safetensors", ".json"):
+        path = path.with_suffix("")
+    return path.with_name(path.name + ".safetensors"), path.with_name(path.name + ".json")
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare model inside DDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def strip_prefixes(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove any leading ``module.`` / ``_orig_mod.`` from each key (in any order, repeated)."""
+    out = {}
+    for key, value in state.items():
+        while key.startswith(WRAPPER_PREFIXES):
+            key = key.split(".", 1)[1]
+        out[key] = value
+    return out
+
+
+def kind_of(model: nn.Module) -> str:
+    for kind, (cls, _) in KINDS.items():
+        if type(model) is cls:
+            return kind
+    raise TypeError(f"save_model: {type(model).__name__} is not one of the checkpointable models {sorted(KINDS)}")
+
+
+def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    """Write ``<path>.safetensors`` and ``<path>.json``; return both paths.
+
+    Args:
+        model: A LesionGenerator, LesionDiscriminator or LesionGrader, possibly DDP/compile-wrapped.
+        path: Checkpoint stem, e.g. ``runs/x/generator`` (parent folders are created).
+        metadata: JSON-serialisable extras (epoch, metrics, ...), stored under ``"metadata"``.
+    """
+    model = unwrap(model)
+    weights_path, json_path = checkpoint_paths(path)
+    weights_path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in strip_prefixes(model.state_dict()).items()}
+    info = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind_of(model),
+        "config": model.config.model_dump(mode="json"),
+        "drcollab_version": drcollab.__version__,
+        "metadata": metadata or {},
+    }
+    text = json.dumps(info, indent=2)  # fails here, before any file is touched, if metadata is not JSON
+    _atomic_write(weights_path, lambda tmp: save_file(state, str(tmp)))
+    _atomic_write(json_path, lambda tmp: tmp.write_text(text))
+    return weights_path, json_path
+
+
+def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
+    """The parsed ``<path>.json`` of a checkpoint (kind, config, drcollab_version, metadata)."""
+    _, json_path = checkpoint_paths(path)
+    if not json_path.is_file():
+        raise DataError(json_path, "checkpoint metadata not found")
+    try:
+        info = json.loads(json_path.read_text())
+    except json.JSONDecodeError as err:
+        raise DataError(json_path, f"not valid JSON: {err}") from err
+    if not isinstance(info, dict) or info.get("kind") not in KINDS or "config" not in info:
+        raise DataError(json_path, f"not a drcollab checkpoint: need 'kind' in {sorted(KINDS)} and 'config'")
+    return info
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a model from ``<path>.json`` and ``<path>.safetensors`` alone; returned in eval mode.
+
+    Raises:
+        DataError: naming the file when either file is missing, invalid or does not match.
+    """
+    weights_path, json_path = checkpoint_paths(path)
+    info = read_checkpoint_info(path)
+    cls, config_cls = KINDS[info["kind"]]
+    try:
+        config = config_cls.model_validate(info["config"])
+    except ValidationError as err:
+        raise DataError(json_path, format_validation_error(err, "config")) from err
+    # The weights come from the file: never download pretrained backbone weights here.
+    build_config = config.model_copy(update={"pretrained": False}) if hasattr(config, "pretrained") else config
+    model = cls(build_config)
+    model.config = config
+    if not weights_path.is_file():
+        raise DataError(weights_path, "checkpoint weights not found")
+    try:
+        state = strip_prefixes(load_file(str(weights_path)))
+    except (SafetensorError, OSError) as err:
+        raise DataError(weights_path, f"not a readable safetensors file: {err}") from err
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise DataError(
+            weights_path, f"weights do not match the {info['kind']} config in {json_path.name}: {err}"
+        ) from err
+    return model.to(device).eval()

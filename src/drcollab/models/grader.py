@@ -1,0 +1,140 @@
+"""Lesion-attentive DR grading model of Sec. 3.3 (Fig. 3).
+
+A timm backbone is split at the f_low stage into a ``stem`` (image -> f_low) and the ``rest``
+(f_low -> top stage). The top stage gives f_high. Modes (``GraderConfig.mode``):
+
+- ``ori``: f_low -> rest -> global pool -> linear (the paper's Ori baseline, stage-1 model).
+- ``pretrained``: alpha_l = m_l, G's initial masks weight f_low directly (Lesion (Pretrained)).
+- ``attention``: alpha_l from the lesion attention model of Eqs. 4-6 (the full model).
+
+For the masked modes each ``alpha_l ⊙ f_low`` goes through the same ``rest`` (shared weights),
+is globally pooled, and the L vectors are concatenated and classified into the grades.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import timm
+import torch
+import torch.nn.functional as F
+from timm.models import FeatureListNet
+from torch import nn
+
+from drcollab.config import GraderConfig
+from drcollab.errors import ConfigError
+from drcollab.models.blocks import LesionAttention
+
+
+class GraderOutput(NamedTuple):
+    """Grade logits ``(B, G)`` and the attention maps ``(B, L, h, w)`` at f_low's resolution (None for ori)."""
+
+    logits: torch.Tensor
+    attention: torch.Tensor | None
+
+
+def split_backbone(backbone: FeatureListNet, low_stage: int) -> tuple[nn.Sequential, nn.Sequential]:
+    """Split a timm FeatureListNet's ordered modules into ``stem`` (up to f_low) and ``rest`` (up to the top)."""
+    names = list(backbone.keys())
+    # FeatureListNet flattens nested module names with "_" (e.g. "stages.0" -> "stages_0").
+    stage_names = [n.replace(".", "_") for n in backbone.feature_info.module_name()]
+    low_end = names.index(stage_names[low_stage]) + 1
+    top_end = names.index(stage_names[-1]) + 1
+    stem = nn.Sequential(*[backbone[n] for n in names[:low_end]])
+    rest = nn.Sequential(*[backbone[n] for n in names[low_end:top_end]])
+    return stem, rest
+
+
+def pool_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize mask probabilities ``(B, L, H, W)`` to f_low's ``(h, w)`` by adaptive max-pooling.
+
+    Max (not average) pooling keeps a microaneurysm of a few pixels at full strength in its cell.
+    """
+    return F.adaptive_max_pool2d(masks, size)
+
+
+class LesionGrader(nn.Module):
+    """C and att of Eq. 2: ``forward(image (B, 3, H, W), masks (B, L, H, W) | None) -> GraderOutput``.
+
+    ``masks`` are G's mask probabilities at the image's resolution (required unless mode is ori).
+    Returns logits; softmax lives in the prediction code.
+    """
+
+    def __init__(self, config: GraderConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or GraderConfig()
+        backbone = timm.create_model(config.backbone, features_only=True, pretrained=config.pretrained)
+        if not isinstance(backbone, FeatureListNet):
+            raise ConfigError(
+                f"grader.backbone {config.backbone!r}: timm gives {type(backbone).__name__} for features_only, "
+                "drcollab needs a FeatureListNet backbone (e.g. resnet18, resnet50, convnext_tiny, regnety_016)"
+            )
+        info = backbone.feature_info
+        if config.low_stage >= len(info) - 1:
+            raise ConfigError(
+                f"grader.low_stage {config.low_stage}: {config.backbone} has stages 0..{len(info) - 1}; "
+                f"f_low must come before the top stage, so use 0..{len(info) - 2}"
+            )
+        self.low_channels = info.channels()[config.low_stage]
+        self.low_stride = info.reduction()[config.low_stage]
+        self.top_channels = info.channels()[-1]
+        self.stem, self.rest = split_backbone(backbone, config.low_stage)
+        branches = 1 if config.mode == "ori" else config.num_lesions
+        self.classifier = nn.Linear(branches * self.top_channels, config.num_grades)
+        self.attention: LesionAttention | None = None
+        if config.mode == "attention":
+            self.attention = LesionAttention(
+                self.low_channels, self.top_channels, config.att_channels, config.num_lesions
+            )
+
+    def forward(self, image: torch.Tensor, masks: torch.Tensor | None = None) -> GraderOutput:
+        f_low = self.stem(image)  # (B, C_low, h, w)
+        if self.config.mode == "ori":
+            return GraderOutput(self.classify(self.rest(f_low).unsqueeze(1)), None)
+        m = pool_masks(self.check_masks(image, masks), f_low.shape[-2:])  # (B, L, h, w)
+        if self.attention is None:
+            alpha = m  # Lesion (Pretrained): the initial masks weight f_low directly
+        else:
+            alpha = self.attention(f_low, self.rest(f_low), m)  # (B, L, h, w), Eqs. 4-6
+        b, num_lesions = alpha.shape[:2]
+        attended = alpha.unsqueeze(2) * f_low.unsqueeze(1)  # (B, L, C_low, h, w)
+        top = self.rest(attended.flatten(0, 1))  # (B*L, C_top, h', w'), shared weights over lesions
+        top = top.unflatten(0, (b, num_lesions))  # (B, L, C_top, h', w')
+        return GraderOutput(self.classify(top), alpha)
+
+    def classify(self, top: torch.Tensor) -> torch.Tensor:
+        """Global-average-pool each branch's top feature ``(B, n, C_top, h', w')``, concatenate, classify."""
+        pooled = top.mean(dim=(-2, -1))  # (B, n, C_top)
+        return self.classifier(pooled.flatten(1))  # (B, G)
+
+    def check_masks(self, image: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+        expected = (image.shape[0], self.config.num_lesions)
+        if masks is None or masks.dim() != 4 or tuple(masks.shape[:2]) != expected:
+            got = None if masks is None else tuple(masks.shape)
+            raise ValueError(
+                f"LesionGrader mode {self.config.mode!r} needs masks of shape (B={expected[0]}, "
+                f"L={expected[1]}, H, W) (G's mask probabilities), got {got}"
+            )
+        return masks
+
+
+def grader_from_ori(ori: LesionGrader, mode: str = "attention") -> LesionGrader:
+    """Stage 2's starting point: a masked-mode grader initialised from a trained ``ori`` grader.
+
+    The backbone weights are copied; the classifier is the ori classifier with its weight divided
+    by L and replicated per lesion branch, so with alpha == 1 it reproduces the ori logits exactly.
+    The attention module (mode ``attention``) keeps its fresh initialisation.
+    """
+    if ori.config.mode != "ori":
+        raise ValueError(f"grader_from_ori needs an 'ori' grader, got mode {ori.config.mode!r}")
+    if mode == "ori":
+        raise ValueError("grader_from_ori: target mode must be 'pretrained' or 'attention'")
+    model = LesionGrader(ori.config.model_copy(update={"mode": mode, "pretrained": False}))
+    model.config = ori.config.model_copy(update={"mode": mode})
+    model.stem.load_state_dict(ori.stem.state_dict())
+    model.rest.load_state_dict(ori.rest.state_dict())
+    num_lesions = model.config.num_lesions
+    with torch.no_grad():
+        model.classifier.weight.copy_(ori.classifier.weight.repeat(1, num_lesions) / num_lesions)  # (G, L*C_top)
+        model.classifier.bias.copy_(ori.classifier.bias)
+    return model.to(ori.classifier.weight.device)
