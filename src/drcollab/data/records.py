@@ -15,6 +15,9 @@ import numpy as np
 
 from drcollab.constants import LESIONS
 
+# Highest grade of each grading scale a Record may carry.
+GRADE_SCALES: dict[str, int] = {"icdr": 4, "messidor": 3}
+
 
 @dataclass(frozen=True)
 class Record:
@@ -27,6 +30,8 @@ class Record:
             :data:`LESIONS` order; an entry of ``None`` means the lesion is absent (all-zero mask).
         grade: DR grade 0-4, or ``None`` when the image has no grade label.
         source: Short dataset tag, e.g. ``"idrid-seg"``, ``"eyepacs"``, ``"synthetic"``.
+        grade_scale: ``"icdr"`` (international scale, grades 0-4) or ``"messidor"`` (Messidor's own
+            0-3 scale, which does not map onto ICDR grades; see :mod:`drcollab.data.messidor`).
     """
 
     name: str
@@ -34,6 +39,14 @@ class Record:
     mask_paths: tuple[Path | None, ...] | None = None
     grade: int | None = None
     source: str = ""
+    grade_scale: str = "icdr"
+
+    def __post_init__(self) -> None:
+        top = GRADE_SCALES.get(self.grade_scale)
+        if top is None:
+            raise ValueError(f"{self.image_path}: unknown grade scale {self.grade_scale!r}, use one of {GRADE_SCALES}")
+        if self.grade is not None and not 0 <= self.grade <= top:
+            raise ValueError(f"{self.image_path}: grade {self.grade} outside the {self.grade_scale} scale 0-{top}")
 
     @property
     def has_masks(self) -> bool:
