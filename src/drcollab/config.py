@@ -37,6 +37,7 @@ class PreprocessConfig(StrictModel):
     mask_threshold: float = Field(
         0.0, ge=0, lt=1, description="A resized mask pixel is set when more than this fraction of its area was set."
     )
+    background: int = Field(128, ge=0, le=255, description="Grey level written outside the FOV after normalisation.")
 
 
 T = TypeVar("T", bound=BaseModel)
