@@ -48,7 +48,9 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside DDP (``.module``) and torch.compile (``._orig_mod``) wrappers."""
     while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
         if not isinstance(inner, nn.Module):
             return model
         model = inner
@@ -133,7 +135,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     try:
         config = config_cls.model_validate(info["config"])
     except ValidationError as err:
-        raise DataError(json_path, format_validation_error(err, "config")) from err
+        raise DataError(json_path, format_validation_error(err, "its 'config' entry")) from err
     # The weights come from the file: never download pretrained backbone weights here.
     build_config = config.model_copy(update={"pretrained": False}) if hasattr(config, "pretrained") else config
     model = cls(build_config)

@@ -1,0 +1,103 @@
+"""The grader through the shared tester (all three modes), the stage-2 initialisation and its checks.
+
+``test_resnet`` is timm's 0.4M-parameter test network (random weights, nothing downloaded).
+"""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from model_tester import ModelTester
+
+from drcollab.config import GraderConfig
+from drcollab.errors import ConfigError
+from drcollab.models import GraderOutput, LesionGrader, grader_from_ori
+
+TINY = {"backbone": "test_resnet", "att_channels": 8}
+
+
+class TestGrader(ModelTester):
+    model_cls = LesionGrader
+    cases = [
+        [GraderConfig(mode="ori", **TINY), (2, 3, 64, 64), (2, 5)],
+        [GraderConfig(mode="pretrained", **TINY), (2, 3, 64, 64), (2, 5)],
+        [GraderConfig(mode="attention", **TINY), (2, 3, 64, 64), (2, 5)],
+        [GraderConfig(mode="attention", low_stage=2, **TINY), (3, 3, 96, 64), (3, 5)],
+        [GraderConfig(mode="attention", num_lesions=2, num_grades=2, **TINY), (2, 3, 64, 96), (2, 2)],
+    ]
+
+    def inputs(self, config: GraderConfig, shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+        b, _, h, w = shape
+        return torch.randn(shape), torch.rand(b, config.num_lesions, h, w)
+
+    def outputs(self, out: GraderOutput) -> list[torch.Tensor]:
+        return [t for t in out if t is not None]
+
+
+@pytest.mark.parametrize("low_stage, stride", [(0, 2), (1, 4), (2, 8)])
+def test_attention_maps_have_f_low_resolution(low_stage: int, stride: int) -> None:
+    model = LesionGrader(GraderConfig(mode="attention", low_stage=low_stage, **TINY))
+    out = model(torch.randn(2, 3, 64, 96), torch.rand(2, 4, 64, 96))
+    assert out.attention.shape == (2, 4, 64 // stride, 96 // stride)
+    assert model.low_stride == stride
+    assert ((out.attention > 0) & (out.attention < 1)).all()  # sigmoid maps
+
+
+def test_ori_has_no_attention_and_pretrained_uses_max_pooled_masks() -> None:
+    assert LesionGrader(GraderConfig(mode="ori", **TINY))(torch.randn(1, 3, 64, 64)).attention is None
+    masks = torch.zeros(1, 4, 64, 64)
+    masks[0, 0, 5, 9] = 1.0  # a one-pixel microaneurysm: max-pooling keeps it at full strength
+    out = LesionGrader(GraderConfig(mode="pretrained", **TINY))(torch.randn(1, 3, 64, 64), masks)
+    assert out.attention.shape == (1, 4, 16, 16)
+    assert out.attention[0, 0, 5 // 4, 9 // 4] == 1.0 and out.attention.sum() == 1.0
+
+
+@pytest.mark.parametrize("mode", ["pretrained", "attention"])
+def test_masked_modes_refuse_missing_or_misshapen_masks(mode: str) -> None:
+    model = LesionGrader(GraderConfig(mode=mode, **TINY))
+    with pytest.raises(ValueError, match=rf"mode '{mode}' needs masks of shape \(B=2, L=4, H, W\).*got None"):
+        model(torch.randn(2, 3, 64, 64))
+    with pytest.raises(ValueError, match=r"got \(2, 3, 64, 64\)"):
+        model(torch.randn(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
+
+
+@pytest.mark.parametrize("mode", ["pretrained", "attention"])
+def test_from_ori_reproduces_ori_logits_when_alpha_is_one(mode: str) -> None:
+    torch.manual_seed(0)
+    ori = LesionGrader(GraderConfig(mode="ori", **TINY))
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ori.train()(image)  # non-trivial BN statistics
+    ori.eval()
+    model = grader_from_ori(ori, mode).eval()
+    assert model.config.mode == mode and model.config.backbone == ori.config.backbone
+    with torch.no_grad():
+        if mode == "pretrained":
+            logits = model(image, torch.ones(2, 4, 64, 64)).logits
+        else:  # force alpha == 1 by a huge bias on W_high
+            for conv in model.attention.high:
+                conv.weight.zero_()
+                conv.bias.fill_(100.0)
+            logits = model(image, torch.rand(2, 4, 64, 64)).logits
+        expected = ori(image).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="needs an 'ori' grader"):
+        grader_from_ori(model)
+
+
+def test_other_feature_list_backbones_split_by_feature_info() -> None:
+    # convnext names its stages "stages.0".."stages.3" (flattened to "stages_0"), with no stride-2 stage.
+    model = LesionGrader(GraderConfig(backbone="convnext_atto", mode="attention", low_stage=0, att_channels=8))
+    out = model(torch.randn(1, 3, 64, 64), torch.rand(1, 4, 64, 64))
+    assert out.logits.shape == (1, 5) and out.attention.shape == (1, 4, 16, 16)
+    features = timm.create_model("convnext_atto", features_only=True)
+    assert model.low_channels == features.feature_info.channels()[0]
+    assert model.top_channels == features.feature_info.channels()[-1]
+
+
+def test_bad_backbone_settings_name_the_field() -> None:
+    with pytest.raises(ConfigError, match=r"grader.low_stage 4: test_resnet has stages 0..4.* use 0..3"):
+        LesionGrader(GraderConfig(low_stage=4, **TINY))
+    with pytest.raises(ConfigError, match="grader.backbone 'efficientnet_b0'.*FeatureListNet"):
+        LesionGrader(GraderConfig(backbone="efficientnet_b0"))
