@@ -197,8 +197,8 @@ def test_unreadable_or_ambiguous_label_files(tmp_path: Path) -> None:
     with raises_naming(tmp_path, "no Messidor annotation sheet found"):
         read_messidor(tmp_path)
     root = make_eyepacs(tmp_path / "eyepacs")
-    (root / "trainLabels.csv").write_bytes(b"image,level\n\xff\xfe,1\n")
-    with raises_naming(root / "trainLabels.csv", "not UTF-8 text"):
+    (root / "trainLabels.csv").write_bytes(b"image,level\n\x81\x8d,1\n")  # bytes undefined in Windows-1252
+    with raises_naming(root / "trainLabels.csv", "neither UTF-8 nor Windows-1252 text"):
         read_eyepacs(root)
     write_image(root / "train" / "10_left.png")
     (root / "trainLabels.csv").write_text("image,level\n10_left,0\n")

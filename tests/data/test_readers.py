@@ -45,6 +45,10 @@ def test_messidor_xls_and_csv(tmp_path: Path) -> None:
     assert [(r.name, r.grade) for r in records] == expected
     assert all(r.grade_scale == "messidor" and r.source == "messidor" for r in records)
     assert [r.image_path.parent.name for r in records] == ["Base11", "Base11", "Base12", "Base12"]
+    # A Windows Excel export (cp1252) reads too.
+    sheet = tmp_path / "Messidor" / "Base12" / "Annotation_Base12.csv"
+    sheet.write_bytes(sheet.read_text().replace("CHU de Brest", "Lariboisière").encode("cp1252"))
+    assert [r.grade for r in read_messidor(tmp_path / "Messidor")] == [0, 3, 1, 2]
     # One BaseXY folder as the root reads that base only.
     assert [r.grade for r in read_messidor(tmp_path / "Messidor" / "Base11")] == [0, 3]
 

@@ -31,10 +31,14 @@ def _cell_text(value: object) -> str:
 
 
 def _read_csv(path: Path) -> list[tuple[int, list[str]]]:
+    data = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8-sig")  # tolerate a byte-order mark
-    except UnicodeDecodeError as err:
-        raise DataError(path, f"not UTF-8 text ({err})") from err
+        text = data.decode("utf-8-sig")  # tolerate a byte-order mark
+    except UnicodeDecodeError:
+        try:
+            text = data.decode("cp1252")  # what Excel on Windows writes, e.g. Messidor's "Lariboisière"
+        except UnicodeDecodeError as err:
+            raise DataError(path, f"neither UTF-8 nor Windows-1252 text ({err})") from err
     first = text.split("\n", 1)[0]
     delimiter = ";" if ";" in first and "," not in first else ","
     reader = csv.reader(text.splitlines(), delimiter=delimiter)
