@@ -1,0 +1,156 @@
+"""On-disk cache of preprocessed images, so each full-size fundus photograph is decoded once.
+
+Layout: ``root/<config digest>/<record name>-<key>.npz`` with ``config.json`` beside the entries
+of each config. The key hashes the identity (resolved path, size, mtime_ns) of the image and of
+every mask file together with ``cfg.model_dump_json()`` and :data:`CACHE_VERSION`, so editing a
+source file or a config value misses. Entries are plain ``.npz`` files (no pickle): the image as
+uint8, the FOV and masks as packed bits, the geometry as a JSON string. Each is written to a
+temporary file in the same folder and moved into place with ``os.replace``, so processes filling
+the cache at once never see a half-written entry; an unreadable entry is deleted and rebuilt.
+Deleting the whole folder is always safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from drcollab.config import PreprocessConfig
+from drcollab.data.io import load_sample
+from drcollab.data.preprocess import Geometry, Preprocessed, preprocess
+from drcollab.data.records import Record
+from drcollab.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when preprocessing changes what it produces for the same config
+STALE_TMP_S = 3600  # temporary files older than this were left by a crashed writer
+_UNREADABLE = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
+
+
+def file_identity(path: Path) -> list[str | int]:
+    """``[resolved path, size, mtime_ns]`` of a source file."""
+    try:
+        st = path.stat()
+    except FileNotFoundError as err:
+        raise DataError(path, "file not found") from err
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then move it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _save_entry(path: Path, entry: Preprocessed, key: str) -> None:
+    arrays = {
+        "image": entry.image,  # (S, S, 3) uint8
+        "fov": np.packbits(entry.fov, axis=-1),  # (S, ceil(S / 8))
+        "meta": np.array(json.dumps({"key": key, "geometry": entry.geometry.to_dict()})),
+    }
+    if entry.masks is not None:
+        arrays["masks"] = np.packbits(entry.masks, axis=-1)  # (L, S, ceil(S / 8))
+    _write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def _load_entry(path: Path, key: str) -> Preprocessed:
+    """Read an entry; any damage raises one of ``_UNREADABLE``."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(z["meta"].item())
+        if meta["key"] != key:
+            raise ValueError(f"entry holds key {meta['key']!r}, expected {key!r}")
+        geometry = Geometry.from_dict(meta["geometry"])
+        s = geometry.size
+        image = z["image"]
+        fov = np.unpackbits(z["fov"], axis=-1, count=s).astype(bool)  # (S, S)
+        masks = np.unpackbits(z["masks"], axis=-1, count=s).astype(bool) if "masks" in z.files else None
+    return Preprocessed(image=image, masks=masks, fov=fov, geometry=geometry)  # checks shapes and dtypes
+
+
+class PreprocessCache:
+    """Preprocessed images on disk, computed on first use.
+
+    Args:
+        root: Cache folder (created if missing); entries for each config live in their own subfolder.
+        cfg: The preprocessing settings every entry is computed with.
+    """
+
+    def __init__(self, root: str | Path, cfg: PreprocessConfig) -> None:
+        self.cfg = cfg
+        self._cfg_json = cfg.model_dump_json()
+        digest = hashlib.sha256(f"{CACHE_VERSION}:{self._cfg_json}".encode()).hexdigest()[:12]
+        self.folder = Path(root) / digest
+        self.folder.mkdir(parents=True, exist_ok=True)
+        cfg_file = self.folder / "config.json"
+        if not cfg_file.is_file():  # for people browsing the cache
+            _write_atomic(cfg_file, lambda f: f.write(self._cfg_json.encode()))
+        now = time.time()
+        for tmp in self.folder.glob(".*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > STALE_TMP_S:
+                    tmp.unlink()
+            except FileNotFoundError:
+                pass  # another process finished or removed it meanwhile
+
+    def key(self, record: Record) -> str:
+        """Hash of the record's source files' identity and the config."""
+        files = [file_identity(Path(record.image_path))]
+        files += [None if p is None else file_identity(Path(p)) for p in record.mask_paths or ()]
+        payload = json.dumps({"version": CACHE_VERSION, "config": self._cfg_json, "files": files})
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def path(self, record: Record, key: str | None = None) -> Path:
+        """Where the record's entry lives (whether or not it exists yet)."""
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", record.name)[:80]
+        return self.folder / f"{safe}-{(key or self.key(record))[:24]}.npz"
+
+    def get(self, record: Record) -> Preprocessed:
+        """The preprocessed record: read from disk, or decoded, preprocessed and stored.
+
+        Raises:
+            DataError: naming the source file when it is missing, undecodable or has no FOV.
+        """
+        key = self.key(record)
+        path = self.path(record, key)
+        if path.is_file():
+            try:
+                return _load_entry(path, key)
+            except _UNREADABLE as err:
+                log.warning("%s: unreadable cache entry (%s); rebuilding it", path, err)
+                path.unlink(missing_ok=True)
+        sample = load_sample(record)
+        try:
+            entry = preprocess(sample.image, sample.masks, self.cfg)
+        except ValueError as err:
+            raise DataError(record.image_path, str(err)) from err
+        _save_entry(path, entry, key)
+        return entry
+
+    def warm(self, records: Iterable[Record]) -> int:
+        """Build the missing entries of ``records``; returns how many were built."""
+        built = 0
+        for record in records:
+            if not self.path(record).is_file():
+                self.get(record)
+                built += 1
+        return built
