@@ -74,6 +74,7 @@ def paint_retina(rng: np.random.Generator, geo: EyeGeometry) -> np.ndarray:
     s, low = geo.size, geo.size // COARSE
     base = np.array([rng.uniform(0.74, 0.88), rng.uniform(0.30, 0.42), rng.uniform(0.08, 0.2)], np.float32)
     colour = base * (1 + 0.06 * smooth_field(rng, low, 5, 3))  # (s, s, 3) slow colour drift across the retina
+    colour *= 1 + 0.035 * smooth_field(rng, low, 24)  # choroidal mottling
     dist = radial_grid(geo, geo.fovea, COARSE)[..., None]
     macula = np.exp(-((dist / (0.2 * geo.radius)) ** 2))
     fovea = np.exp(-((dist / (0.045 * geo.radius)) ** 2))

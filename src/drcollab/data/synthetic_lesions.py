@@ -111,19 +111,19 @@ def _draw_he(rng: np.random.Generator, geo: EyeGeometry, burden: Burden, layer: 
     for q, count in enumerate(burden.he_per_quadrant):
         for c in place(rng, geo, count, 12 * geo.scale, quadrant=q):
             value = rng.uniform(0.8, 1.0)
-            if rng.random() < 0.35:  # flame haemorrhage: a feathered fan along the nerve fibres (radial from the disc)
+            if rng.random() < 0.35:  # flame haemorrhage: a fan of streaks along the nerve fibres (radial from the disc)
                 along = np.arctan2(c[1] - geo.disc[1], c[0] - geo.disc[0]) + rng.normal(0, 0.2)
                 r = rng.uniform(5, 11) * geo.scale * big
-                for k in range(3):
-                    spread = (k - 1) * rng.uniform(0.1, 0.25)
-                    shift = rng.uniform(0, 0.3) * r * np.array([np.cos(along), np.sin(along)])
-                    axes = (r * rng.uniform(0.6, 1.0), rng.uniform(1.2, 2.5) * geo.scale)
-                    _ellipse(layer, c + shift, axes, along + spread, value)
+                base = c - 0.5 * r * np.array([np.cos(along), np.sin(along)])
+                for angle in along + rng.uniform(-0.3, 0.3, 4):
+                    half = 0.5 * r * rng.uniform(0.7, 1.0)
+                    mid = base + half * np.array([np.cos(angle), np.sin(angle)])
+                    _ellipse(layer, mid, (half, rng.uniform(1.0, 2.2) * geo.scale), angle, value)
             else:  # dot-blot haemorrhage: a few overlapping ellipses
                 r = rng.uniform(2.5, 7) * geo.scale * big
-                for _ in range(rng.integers(1, 4)):
-                    offset = rng.normal(0, 0.35 * r, 2)
-                    _ellipse(layer, c + offset, tuple(r * rng.uniform(0.55, 1.0, 2)), rng.uniform(0, np.pi), value)
+                for _ in range(rng.integers(2, 6)):
+                    offset = rng.normal(0, 0.4 * r, 2)
+                    _ellipse(layer, c + offset, tuple(r * rng.uniform(0.45, 0.9, 2)), rng.uniform(0, np.pi), value)
             out.append(Lesion("HE", (float(c[0]), float(c[1])), float(r)))
 
 
@@ -150,11 +150,12 @@ def _draw_se(rng: np.random.Generator, geo: EyeGeometry, n: int, layer: np.ndarr
         across = np.arctan2(c[1] - geo.disc[1], c[0] - geo.disc[0]) + np.pi / 2
         _ellipse(patch, local, (r, r * rng.uniform(0.5, 0.8)), across + rng.normal(0, 0.3), 1.0)
         _ellipse(patch, local + rng.normal(0, 0.4 * r, 2), (0.6 * r, 0.5 * r), rng.uniform(0, np.pi), 1.0)
-        patch = cv2.GaussianBlur(patch, (0, 0), 0.35 * r) * rng.uniform(1.3, 1.6)
+        fluff = cv2.GaussianBlur(rng.random(patch.shape, np.float32), (0, 0), 0.15 * r + 0.5)  # ragged edges
+        patch = cv2.GaussianBlur(patch, (0, 0), 0.35 * r) * rng.uniform(1.3, 1.6) * (1 + 4 * (fluff - 0.5))
         top, left = max(y0, 0), max(x0, 0)  # clip the crop to the image
         view = layer[top : y0 + 2 * pad, left : x0 + 2 * pad]
         patch = patch[top - y0 : top - y0 + view.shape[0], left - x0 : left - x0 + view.shape[1]]
-        np.maximum(view, np.minimum(patch, 0.72), out=view)
+        np.maximum(view, np.clip(patch, 0, 0.68), out=view)
         out.append(Lesion("SE", (float(c[0]), float(c[1])), float(r)))
 
 
@@ -171,12 +172,16 @@ def paint_lesions(
     lesions: list[Lesion] = []
     _draw_ma(rng, geo, burden.ma, cores["MA"], lesions)
     _draw_he(rng, geo, burden, cores["HE"], lesions)
+    mottle = cv2.resize(rng.random((s // 8, s // 8), np.float32), (s, s), interpolation=cv2.INTER_LINEAR)
+    cores["HE"] *= 0.8 + 0.2 * mottle  # uneven blood density; stays above the 0.5 mask threshold
     _draw_ex(rng, geo, burden.ex_clusters, cores["EX"], lesions)
     _draw_se(rng, geo, burden.se, cores["SE"], lesions)
     inside = fov_alpha(geo) > 0.5
-    masks = {}
+    masks = {k: np.zeros((s, s), bool) for k in LESIONS}
     for kind in PAINT_ORDER:
         core = cores[kind]
+        if not core.any():
+            continue
         halo = 2.0 if kind == "HE" else 0.8  # soft rim below the mask threshold
         alpha = core if kind == "SE" else np.maximum(core, 0.45 * cv2.GaussianBlur(core, (0, 0), halo * geo.scale))
         alpha *= inside
@@ -187,7 +192,6 @@ def paint_lesions(
             image *= 1 - a
             image += a * np.asarray(_COLOUR[kind], np.float32) * rng.uniform(0.92, 1.05)
         masks[kind] = alpha > 0.5
-        for earlier in masks.values():  # what this lesion covers no longer shows an earlier one
-            if earlier is not masks[kind]:
-                earlier &= ~masks[kind]
+        for earlier in PAINT_ORDER[: PAINT_ORDER.index(kind)]:  # what this lesion covers hides the earlier ones
+            masks[earlier] &= ~masks[kind]
     return np.stack([masks[k] for k in LESIONS]), lesions

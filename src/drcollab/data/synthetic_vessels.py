@@ -53,7 +53,7 @@ def _grow(
     k = len(pts)
     if k < 8:
         return
-    n_branches = rng.poisson(length / (0.3 * geo.radius))
+    n_branches = rng.poisson(length / (0.35 * geo.radius))
     side = rng.choice([-1, 1])
     for j in np.sort(rng.integers(int(0.1 * k), int(0.9 * k), n_branches)):
         side = -side
