@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-COARSE = 4  # smooth fields are computed on a grid this many times coarser and upsampled
+COARSE = 4  # smooth fields are computed on a grid this many times coarser, then upsampled
 SUPERSAMPLE = 2  # vessels are drawn at 2x and area-averaged, so thin vessels get fractional width and contrast
 
 
@@ -35,21 +35,24 @@ class EyeGeometry:
 
 def sample_geometry(rng: np.random.Generator, size: int) -> EyeGeometry:
     """Draw a macula-centred eye: disc about 2.5 disc diameters nasal of the fovea."""
-    radius = size * rng.uniform(0.45, 0.475)
+    radius = size * float(rng.uniform(0.45, 0.475))
     slack = size / 2 - radius
-    cx, cy = size / 2 + rng.uniform(-slack, slack, 2) * 0.8
+    cx, cy = (float(v) for v in size / 2 + rng.uniform(-slack, slack, 2) * 0.8)
     temporal = int(rng.choice([-1, 1]))
-    disc = (cx - temporal * radius * rng.uniform(0.52, 0.64), cy - radius * rng.uniform(-0.02, 0.08))
-    fovea = (cx + temporal * radius * rng.uniform(0.0, 0.08), cy + radius * rng.uniform(-0.03, 0.05))
-    return EyeGeometry(size, (cx, cy), radius, disc, radius * rng.uniform(0.13, 0.16), fovea, temporal)
+    disc = (cx - temporal * radius * float(rng.uniform(0.52, 0.64)), cy - radius * float(rng.uniform(-0.02, 0.08)))
+    fovea = (cx + temporal * radius * float(rng.uniform(0.0, 0.08)), cy + radius * float(rng.uniform(-0.03, 0.05)))
+    disc_radius = radius * float(rng.uniform(0.13, 0.16))
+    return EyeGeometry(size, (cx, cy), radius, disc, disc_radius, fovea, temporal)
 
 
-def radial_grid(geo: EyeGeometry, point: tuple[float, float], stride: int = 1) -> np.ndarray:
-    """Distance from ``point`` of the centre of every ``stride x stride`` cell, ``(S/stride, S/stride)`` float32.
+def cell_centres(size: int, cells: int) -> np.ndarray:
+    """Pixel coordinate of each of ``cells`` grid cells spanning ``size`` pixels (``cv2.resize``'s convention)."""
+    return (np.arange(cells, dtype=np.float32) + 0.5) * (size / cells) - 0.5
 
-    Cell centres follow ``cv2.resize``'s convention, so a coarse field resized to ``S`` lines up.
-    """
-    coords = np.arange(geo.size // stride, dtype=np.float32) * stride + (stride - 1) / 2
+
+def radial_grid(geo: EyeGeometry, point: tuple[float, float], cells: int | None = None) -> np.ndarray:
+    """Distance from ``point`` of every pixel, or of every cell of a coarse ``cells x cells`` grid; float32."""
+    coords = cell_centres(geo.size, cells or geo.size)
     return np.sqrt((coords[None, :] - point[0]) ** 2 + (coords[:, None] - point[1]) ** 2)
 
 
@@ -75,7 +78,7 @@ def paint_retina(rng: np.random.Generator, geo: EyeGeometry) -> np.ndarray:
     base = np.array([rng.uniform(0.74, 0.88), rng.uniform(0.30, 0.42), rng.uniform(0.08, 0.2)], np.float32)
     colour = base * (1 + 0.06 * smooth_field(rng, low, 5, 3))  # (s, s, 3) slow colour drift across the retina
     colour *= 1 + 0.035 * smooth_field(rng, low, 24)  # choroidal mottling
-    dist = radial_grid(geo, geo.fovea, COARSE)[..., None]
+    dist = radial_grid(geo, geo.fovea, low)[..., None]
     macula = np.exp(-((dist / (0.2 * geo.radius)) ** 2))
     fovea = np.exp(-((dist / (0.045 * geo.radius)) ** 2))
     colour *= 1 - macula * np.array([0.2, 0.3, 0.15], np.float32) * rng.uniform(0.7, 1.2)
@@ -122,11 +125,11 @@ def fov_alpha(geo: EyeGeometry) -> np.ndarray:
 def finish(rng: np.random.Generator, geo: EyeGeometry, image: np.ndarray) -> np.ndarray:
     """Camera effects: vignetting, uneven illumination, FOV cut-out, blur and noise. Returns uint8 ``(S, S, 3)``."""
     s, low = geo.size, geo.size // COARSE
-    r = radial_grid(geo, geo.centre, COARSE)[..., None] / geo.radius  # (s, s, 1)
+    r = radial_grid(geo, geo.centre, low)[..., None] / geo.radius  # (s, s, 1)
     falloff = np.array([0.35, 0.55, 0.6], np.float32) * rng.uniform(0.7, 1.2)
     vignette = 1 - falloff * r ** rng.uniform(2.5, 4.0)  # (s, s, 3): the rim darkens and reddens
     angle = rng.uniform(0, 2 * np.pi)
-    cells = np.arange(low, dtype=np.float32) * COARSE + (COARSE - 1) / 2
+    cells = cell_centres(s, low)
     dx, dy = (cells - geo.centre[0]) / geo.radius, (cells - geo.centre[1]) / geo.radius
     ramp = dx[None, :] * np.cos(angle) + dy[:, None] * np.sin(angle)  # (s, s) linear light gradient
     light = 1 + rng.uniform(0.0, 0.15) * ramp[..., None] + 0.07 * smooth_field(rng, low, 4)

@@ -2,8 +2,9 @@
 
 Each lesion type is drawn into its own alpha layer ``(S, S)`` in [0, 1]; a lesion's mask is exactly
 ``alpha > 0.5`` minus what a later-painted lesion covers, so masks agree with the colours. Sharp
-lesions (MA, HE, EX) have a hard core of alpha >= 0.75 and a soft halo below 0.5; cotton-wool spots
-(SE) are blurred ellipses whose mask is their brighter inner part. Sizes are "at 512 px".
+lesions (MA, HE, EX) have a hard core of alpha >= 0.64 and a soft halo below 0.5; cotton-wool spots
+(SE) are blurred ellipses whose mask is their brighter inner part. Alpha is zero outside the FOV and
+on the optic disc, whatever the placement drew. Sizes are "at 512 px".
 """
 
 from __future__ import annotations
@@ -176,7 +177,9 @@ def paint_lesions(
     cores["HE"] *= 0.8 + 0.2 * mottle  # uneven blood density; stays above the 0.5 mask threshold
     _draw_ex(rng, geo, burden.ex_clusters, cores["EX"], lesions)
     _draw_se(rng, geo, burden.se, cores["SE"], lesions)
-    inside = fov_alpha(geo) > 0.5
+    allowed = (fov_alpha(geo) > 0.5).astype(np.uint8)  # (S, S)
+    disc = tuple(int(round(v)) for v in geo.disc)
+    cv2.circle(allowed, disc, int(np.ceil(1.2 * geo.disc_radius)), 0, -1)  # the disc (a slightly tall ellipse)
     masks = {k: np.zeros((s, s), bool) for k in LESIONS}
     for kind in PAINT_ORDER:
         core = cores[kind]
@@ -184,7 +187,7 @@ def paint_lesions(
             continue
         halo = 2.0 if kind == "HE" else 0.8  # soft rim below the mask threshold
         alpha = core if kind == "SE" else np.maximum(core, 0.45 * cv2.GaussianBlur(core, (0, 0), halo * geo.scale))
-        alpha *= inside
+        alpha *= allowed
         a = alpha[..., None]  # (S, S, 1)
         if kind in _DARKEN:
             image *= 1 - a * (1 - np.asarray(_DARKEN[kind], np.float32))
