@@ -101,3 +101,21 @@ def test_bad_backbone_settings_name_the_field() -> None:
         LesionGrader(GraderConfig(low_stage=4, **TINY))
     with pytest.raises(ConfigError, match="grader.backbone 'efficientnet_b0'.*FeatureListNet"):
         LesionGrader(GraderConfig(backbone="efficientnet_b0"))
+
+
+@pytest.mark.parametrize("mode", ["ori", "pretrained", "attention"])
+def test_eval_mode_matches_train_mode_once_bn_statistics_are_current(mode: str) -> None:
+    # With momentum 1 the running statistics are those of the last train-mode batch, so eval mode must
+    # reproduce train mode (up to the unbiased variance). In attention mode the plain context pass keeps
+    # its own statistics; sharing rest's would normalise the attended pass wrongly (max diff ~1.7 here).
+    torch.manual_seed(0)
+    model = LesionGrader(GraderConfig(mode=mode, **TINY))
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 1.0
+            torch.nn.init.ones_(m.weight)  # undo timm's zero_init_last so every block matters
+    image, masks = torch.randn(4, 3, 128, 128), torch.rand(4, 4, 128, 128)
+    with torch.no_grad():
+        train_logits = model.train()(image, masks).logits
+        eval_logits = model.eval()(image, masks).logits
+    torch.testing.assert_close(eval_logits, train_logits, atol=0.05, rtol=0)

@@ -21,7 +21,9 @@ class LesionDiscriminator(nn.Module):
     """D: ``(image (B, C, H, W), masks (B, L, H, W))`` -> logit ``(B,)`` of "masks came from real ground truth".
 
     ``masks`` are mask probabilities (G's sigmoid output), not logits. The sigmoid of the output
-    lives in the loss (``losses/adversarial.py``).
+    lives in the loss (``losses/adversarial.py``). In training, call D once on the real and fake
+    halves concatenated along the batch: train-mode batch norm over an all-real or all-fake batch
+    normalises away the very difference D has to detect (``tests/models/test_model_convergence.py``).
     """
 
     def __init__(self, config: DiscriminatorConfig | None = None) -> None:

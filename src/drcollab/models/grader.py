@@ -1,7 +1,8 @@
 """Lesion-attentive DR grading model of Sec. 3.3 (Fig. 3).
 
 A timm backbone is split at the f_low stage into a ``stem`` (image -> f_low) and the ``rest``
-(f_low -> top stage). The top stage gives f_high. Modes (``GraderConfig.mode``):
+(f_low -> top stage). The top stage of the plain pass f_low -> rest gives f_high (the "context
+pass"; it keeps its own BN running statistics, see ``SecondStatistics``). Modes (``GraderConfig.mode``):
 
 - ``ori``: f_low -> rest -> global pool -> linear (the paper's Ori baseline, stage-1 model).
 - ``pretrained``: alpha_l = m_l, G's initial masks weight f_low directly (Lesion (Pretrained)).
@@ -53,6 +54,29 @@ def pool_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.adaptive_max_pool2d(masks, size)
 
 
+class SecondStatistics(nn.Module):
+    """A second copy of a module's buffers (its BN running statistics), for inputs of another distribution.
+
+    ``run(module, x)`` calls ``module`` with its own weights but these buffers, so train-mode BN
+    updates this copy instead of the module's. The weights stay shared.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.names = [name for name, _ in module.named_buffers()]
+        for i, (_, buf) in enumerate(module.named_buffers()):
+            self.register_buffer(f"b{i}", buf.detach().clone())
+
+    def run(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        buffers = dict(zip(self.names, self.buffers(), strict=True))
+        return torch.func.functional_call(module, buffers, (x,), strict=False)
+
+    def copy_from(self, module: nn.Module) -> None:
+        with torch.no_grad():
+            for mine, theirs in zip(self.buffers(), module.buffers(), strict=True):
+                mine.copy_(theirs)
+
+
 class LesionGrader(nn.Module):
     """C and att of Eq. 2: ``forward(image (B, 3, H, W), masks (B, L, H, W) | None) -> GraderOutput``.
 
@@ -82,20 +106,25 @@ class LesionGrader(nn.Module):
         branches = 1 if config.mode == "ori" else config.num_lesions
         self.classifier = nn.Linear(branches * self.top_channels, config.num_grades)
         self.attention: LesionAttention | None = None
+        self.context_stats: SecondStatistics | None = None
         if config.mode == "attention":
             self.attention = LesionAttention(
                 self.low_channels, self.top_channels, config.att_channels, config.num_lesions
             )
+            # The context pass (plain f_low -> rest -> f_high) shares rest's weights but keeps its own BN
+            # running statistics: mixing them with the attended pass's would make eval differ from training.
+            self.context_stats = SecondStatistics(self.rest)
 
     def forward(self, image: torch.Tensor, masks: torch.Tensor | None = None) -> GraderOutput:
         f_low = self.stem(image)  # (B, C_low, h, w)
         if self.config.mode == "ori":
             return GraderOutput(self.classify(self.rest(f_low).unsqueeze(1)), None)
         m = pool_masks(self.check_masks(image, masks), f_low.shape[-2:])  # (B, L, h, w)
-        if self.attention is None:
+        if self.attention is None or self.context_stats is None:
             alpha = m  # Lesion (Pretrained): the initial masks weight f_low directly
         else:
-            alpha = self.attention(f_low, self.rest(f_low), m)  # (B, L, h, w), Eqs. 4-6
+            f_top = self.context_stats.run(self.rest, f_low)  # (B, C_top, h', w'), source of f_high
+            alpha = self.attention(f_low, f_top, m)  # (B, L, h, w), Eqs. 4-6
         b, num_lesions = alpha.shape[:2]
         attended = alpha.unsqueeze(2) * f_low.unsqueeze(1)  # (B, L, C_low, h, w)
         top = self.rest(attended.flatten(0, 1))  # (B*L, C_top, h', w'), shared weights over lesions
@@ -133,6 +162,8 @@ def grader_from_ori(ori: LesionGrader, mode: str = "attention") -> LesionGrader:
     model.config = ori.config.model_copy(update={"mode": mode})
     model.stem.load_state_dict(ori.stem.state_dict())
     model.rest.load_state_dict(ori.rest.state_dict())
+    if model.context_stats is not None:
+        model.context_stats.copy_from(ori.rest)  # f_high starts as the ori model's own top feature
     num_lesions = model.config.num_lesions
     with torch.no_grad():
         model.classifier.weight.copy_(ori.classifier.weight.repeat(1, num_lesions) / num_lesions)  # (G, L*C_top)
