@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from drcollab.config import PreprocessConfig
-from drcollab.data.cache import PreprocessCache, _load_entry
+from drcollab.data.cache import PreprocessCache, read_entry
 from drcollab.data.io import load_sample
 from drcollab.data.preprocess import preprocess
 from drcollab.data.records import Record
@@ -51,7 +51,7 @@ def compressed_hit(cache: PreprocessCache, record: Record, runs: int) -> tuple[f
     with np.load(path, allow_pickle=False) as z:
         np.savez_compressed(zipped, **{k: z[k] for k in z.files})
     key = cache.key(record)
-    return median_ms(lambda: _load_entry(zipped, key), runs), zipped.stat().st_size / 1024
+    return median_ms(lambda: read_entry(zipped, key), runs), zipped.stat().st_size / 1024
 
 
 def median_ms(fn: Callable[[], object], runs: int) -> float:

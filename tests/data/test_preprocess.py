@@ -71,6 +71,14 @@ def test_detect_fov_ignores_notch_and_outside_speck() -> None:
     assert np.hypot(fov.centre[0] - 400, fov.centre[1] - 300) < 2 and abs(fov.radius - 250) < 2
 
 
+def test_detect_fov_frame_filled_by_retina_uses_bounding_square() -> None:
+    """No circular outline inside the frame: the FOV is the bounding square of the bright region."""
+    img = np.full((200, 300, 3), (180, 90, 30), np.uint8)  # retina cut on all four sides
+    img[80:90, 100:110] = 10  # a dark spot inside: a hole, not an outline
+    fov = detect_fov(img)
+    assert fov.centre == pytest.approx((149.5, 99.5)) and fov.radius == pytest.approx(150.0)
+
+
 def test_detect_fov_refuses_black_image() -> None:
     with pytest.raises(ValueError, match="no field of view"):
         detect_fov(np.zeros((300, 400, 3), np.uint8))

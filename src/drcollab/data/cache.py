@@ -62,7 +62,8 @@ def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
         raise
 
 
-def _save_entry(path: Path, entry: Preprocessed, key: str) -> None:
+def write_entry(path: Path, entry: Preprocessed, key: str) -> None:
+    """Store ``entry`` atomically at ``path``; ``key`` is kept inside to catch misplaced files."""
     arrays = {
         "image": entry.image,  # (S, S, 3) uint8
         "fov": np.packbits(entry.fov, axis=-1),  # (S, ceil(S / 8))
@@ -73,8 +74,8 @@ def _save_entry(path: Path, entry: Preprocessed, key: str) -> None:
     _write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
-def _load_entry(path: Path, key: str) -> Preprocessed:
-    """Read an entry; any damage raises one of ``_UNREADABLE``."""
+def read_entry(path: Path, key: str) -> Preprocessed:
+    """Read an entry written with ``key``; any damage raises one of ``_UNREADABLE``."""
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(z["meta"].item())
         if meta["key"] != key:
@@ -134,7 +135,7 @@ class PreprocessCache:
         path = self.path(record, key)
         if path.is_file():
             try:
-                return _load_entry(path, key)
+                return read_entry(path, key)
             except _UNREADABLE as err:
                 log.warning("%s: unreadable cache entry (%s); rebuilding it", path, err)
                 path.unlink(missing_ok=True)
@@ -143,7 +144,7 @@ class PreprocessCache:
             entry = preprocess(sample.image, sample.masks, self.cfg)
         except ValueError as err:
             raise DataError(record.image_path, str(err)) from err
-        _save_entry(path, entry, key)
+        write_entry(path, entry, key)
         return entry
 
     def warm(self, records: Iterable[Record]) -> int:

@@ -35,7 +35,7 @@ class FieldOfView:
     """The FOV circle in original pixel coordinates (pixel ``j`` has its centre at ``j``).
 
     Attributes:
-        centre: ``(x, y)``; may lie outside the image for a strongly cropped circle.
+        centre: ``(x, y)``.
         radius: In original pixels.
         level: Red-channel grey level (0-255) above which a pixel belongs to the FOV.
     """
