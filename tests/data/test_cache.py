@@ -104,7 +104,7 @@ def test_damaged_entry_is_rebuilt(tmp_path: Path, damage: str, caplog: pytest.Lo
     rebuilt = cache.get(record)
     assert_same(rebuilt, good)
     assert "unreadable cache entry" in caplog.text
-    assert_same(cache_mod._load_entry(path, cache.key(record)), good)  # the file on disk is whole again
+    assert_same(cache_mod.read_entry(path, cache.key(record)), good)  # the file on disk is whole again
 
 
 def test_entry_of_another_key_is_rebuilt(tmp_path: Path) -> None:
@@ -176,7 +176,7 @@ def test_two_processes_fill_the_same_entries(tmp_path: Path) -> None:
     assert len(entries(tmp_path / "cache")) == len(records) and leftovers(tmp_path / "cache") == []
     cache = PreprocessCache(tmp_path / "cache", cfg)
     for record in records:
-        assert_same(cache_mod._load_entry(cache.path(record), cache.key(record)), cache.get(record))
+        assert_same(cache_mod.read_entry(cache.path(record), cache.key(record)), cache.get(record))
 
 
 def test_stale_temporary_files_are_removed(tmp_path: Path) -> None:
