@@ -1,0 +1,136 @@
+"""The training config: data, the three networks, the paper's three stages and the runtime.
+
+Every ablation row of the paper is a combination of values here (see ``configs/`` and
+``docs/method.md``):
+
+=====================  =======================================================================
+Row                    Values
+=====================  =======================================================================
+CE1 (Conv)             ``generator.variant: conv``; only ``seg_pretrain`` runs
+CE2 (Xception)         ``generator.variant: xception``; only ``seg_pretrain`` runs
+Ori                    ``grader.mode: ori``; ``grade_pretrain`` then ``joint`` train the grader alone
+Lesion (Pretrained)    ``grader.mode: pretrained``; ``joint.train_generator: false``
+Lesion (Semi) / CE2+Semi          ``grader.mode: attention``, ``joint.semi: true``, ``joint.adversarial: false``
+Lesion (Semi+Adv) / CE2+Semi+Adv  ``grader.mode: attention``, ``joint.semi: true``, ``joint.adversarial: true``
+=====================  =======================================================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from drcollab.config import (
+    DiscriminatorConfig,
+    GeneratorConfig,
+    GraderConfig,
+    LossConfig,
+    PreprocessConfig,
+    StrictModel,
+)
+from drcollab.data.sources import DatasetSpec
+from drcollab.data.transforms import AugmentConfig
+
+STAGES = ("seg_pretrain", "grade_pretrain", "joint")
+
+
+class DataConfig(StrictModel):
+    """Where X^P (pixel-labelled) and X^I (grade-labelled) come from, and the validation fold."""
+
+    pixel: list[DatasetSpec] = Field(default_factory=list, description="X^P: images with lesion masks.")
+    image: list[DatasetSpec] = Field(default_factory=list, description="X^I: images with grades only.")
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    cache_dir: Path = Field(Path("cache"), description="Preprocessing cache folder (shared between runs).")
+    n_folds: int = Field(5, ge=2, description="Folds of each training split, stratified by grade.")
+    val_fold: int | None = Field(0, ge=0, description="Fold held out for validation; null trains on all.")
+    fold_seed: int = Field(0, description="Seed of the fold assignment (fixed for comparable runs).")
+    limit_pixel: int | None = Field(None, ge=1, description="Use only the first N X^P training images (smoke runs).")
+    limit_image: int | None = Field(None, ge=1, description="Use only the first N X^I training images (smoke runs).")
+    workers: int = Field(2, ge=0, description="DataLoader worker processes per training process.")
+    balanced: bool = Field(False, description="Draw grades class-balanced (with replacement) for the grader.")
+
+
+class StageConfig(StrictModel):
+    """One training stage: Adam with the paper's lr 2e-4 and beta1 0.5."""
+
+    epochs: int = Field(ge=0, description="0 skips the stage.")
+    batch_size: int = Field(ge=1, description="Per-process batch size (the paper's is global, on one machine).")
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap on steps per epoch (CPU budgets).")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+
+class JointConfig(StageConfig):
+    """Stage 2, the joint end-to-end stage (Sec. 3.4), and the switches of the ablation rows."""
+
+    pixel_batch_size: int | None = Field(
+        None, ge=1, description="X^P images per step (default: batch_size); each step also takes batch_size X^I images."
+    )
+    train_generator: bool = Field(True, description="Update G in stage 2 (false: G stays as pre-trained).")
+    semi: bool = Field(True, description="Attention maps are pseudo masks for G's BCE on X^I (Eq. 1).")
+    adversarial: bool = Field(True, description="Train D and add G's adversarial term (Eq. 3).")
+    grade_to_generator: bool = Field(
+        True, description="The grading loss back-propagates into G through its masks (end to end)."
+    )
+    semi_weight: float = Field(1.0, ge=0, description="Weight of the pseudo-mask BCE relative to the real-mask BCE.")
+    semi_warmup_epochs: int = Field(0, ge=0, description="Stage-2 epochs before pseudo masks are used.")
+    pseudo_threshold: float | None = Field(
+        None, gt=0, lt=1, description="Binarise attention maps at this value; null uses them as soft targets."
+    )
+    adv_real: Literal["prediction", "ground_truth"] = Field(
+        "prediction", description="D's real branch: G(X^P) as in Eq. 3, or X^P's ground-truth masks."
+    )
+
+
+class RuntimeConfig(StrictModel):
+    """Devices, precision, checkpoints and logging."""
+
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU).")
+    amp: Literal["auto", "bf16", "off"] = Field("auto", description="auto = bf16 autocast on CUDA, off on CPU.")
+    channels_last: Literal["auto", "on", "off"] = Field("auto", description="auto = on CUDA only.")
+    compile: bool = Field(False, description="torch.compile the networks.")
+    deterministic: bool = Field(False, description="Deterministic algorithms (bit-reproducible on CPU).")
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads per process (default: torch's).")
+    sync_bn: bool = Field(False, description="Synchronised batch norm across DDP processes.")
+    checkpoint_every: int = Field(50, ge=1, description="Write the training state every N steps (and each epoch).")
+    log_every: int = Field(10, ge=1, description="Log training losses every N steps.")
+    progress: bool = Field(True, description="Show a progress bar per epoch.")
+
+
+class TrainConfig(StrictModel):
+    """Everything ``drcollab train`` needs; written to ``RUN/config.yaml``."""
+
+    name: str = "drcollab"
+    seed: int = 0
+    data: DataConfig = Field(default_factory=DataConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
+    grader: GraderConfig = Field(default_factory=GraderConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    seg_pretrain: StageConfig = Field(default_factory=lambda: StageConfig(epochs=60, batch_size=32))
+    grade_pretrain: StageConfig = Field(default_factory=lambda: StageConfig(epochs=30, batch_size=128))
+    joint: JointConfig = Field(default_factory=lambda: JointConfig(epochs=50, batch_size=16))
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        j = self.joint
+        if self.grader.mode == "ori" and (j.semi or j.adversarial or j.train_generator):
+            raise ValueError(
+                "grader.mode 'ori' uses no masks: set joint.semi, joint.adversarial and joint.train_generator to false"
+            )
+        if j.semi and self.grader.mode != "attention":
+            raise ValueError("joint.semi needs grader.mode 'attention' (pseudo masks are the attention maps)")
+        if (j.semi or j.adversarial) and not j.train_generator:
+            raise ValueError("joint.semi and joint.adversarial train G: they need joint.train_generator true")
+        if not self.data.pixel and (self.seg_pretrain.epochs or self.grader.mode != "ori"):
+            raise ValueError("data.pixel is empty but G is needed (seg_pretrain.epochs > 0 or grader.mode != 'ori')")
+        if not self.data.image and (self.grade_pretrain.epochs or j.epochs):
+            raise ValueError("data.image is empty: set grade_pretrain.epochs and joint.epochs to 0")
+        return self
+
+    def stage(self, name: str) -> StageConfig:
+        return getattr(self, name)

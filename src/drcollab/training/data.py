@@ -1,0 +1,125 @@
+"""Training data: records from the configured sources, validation folds, cache and loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from drcollab.constants import NUM_GRADES
+from drcollab.data.cache import PreprocessCache
+from drcollab.data.records import Record
+from drcollab.data.sources import DatasetSpec, read_records
+from drcollab.errors import DataError
+from drcollab.training.config import DataConfig
+from drcollab.training.datasets import FundusDataset
+from drcollab.training.distributed import DistInfo, barrier
+from drcollab.training.folds import split_records
+from drcollab.training.sampling import EpochSampler, balanced_weights
+
+
+@dataclass
+class TrainData:
+    """Training and validation records of X^P and X^I, and the cache that serves their pixels."""
+
+    pixel_train: list[Record]
+    pixel_val: list[Record]
+    image_train: list[Record]
+    image_val: list[Record]
+    cache: PreprocessCache
+
+    def summary(self) -> str:
+        return (
+            f"X^P {len(self.pixel_train)} train / {len(self.pixel_val)} val, "
+            f"X^I {len(self.image_train)} train / {len(self.image_val)} val"
+        )
+
+
+def _read_all(specs: list[DatasetSpec]) -> list[Record]:
+    records: list[Record] = []
+    seen: dict[str, Record] = {}
+    for spec in specs:
+        for r in read_records(spec):
+            if r.name in seen:
+                raise DataError(r.image_path, f"image name {r.name!r} also used by {seen[r.name].image_path}")
+            seen[r.name] = r
+            records.append(r)
+    return records
+
+
+def build_data(cfg: DataConfig, dist: DistInfo | None = None) -> TrainData:
+    """Read the sources, split off the validation fold, and fill the preprocessing cache.
+
+    Rank 0 fills the cache (with a progress bar) while the other ranks wait, so a distributed run
+    never decodes the same full-size image twice.
+    """
+    dist = dist or DistInfo()
+    # A source may mix labelled and unlabelled images (e.g. a synthetic set with --pixel-fraction):
+    # X^P takes the images that have masks, X^I the ones that have a grade.
+    pixel = [r for r in _read_all(cfg.pixel) if r.has_masks]
+    image = [r for r in _read_all(cfg.image) if r.grade is not None]
+    if cfg.pixel and not pixel:
+        raise DataError(cfg.pixel[0].root, "data.pixel sources hold no image with lesion masks")
+    if cfg.image and not image:
+        raise DataError(cfg.image[0].root, "data.image sources hold no image with a grade")
+    for r in image:
+        if r.grade_scale != "icdr":
+            raise DataError(r.image_path, f"X^I grades must be on the 0-4 scale, got scale {r.grade_scale!r}")
+    pixel_train, pixel_val = split_records(pixel, cfg.n_folds, cfg.val_fold, cfg.fold_seed) if pixel else ([], [])
+    image_train, image_val = split_records(image, cfg.n_folds, cfg.val_fold, cfg.fold_seed) if image else ([], [])
+    pixel_train = pixel_train[: cfg.limit_pixel]
+    image_train = image_train[: cfg.limit_image]
+    if cfg.limit_pixel is not None:
+        pixel_val = pixel_val[: max(1, cfg.limit_pixel // 2)]
+    if cfg.limit_image is not None:
+        image_val = image_val[: max(1, cfg.limit_image // 2)]
+    cache = PreprocessCache(cfg.cache_dir, cfg.preprocess)
+    data = TrainData(pixel_train, pixel_val, image_train, image_val, cache)
+    if dist.is_main:
+        everything = pixel_train + pixel_val + image_train + image_val
+        missing = [r for r in everything if not cache.path(r).is_file()]
+        for r in tqdm(missing, desc="preprocessing", unit="img", disable=not missing):
+            cache.get(r)
+    barrier()
+    return data
+
+
+def make_loader(
+    dataset: FundusDataset, sampler: EpochSampler, batch_size: int, workers: int, device: torch.device
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+    )
+
+
+def train_sampler(
+    dataset: FundusDataset, seed: int, batch_size: int, dist: DistInfo, balanced: bool = False
+) -> EpochSampler:
+    weights = None
+    if balanced:
+        weights = balanced_weights([r.grade for r in dataset.records], NUM_GRADES)
+    return EpochSampler(
+        len(dataset), seed, True, weights, dist.rank, dist.world_size, batch_size=batch_size, drop_last=True
+    )
+
+
+def cycle(loader: DataLoader, sampler: EpochSampler, start_step: int) -> Iterator[dict]:
+    """Endless batches whose ``k``-th batch is a pure function of ``k``: pass ``k // n``, batch ``k % n``.
+
+    Used for X^P in the joint stage, which is cycled alongside the larger X^I; starting at
+    ``start_step`` resumes the sequence exactly.
+    """
+    per_pass = sampler.num_batches()
+    epoch, offset = divmod(start_step, per_pass)
+    while True:
+        sampler.set_epoch(epoch, offset)
+        yield from loader
+        epoch, offset = epoch + 1, 0

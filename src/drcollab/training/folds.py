@@ -1,0 +1,50 @@
+"""Validation folds of a training split: fixed seed, stratified by grade when grades exist."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from drcollab.data.records import Record
+
+
+def fold_ids(records: Sequence[Record], n_folds: int, seed: int) -> np.ndarray:
+    """Assign each record a fold in ``[0, n_folds)``.
+
+    Records are stratified by grade (records without a grade form their own stratum), shuffled
+    with ``seed`` inside each stratum and dealt round-robin, so every fold gets each grade in
+    proportion. The assignment depends only on the records' names, grades and the seed, not on
+    the order the reader returned them in.
+    """
+    if n_folds < 2:
+        raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+    if len(records) < n_folds:
+        raise ValueError(f"cannot make {n_folds} folds from {len(records)} images")
+    order = sorted(range(len(records)), key=lambda i: records[i].name)
+    rng = np.random.default_rng(seed)
+    folds = np.empty(len(records), dtype=np.int64)
+    strata: dict[int, list[int]] = {}
+    for i in order:
+        grade = records[i].grade
+        strata.setdefault(-1 if grade is None else grade, []).append(i)
+    offset = 0
+    for key in sorted(strata):
+        members = rng.permutation(strata[key])
+        folds[members] = (np.arange(len(members)) + offset) % n_folds
+        offset += len(members)  # continue dealing where the last stratum stopped, so fold sizes stay even
+    return folds
+
+
+def split_records(
+    records: Sequence[Record], n_folds: int, val_fold: int | None, seed: int
+) -> tuple[list[Record], list[Record]]:
+    """``(train, val)``: the records of ``val_fold`` are held out; ``val_fold=None`` trains on all."""
+    if val_fold is None:
+        return list(records), []
+    if not 0 <= val_fold < n_folds:
+        raise ValueError(f"val_fold must be in [0, {n_folds}), got {val_fold}")
+    folds = fold_ids(records, n_folds, seed)
+    train = [r for r, f in zip(records, folds, strict=True) if f != val_fold]
+    val = [r for r, f in zip(records, folds, strict=True) if f == val_fold]
+    return train, val

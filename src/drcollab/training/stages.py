@@ -1,0 +1,173 @@
+"""The three stages of Sec. 3.4: their networks, their batches, their step and validation.
+
+``seg_pretrain`` (1a) trains G with BCE on X^P; ``grade_pretrain`` (1b) trains the plain grader
+with focal loss on X^I; ``joint`` (2) trains G, the lesion-attentive grader and D end to end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import repeat
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from drcollab.config import GraderConfig
+from drcollab.models import (
+    LesionDiscriminator,
+    LesionGenerator,
+    LesionGrader,
+    grader_from_ori,
+    load_model,
+    save_model,
+)
+from drcollab.training.config import STAGES
+from drcollab.training.data import TrainData, cycle, make_loader, train_sampler
+from drcollab.training.datasets import FundusDataset
+from drcollab.training.loop import Context, run_epochs
+from drcollab.training.steps import Nets, grade_step, joint_step, seg_step
+from drcollab.training.validate import validate_generator, validate_grader
+
+KINDS = ("generator", "grader", "discriminator")
+
+
+def _prepare(ctx: Context, model: nn.Module, trainable: bool) -> nn.Module:
+    """Device, memory format, synchronised BN and DDP for one network."""
+    model = model.to(ctx.dist.device)
+    if ctx.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if not trainable:
+        model.eval().requires_grad_(False)
+        return model
+    model.train()
+    if ctx.dist.enabled:
+        if ctx.cfg.runtime.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        ids = [ctx.dist.device.index] if ctx.dist.device.type == "cuda" else None
+        model = DistributedDataParallel(model, device_ids=ids)
+    if ctx.cfg.runtime.compile:
+        model = torch.compile(model)
+    return model
+
+
+def _adam(ctx: Context, model: nn.Module, stage: str) -> torch.optim.Optimizer:
+    s = ctx.cfg.stage(stage)
+    return torch.optim.Adam(model.parameters(), lr=s.lr, betas=s.betas)
+
+
+def _saved(ctx: Context, stage: str, kind: str) -> Path | None:
+    path = ctx.folder.stage_dir(stage) / kind
+    return path if path.with_suffix(".json").is_file() else None
+
+
+def build_nets(ctx: Context, stage: str) -> Nets:
+    """Fresh (seeded) or pre-trained networks for ``stage``, with their optimizers."""
+    cfg = ctx.cfg
+    torch.manual_seed(cfg.seed * 10 + STAGES.index(stage))  # fresh weights do not depend on earlier stages
+    nets = Nets()
+    if stage == "seg_pretrain":
+        nets.generator = _prepare(ctx, LesionGenerator(cfg.generator), True)
+        nets.opt_generator = _adam(ctx, nets.generator, stage)
+    elif stage == "grade_pretrain":
+        ori = GraderConfig.model_validate({**cfg.grader.model_dump(), "mode": "ori"})
+        nets.grader = _prepare(ctx, LesionGrader(ori), True)
+        nets.opt_grader = _adam(ctx, nets.grader, stage)
+    else:
+        j = cfg.joint
+        if cfg.grader.mode != "ori":
+            g_path = _saved(ctx, "seg_pretrain", "generator")
+            generator = load_model(g_path) if g_path else LesionGenerator(cfg.generator)
+            nets.generator = _prepare(ctx, generator, j.train_generator)
+            nets.opt_generator = _adam(ctx, nets.generator, stage) if j.train_generator else None
+        c_path = _saved(ctx, "grade_pretrain", "grader")
+        if c_path is None:
+            grader = LesionGrader(cfg.grader)
+        else:
+            grader = load_model(c_path)
+            grader = grader if cfg.grader.mode == "ori" else grader_from_ori(grader, cfg.grader.mode)
+        nets.grader = _prepare(ctx, grader, True)
+        nets.opt_grader = _adam(ctx, nets.grader, stage)
+        if j.adversarial:
+            nets.discriminator = _prepare(ctx, LesionDiscriminator(cfg.discriminator), True)
+            nets.opt_discriminator = _adam(ctx, nets.discriminator, stage)
+    return nets
+
+
+def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
+    """Train ``stage`` from ``ctx.position`` to its last epoch."""
+    cfg, dist = ctx.cfg, ctx.dist
+    s = cfg.stage(stage)
+    seed = cfg.seed * 10 + STAGES.index(stage)
+    load = data.cache.get
+    workers = cfg.data.workers
+    if stage == "seg_pretrain":
+        ds = FundusDataset(data.pixel_train, load, s.augment, labels="masks")
+        main_sampler = train_sampler(ds, seed, s.batch_size, dist)
+        main_loader = make_loader(ds, main_sampler, s.batch_size, workers, dist.device)
+
+        def step(batch: dict, epoch: int) -> dict[str, float]:
+            return seg_step(nets, batch, cfg, ctx.autocast)
+
+        def validate() -> dict[str, float]:
+            return validate_generator(nets.generator, data.pixel_val, data.cache, dist.device, ctx.autocast)
+    else:
+        ds = FundusDataset(data.image_train, load, s.augment, labels="grade")
+        main_sampler = train_sampler(ds, seed, s.batch_size, dist, balanced=cfg.data.balanced)
+        main_loader = make_loader(ds, main_sampler, s.batch_size, workers, dist.device)
+        G = nets.generator
+
+        def validate() -> dict[str, float]:
+            out = validate_grader(nets.grader, G, data.image_val, data.cache, dist.device, ctx.autocast)
+            if G is not None and cfg.joint.train_generator and data.pixel_val:
+                out |= validate_generator(G, data.pixel_val, data.cache, dist.device, ctx.autocast)
+            return out
+
+        if stage == "grade_pretrain":
+
+            def step(batch: dict, epoch: int) -> dict[str, float]:
+                return grade_step(nets, batch, cfg, ctx.autocast)
+        else:
+
+            def step(p_batch: dict | None, i_batch: dict, epoch: int) -> dict[str, float]:
+                use_semi = cfg.joint.semi and epoch >= cfg.joint.semi_warmup_epochs
+                return joint_step(nets, p_batch, i_batch, cfg, ctx.autocast, use_semi)
+
+    steps = min(main_sampler.num_batches(), s.max_steps_per_epoch or 10**12)
+    pixel_stream = _pixel_stream(ctx, stage, nets, data, seed, steps)
+
+    def batches(epoch: int, start: int) -> Iterator[tuple]:
+        main_sampler.set_epoch(epoch, start)
+        if stage == "joint":
+            pixel = pixel_stream(epoch * steps + start)
+            yield from ((p, i) for i, p in zip(main_loader, pixel, strict=False))
+        else:
+            yield from ((b,) for b in main_loader)
+
+    run_epochs(ctx, nets, batches, steps, step, validate)
+
+
+def _pixel_stream(ctx: Context, stage: str, nets: Nets, data: TrainData, seed: int, steps: int):  # noqa: ANN202
+    """For the joint stage with a trained G: X^P batches cycled in lock-step with X^I's (else None)."""
+    cfg = ctx.cfg
+    if stage != "joint" or nets.generator is None or not cfg.joint.train_generator:
+        return lambda start: repeat(None)
+    j = cfg.joint
+    ds = FundusDataset(data.pixel_train, data.cache.get, j.augment, labels="masks")
+    bs = j.pixel_batch_size or j.batch_size
+    sampler = train_sampler(ds, seed + 5, bs, ctx.dist)
+    loader = make_loader(ds, sampler, bs, cfg.data.workers, ctx.dist.device)
+    return lambda start: cycle(loader, sampler, start)
+
+
+def finish_stage(ctx: Context, stage: str, nets: Nets) -> None:
+    """Save the stage's networks under ``RUN/models/<stage>/`` and record the stage as done."""
+    if ctx.dist.is_main:
+        meta = {"stage": stage, "epochs": ctx.cfg.stage(stage).epochs, "run": ctx.cfg.name}
+        for kind in KINDS:
+            model = getattr(nets, kind)
+            if model is not None:
+                save_model(model, ctx.folder.stage_dir(stage) / kind, metadata=meta)
+    ctx.position.completed.append(stage)
+    ctx.checkpoint(nets)

@@ -1,0 +1,157 @@
+"""One optimisation step of each stage: ``seg_step`` (1a), ``grade_step`` (1b), ``joint_step`` (2).
+
+Each step returns its losses as floats for logging. A non-finite loss raises
+:class:`NonFiniteLoss` *before* any optimizer step, so the weights never see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from drcollab.losses import (
+    discriminator_loss,
+    focal_loss,
+    generator_adversarial_loss,
+    masked_bce_with_logits,
+    segmentation_loss,
+)
+from drcollab.training.config import TrainConfig
+
+Autocast = Callable[[], AbstractContextManager]
+
+
+class NonFiniteLoss(ArithmeticError):
+    """A loss was NaN or infinite; ``name`` says which one."""
+
+    def __init__(self, name: str, value: float) -> None:
+        self.name, self.value = name, value
+        super().__init__(f"non-finite loss {name} = {value}")
+
+
+def _finite(losses: dict[str, torch.Tensor]) -> dict[str, float]:
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    for name, value in values.items():
+        if not torch.isfinite(torch.tensor(value)):
+            raise NonFiniteLoss(name, value)
+    return values
+
+
+@dataclass
+class Nets:
+    """The networks of a stage (absent ones are None) and their optimizers."""
+
+    generator: nn.Module | None = None
+    grader: nn.Module | None = None
+    discriminator: nn.Module | None = None
+    opt_generator: torch.optim.Optimizer | None = None
+    opt_grader: torch.optim.Optimizer | None = None
+    opt_discriminator: torch.optim.Optimizer | None = None
+
+
+def seg_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) -> dict[str, float]:
+    """Stage 1a: G's BCE on pixel-labelled images (Eq. 3 without the adversarial term)."""
+    with autocast():
+        logits = nets.generator(batch["image"])  # (B, L, H, W)
+    loss = masked_bce_with_logits(logits.float(), batch["masks"])
+    values = _finite({"bce": loss})
+    nets.opt_generator.zero_grad(set_to_none=True)
+    loss.backward()
+    nets.opt_generator.step()
+    return values
+
+
+def grade_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) -> dict[str, float]:
+    """Stage 1b: the plain ("ori") grader with focal loss on grade-labelled images."""
+    with autocast():
+        out = nets.grader(batch["image"])
+    loss = focal_loss(out.logits.float(), batch["grade"], cfg.loss.focal_gamma, cfg.loss.focal_alpha)
+    values = _finite({"focal": loss})
+    nets.opt_grader.zero_grad(set_to_none=True)
+    loss.backward()
+    nets.opt_grader.step()
+    return values
+
+
+def joint_step(
+    nets: Nets, p_batch: dict | None, i_batch: dict, cfg: TrainConfig, autocast: Autocast, use_semi: bool
+) -> dict[str, float]:
+    """Stage 2: one joint, end-to-end step on a pixel-labelled and a grade-labelled batch.
+
+    Updates, in order:
+
+    1. G predicts mask logits for X^P and X^I in one forward pass (frozen G: X^I only, no grad).
+    2. The grader sees X^I and G's masks m = sigmoid(G(X^I)) (with gradient into G when
+       ``joint.grade_to_generator``) and returns grade logits and attention maps alpha (Eqs. 4-6).
+    3. Pseudo masks: alpha up-sampled to the image size and detached (optionally binarised).
+    4. D update (``joint.adversarial``): D learns real = (X^P, G(X^P)) [or X^P's ground truth] vs
+       fake = (X^I, G(X^I)), on detached masks; D's optimizer steps.
+    5. G and grader update from one backward pass of
+       ``focal(C) + L_adv(G) + lambda * [BCE(G(X^P), s^P) + semi_weight * BCE(G(X^I), pseudo)]``,
+       with L_adv judged by the just-updated D; G's and the grader's optimizers step.
+    """
+    j = cfg.joint
+    G, C, D = nets.generator, nets.grader, nets.discriminator
+    x_i, y_i = i_batch["image"], i_batch["grade"]
+    losses: dict[str, torch.Tensor] = {}
+    logits_p = logits_i = None
+    if G is not None and j.train_generator:
+        x_p, s_p = p_batch["image"], p_batch["masks"]
+        with autocast():
+            logits = G(torch.cat([x_p, x_i])).float()  # (B_p + B_i, L, H, W)
+        logits_p, logits_i = logits[: len(x_p)], logits[len(x_p) :]
+        masks_i = torch.sigmoid(logits_i)  # (B_i, L, H, W)
+        grader_masks = masks_i if j.grade_to_generator else masks_i.detach()
+    elif G is not None:
+        with torch.no_grad(), autocast():
+            grader_masks = torch.sigmoid(G(x_i).float())
+    with autocast():
+        out = C(x_i) if G is None else C(x_i, grader_masks)
+    losses["focal"] = focal_loss(out.logits.float(), y_i, cfg.loss.focal_gamma, cfg.loss.focal_alpha)
+    total = losses["focal"]
+    if logits_p is not None:
+        ce = losses["bce_p"] = masked_bce_with_logits(logits_p, s_p)
+        if use_semi and out.attention is not None:
+            pseudo = F.interpolate(out.attention.float(), size=x_i.shape[-2:], mode="bilinear", align_corners=False)
+            pseudo = pseudo.detach()  # (B_i, L, H, W)
+            if j.pseudo_threshold is not None:
+                pseudo = (pseudo > j.pseudo_threshold).float()
+            losses["bce_i"] = masked_bce_with_logits(logits_i, pseudo)
+            ce = ce + j.semi_weight * losses["bce_i"]
+        adv = torch.zeros((), device=x_i.device)
+        if D is not None:
+            real = s_p if j.adv_real == "ground_truth" else torch.sigmoid(logits_p).detach()
+            losses["disc"] = _disc_update(nets, x_p, real, x_i, masks_i.detach(), autocast)
+            with autocast():  # the same real+fake batch composition as D's update, so BN sees alike batches
+                judged = D(torch.cat([x_p, x_i]), torch.cat([real, masks_i])).float()
+            adv = losses["adv"] = generator_adversarial_loss(judged[len(x_p) :])
+        total = total + segmentation_loss(adv, ce, cfg.loss.lambda_ce)
+    values = _finite(losses)
+    for opt in (nets.opt_generator, nets.opt_grader):
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+    total.backward()
+    for opt in (nets.opt_generator, nets.opt_grader):
+        if opt is not None:
+            opt.step()
+    return values
+
+
+def _disc_update(
+    nets: Nets, x_p: torch.Tensor, real: torch.Tensor, x_i: torch.Tensor, fake: torch.Tensor, autocast: Autocast
+) -> torch.Tensor:
+    """D's step on detached masks: real (X^P, m^P) -> 1, fake (X^I, m^I) -> 0."""
+    D = nets.discriminator
+    with autocast():
+        logits = D(torch.cat([x_p, x_i]), torch.cat([real, fake])).float()  # (B_p + B_i,)
+    loss = discriminator_loss(logits[: len(x_p)], logits[len(x_p) :])
+    _finite({"disc": loss})
+    nets.opt_discriminator.zero_grad(set_to_none=True)
+    loss.backward()
+    nets.opt_discriminator.step()
+    return loss.detach()

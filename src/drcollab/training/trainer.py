@@ -1,0 +1,149 @@
+"""``drcollab train``: the paper's schedule end to end, resumable and distributed.
+
+``run_training`` is the whole pipeline in named steps; each stage lives in ``stages.py``, one
+optimisation step of each in ``steps.py``, and the epoch loop in ``loop.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from drcollab.config import dump_config
+from drcollab.errors import ConfigError
+from drcollab.training.config import STAGES, TrainConfig
+from drcollab.training.data import build_data
+from drcollab.training.distributed import DistInfo, barrier, setup, teardown
+from drcollab.training.loop import Context, Position, StopOnSignal
+from drcollab.training.run_folder import RunFolder
+from drcollab.training.stages import KINDS, build_nets, finish_stage, run_stage
+from drcollab.training.state import load_into, read_state
+
+log = logging.getLogger(__name__)
+FINAL_DIR = "model"
+
+
+def run_training(cfg: TrainConfig | None, out: str | Path, resume: bool = False) -> Path:
+    """Train every stage whose ``epochs`` > 0, then write the final model bundle to ``RUN/model/``.
+
+    Args:
+        cfg: The resolved config (ignored with ``resume``: the run folder's own config is used).
+        out: The run folder.
+        resume: Continue the run in ``out`` from its last checkpoint.
+
+    Returns:
+        The folder of the final model bundle.
+    """
+    cfg, state = _load_or_claim(Path(out), cfg, resume)
+    dist = setup(cfg.runtime.device)
+    folder = RunFolder(Path(out), writer=dist.is_main)
+    ctx = Context(cfg, dist, folder, _autocast(cfg, dist), _channels_last(cfg, dist), _position(state))
+    _configure_torch(cfg)
+    try:
+        if resume:
+            folder.truncate_metrics(ctx.position.global_step)
+        data = build_data(cfg.data, dist)
+        log.info("data: %s", data.summary())
+        with StopOnSignal(ctx):
+            for stage in STAGES:
+                if stage in ctx.position.completed or cfg.stage(stage).epochs == 0:
+                    continue
+                if ctx.position.stage != stage:
+                    ctx.position = Position(stage, global_step=ctx.position.global_step,
+                                            completed=ctx.position.completed)
+                nets = build_nets(ctx, stage)
+                if state is not None and state[1]["position"]["stage"] == stage:
+                    load_into(*state, _models(nets), _optimizers(nets))
+                run_stage(ctx, stage, nets, data)
+                finish_stage(ctx, stage, nets)
+        return export_final(ctx)
+    finally:
+        folder.close()
+        teardown()
+
+
+def _load_or_claim(out: Path, cfg: TrainConfig | None, resume: bool) -> tuple[TrainConfig, tuple | None]:
+    folder = RunFolder(out, writer=int(os.environ.get("RANK", "0")) == 0)
+    if resume:
+        if not folder.state_path.is_file():
+            raise ConfigError(f"{out}: nothing to resume (no {folder.state_path.relative_to(out)})")
+        tensors, meta = read_state(folder.state_path)
+        return TrainConfig.model_validate(meta["config"]), (tensors, meta)
+    if cfg is None:
+        raise ConfigError("run_training needs a config unless resuming")
+    folder.claim(dump_config(cfg))
+    return cfg, None
+
+
+def _position(state: tuple | None) -> Position:
+    if state is None:
+        return Position(STAGES[0])
+    return Position(**state[1]["position"])
+
+
+def _models(nets: object) -> dict:
+    return {k: getattr(nets, k) for k in KINDS if getattr(nets, k) is not None}
+
+
+def _optimizers(nets: object) -> dict:
+    return {k: getattr(nets, f"opt_{k}") for k in KINDS if getattr(nets, f"opt_{k}") is not None}
+
+
+def _autocast(cfg: TrainConfig, dist: DistInfo):  # noqa: ANN202
+    amp = cfg.runtime.amp
+    enabled = amp == "bf16" or (amp == "auto" and dist.device.type == "cuda")
+    if not enabled:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16)
+
+
+def _channels_last(cfg: TrainConfig, dist: DistInfo) -> bool:
+    mode = cfg.runtime.channels_last
+    return mode == "on" or (mode == "auto" and dist.device.type == "cuda")
+
+
+def _configure_torch(cfg: TrainConfig) -> None:
+    if cfg.runtime.threads:
+        torch.set_num_threads(cfg.runtime.threads)
+    if cfg.runtime.deterministic:
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    elif torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+
+
+def export_final(ctx: Context) -> Path:
+    """Copy the last-trained G and grader to ``RUN/model/`` with a ``bundle.json`` for prediction."""
+    root = ctx.folder.root
+    final = root / FINAL_DIR
+    if ctx.dist.is_main:
+        final.mkdir(parents=True, exist_ok=True)
+        parts = {}
+        for kind, stages in (("generator", ("joint", "seg_pretrain")), ("grader", ("joint", "grade_pretrain"))):
+            source = next((ctx.folder.stage_dir(s) / kind for s in stages
+                           if (ctx.folder.stage_dir(s) / f"{kind}.json").is_file()), None)
+            if source is None:
+                continue
+            for suffix in (".safetensors", ".json"):
+                tmp = final / f".{kind}{suffix}.tmp"
+                shutil.copyfile(source.with_name(source.name + suffix), tmp)
+                os.replace(tmp, final / f"{kind}{suffix}")
+            parts[kind] = {"file": kind, "stage": source.parent.name}
+        bundle = {
+            "name": ctx.cfg.name,
+            "parts": parts,
+            "preprocess": ctx.cfg.data.preprocess.model_dump(mode="json"),
+            "trained_stages": ctx.position.completed,
+        }
+        tmp = final / ".bundle.json.tmp"
+        tmp.write_text(json.dumps(bundle, indent=2))
+        os.replace(tmp, final / "bundle.json")
+    barrier()
+    return final

@@ -1,0 +1,76 @@
+"""Validation on the held-out fold at the preprocessed resolution (full-resolution evaluation is
+``drcollab evaluate``): pooled per-lesion AUC-PR inside the field of view, grade accuracy and kappa."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from drcollab.data.cache import PreprocessCache
+from drcollab.data.records import Record
+from drcollab.data.transforms import image_to_tensor
+from drcollab.evaluation.grading_metrics import grading_metrics
+from drcollab.evaluation.metrics import LesionCurves, UndefinedMetricWarning
+from drcollab.models.checkpoint import unwrap
+from drcollab.training.steps import Autocast
+
+
+def _batches(records: Sequence[Record], cache: PreprocessCache, batch_size: int):  # noqa: ANN202
+    for start in range(0, len(records), batch_size):
+        items = [cache.get(r) for r in records[start : start + batch_size]]
+        images = torch.stack([image_to_tensor(p.image) for p in items])  # (B, 3, S, S)
+        yield records[start : start + batch_size], items, images
+
+
+@torch.inference_mode()
+def validate_generator(
+    generator: nn.Module, records: Sequence[Record], cache: PreprocessCache, device: torch.device,
+    autocast: Autocast, batch_size: int = 4,
+) -> dict[str, float]:
+    """Pooled per-lesion AUC-PR (``ap_MA`` ... and their mean ``ap_mean``) over pixel-labelled records."""
+    g = unwrap(generator)
+    was_training = g.training
+    g.eval()
+    curves = LesionCurves(bins=2**12)
+    for _, items, images in _batches([r for r in records if r.has_masks], cache, batch_size):
+        with autocast():
+            probs = torch.sigmoid(g(images.to(device)).float()).cpu().numpy()  # (B, L, S, S)
+        for p, pre in zip(probs, items, strict=True):
+            curves.update(p, pre.masks, pre.fov)
+    g.train(was_training)
+    out = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # a lesion absent from a small fold is NaN
+        for lesion, result in curves.results().items():
+            out[f"ap_{lesion}"] = result.average_precision
+    defined = [v for k, v in out.items() if not np.isnan(v)]
+    out["ap_mean"] = float(np.mean(defined)) if defined else float("nan")
+    return out
+
+
+@torch.inference_mode()
+def validate_grader(
+    grader: nn.Module, generator: nn.Module | None, records: Sequence[Record], cache: PreprocessCache,
+    device: torch.device, autocast: Autocast, batch_size: int = 8,
+) -> dict[str, float]:
+    """Accuracy and quadratic weighted kappa of the grader (fed G's masks when it uses them)."""
+    c, g = unwrap(grader), None if generator is None else unwrap(generator)
+    modes = [(m, m.training) for m in (c, g) if m is not None]
+    for m, _ in modes:
+        m.eval()
+    y_true, y_pred = [], []
+    for recs, _, images in _batches(records, cache, batch_size):
+        images = images.to(device)
+        with autocast():
+            masks = None if g is None else torch.sigmoid(g(images).float())
+            logits = c(images) if masks is None else c(images, masks)
+        y_pred += logits.logits.float().argmax(1).tolist()
+        y_true += [r.grade for r in recs]
+    for m, was in modes:
+        m.train(was)
+    result = grading_metrics(np.asarray(y_true), np.asarray(y_pred))
+    return {"accuracy": result.accuracy, "kappa": result.kappa}
