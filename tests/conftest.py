@@ -25,3 +25,30 @@ def idrid_root() -> Path:
     if root is None:
         pytest.skip("IDRiD training split not found: set DRCOLLAB_IDRID or place it at ../shared/data/IDRiD")
     return root
+
+
+def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64) -> Path:
+    """A randomly initialised but complete model bundle (tiny widths), as ``drcollab train`` writes one."""
+    import json
+
+    from drcollab.config import GeneratorConfig, GraderConfig, PreprocessConfig
+    from drcollab.models import LesionGenerator, LesionGrader, save_model
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    root.mkdir(parents=True, exist_ok=True)
+    save_model(LesionGenerator(GeneratorConfig(widths=(4, 8, 8, 16, 16))), root / "generator")
+    save_model(LesionGrader(GraderConfig(mode=grader_mode, backbone="resnet18", att_channels=8)), root / "grader")
+    bundle = {
+        "name": "tiny",
+        "parts": {"generator": {"file": "generator"}, "grader": {"file": "grader"}},
+        "preprocess": PreprocessConfig(size=size).model_dump(mode="json"),
+    }
+    (root / "bundle.json").write_text(json.dumps(bundle))
+    return root
+
+
+@pytest.fixture
+def tiny_bundle(tmp_path: Path) -> Path:
+    """Path of a tiny random model bundle (G + attention grader, 64 px preprocessing)."""
+    return write_tiny_bundle(tmp_path / "model")

@@ -1,0 +1,122 @@
+"""Prediction on new fundus images: grade, probabilities, referable flag, lesion maps and areas."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drcollab.constants import LESIONS, REFERABLE_FROM_GRADE
+from drcollab.data.preprocess import Preprocessed, preprocess
+from drcollab.data.transforms import image_to_tensor
+from drcollab.inference.bundle import Bundle, load_bundle
+
+
+@dataclass
+class Prediction:
+    """What the model says about one image.
+
+    Attributes:
+        grade: Most probable DR grade (None when the bundle has no grader).
+        probabilities: Per-grade probabilities (empty without a grader).
+        referable: P(grade >= 2) >= the referable threshold.
+        referable_probability: P(grade >= 2).
+        lesion_probs: ``(L, S, S)`` float32 lesion probabilities at the preprocessed resolution
+            (map them to the original pixels with ``pre.geometry.to_original``), or None.
+        lesion_area: Per-lesion area as a fraction of the field of view (probability > 0.5).
+        pre: The preprocessed input (image, FOV, geometry).
+    """
+
+    grade: int | None
+    probabilities: list[float]
+    referable: bool | None
+    referable_probability: float | None
+    lesion_probs: np.ndarray | None
+    lesion_area: dict[str, float] = field(default_factory=dict)
+    pre: Preprocessed | None = None
+
+    def summary(self) -> dict:
+        """JSON-ready fields (no arrays)."""
+        return {
+            "grade": self.grade,
+            "probabilities": self.probabilities,
+            "referable": self.referable,
+            "referable_probability": self.referable_probability,
+            "lesion_area": self.lesion_area,
+        }
+
+
+class Predictor:
+    """Run a trained bundle on RGB images of any size.
+
+    Args:
+        bundle: A loaded :class:`Bundle` or a path accepted by :func:`load_bundle`.
+        device: torch device.
+        amp: bf16 autocast.
+        channels_last: channels_last memory format.
+        referable_threshold: Threshold on P(grade >= 2) for the referable flag.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle | str | Path,
+        device: str | torch.device = "cpu",
+        amp: bool = False,
+        channels_last: bool = False,
+        referable_threshold: float = 0.5,
+    ) -> None:
+        self.device = torch.device(device)
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
+        self.amp, self.channels_last = amp, channels_last
+        self.referable_threshold = referable_threshold
+        for model in (self.bundle.generator, self.bundle.grader):
+            if model is not None:
+                model.to(self.device).eval()
+                if channels_last:
+                    model.to(memory_format=torch.channels_last)
+
+    def preprocess(self, image: np.ndarray) -> Preprocessed:
+        return preprocess(image, None, self.bundle.preprocess)
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(B, 3, S, S)`` input -> lesion probabilities ``(B, L, S, S)`` and grade probabilities ``(B, G)``."""
+        images = images.to(self.device)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        g, c = self.bundle.generator, self.bundle.grader
+        with ctx:
+            masks = None if g is None else torch.sigmoid(g(images).float())
+            grades = None
+            if c is not None:
+                out = c(images) if c.config.mode == "ori" else c(images, masks)
+                grades = torch.softmax(out.logits.float(), dim=1)
+        return masks, grades
+
+    def predict(self, images: list[np.ndarray]) -> list[Prediction]:
+        """Preprocess and predict a batch of ``(H, W, 3)`` uint8 RGB images."""
+        pres = [self.preprocess(im) for im in images]
+        return self.predict_preprocessed(pres)
+
+    def predict_preprocessed(self, pres: list[Preprocessed]) -> list[Prediction]:
+        batch = torch.stack([image_to_tensor(p.image) for p in pres])  # (B, 3, S, S)
+        masks, grades = self.forward(batch)
+        out = []
+        for i, pre in enumerate(pres):
+            lesion = None if masks is None else masks[i].cpu().numpy()  # (L, S, S)
+            area = {}
+            if lesion is not None:
+                fov = max(int(pre.fov.sum()), 1)
+                area = {name: float(((lesion[k] > 0.5) & pre.fov).sum() / fov) for k, name in enumerate(LESIONS)}
+            if grades is None:
+                out.append(Prediction(None, [], None, None, lesion, area, pre))
+                continue
+            p = grades[i].cpu().numpy().astype(float)
+            ref = float(p[REFERABLE_FROM_GRADE:].sum())
+            referable = ref >= self.referable_threshold
+            out.append(Prediction(int(p.argmax()), p.round(6).tolist(), referable, ref, lesion, area, pre))
+        return out
