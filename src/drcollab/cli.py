@@ -58,5 +58,40 @@ def synth(
         typer.echo(f"contact sheet: {save_png(sheet, contact_sheet)}")
 
 
+@app.command()
+def train(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML training config (see configs/)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<name>)."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder."),
+    overrides: list[str] | None = typer.Argument(None, help="key=value overrides, e.g. joint.epochs=5"),
+) -> None:
+    """Train G, D and the grader with the paper's schedule (pre-training, then the joint stage)."""
+    from drcollab.config import load_config
+    from drcollab.errors import DrcollabError, TrainingError
+    from drcollab.training.config import TrainConfig
+    from drcollab.training.trainer import run_training
+
+    run_dir = resume
+    try:
+        if resume is not None:
+            if config is not None or overrides:
+                raise typer.BadParameter("--resume continues a run with its own config: drop --config and overrides")
+            bundle = run_training(None, resume, resume=True)
+        else:
+            cfg = load_config(TrainConfig, config, overrides or [])
+            run_dir = out or Path("runs") / cfg.name
+            bundle = run_training(cfg, run_dir)
+    except TrainingError as err:
+        typer.echo(f"training stopped: {err}", err=True)
+        raise typer.Exit(1) from err
+    except DrcollabError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    except KeyboardInterrupt as err:
+        typer.echo(f"interrupted ({err}); continue with: drcollab train --resume {run_dir}", err=True)
+        raise typer.Exit(130) from err
+    typer.echo(f"model bundle: {bundle}")
+
+
 if __name__ == "__main__":
     app()
