@@ -107,7 +107,7 @@ def test_bad_backbone_settings_name_the_field() -> None:
 def test_eval_mode_matches_train_mode_once_bn_statistics_are_current(mode: str) -> None:
     # With momentum 1 the running statistics are those of the last train-mode batch, so eval mode must
     # reproduce train mode (up to the unbiased variance). In attention mode the plain context pass keeps
-    # its own statistics; sharing rest's would normalise the attended pass wrongly (max diff ~1.7 here).
+    # its own statistics; sharing rest's would normalise the attended pass wrongly and fail this test.
     torch.manual_seed(0)
     model = LesionGrader(GraderConfig(mode=mode, **TINY))
     for m in model.modules():
