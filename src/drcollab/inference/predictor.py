@@ -13,6 +13,7 @@ from drcollab.constants import LESIONS, REFERABLE_FROM_GRADE
 from drcollab.data.preprocess import Preprocessed, preprocess
 from drcollab.data.transforms import image_to_tensor
 from drcollab.inference.bundle import Bundle, load_bundle
+from drcollab.inference.tiling import tiled_apply
 
 
 @dataclass
@@ -58,6 +59,9 @@ class Predictor:
         amp: bf16 autocast.
         channels_last: channels_last memory format.
         referable_threshold: Threshold on P(grade >= 2) for the referable flag.
+        tile: Run G on overlapping ``tile``-pixel windows (see :mod:`drcollab.inference.tiling`); None takes the
+            bundle's ``"tile"`` entry (absent: whole image), 0 forces the whole image.
+        overlap: Minimum overlap of the windows; None takes the bundle's ``"tile_overlap"``, else ``tile // 4``.
     """
 
     def __init__(
@@ -67,11 +71,18 @@ class Predictor:
         amp: bool = False,
         channels_last: bool = False,
         referable_threshold: float = 0.5,
+        tile: int | None = None,
+        overlap: int | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
         self.amp, self.channels_last = amp, channels_last
         self.referable_threshold = referable_threshold
+        self.tile = int(self.bundle.info.get("tile") or 0) if tile is None else tile
+        default_overlap = self.bundle.info.get("tile_overlap", self.tile // 4)
+        self.overlap = int(default_overlap) if overlap is None else overlap
+        if self.tile < 0 or (self.tile and not 0 <= self.overlap < self.tile):
+            raise ValueError(f"need tile >= 0 and 0 <= overlap < tile, got tile={self.tile}, overlap={self.overlap}")
         for model in (self.bundle.generator, self.bundle.grader):
             if model is not None:
                 model.to(self.device).eval()
@@ -90,7 +101,10 @@ class Predictor:
         ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
         g, c = self.bundle.generator, self.bundle.grader
         with ctx:
-            masks = None if g is None else torch.sigmoid(g(images).float())
+            masks = None
+            if g is not None:
+                logits = tiled_apply(g, images, self.tile, self.overlap) if self.tile else g(images)
+                masks = torch.sigmoid(logits.float())
             grades = None
             if c is not None:
                 out = c(images) if c.config.mode == "ori" else c(images, masks)
