@@ -1,0 +1,107 @@
+"""End-to-end training runs on tiny synthetic data: every stage, resume after SIGKILL, NaN guard."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_config
+from safetensors.torch import load_file
+
+from drcollab.config import dump_config
+from drcollab.errors import TrainingError
+from drcollab.training import steps
+from drcollab.training.state import read_state
+from drcollab.training.trainer import run_training
+
+FINAL = ("model/generator.safetensors", "model/grader.safetensors", "models/joint/discriminator.safetensors")
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for name in FINAL:
+        out |= {f"{name}:{k}": v for k, v in load_file(run / name).items()}
+    return out
+
+
+def test_every_stage_writes_its_models_and_logs(synth_root, tmp_path):
+    cfg = tiny_config(synth_root, tmp_path / "cache")
+    bundle = run_training(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    assert json.loads((bundle / "bundle.json").read_text())["parts"]["grader"]["stage"] == "joint"
+    for stage, kinds in [("seg_pretrain", ["generator"]), ("grade_pretrain", ["grader"]),
+                         ("joint", ["generator", "grader", "discriminator"])]:
+        for kind in kinds:
+            assert (run / "models" / stage / f"{kind}.safetensors").is_file()
+    metrics = (run / "metrics.csv").read_text()
+    for key in ("train/bce", "train/focal", "train/bce_i", "train/disc", "train/adv", "val/kappa", "val/ap_mean"):
+        assert key in metrics
+    _, meta = read_state(run / "checkpoints/last.safetensors")
+    assert meta["position"]["completed"] == ["seg_pretrain", "grade_pretrain", "joint"]
+    assert list((run / "tensorboard").iterdir())
+
+
+def _start(config_path: Path, run: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "drcollab.cli", "train", *extra]
+    cmd += ["--resume", str(run)] if not config_path else ["--config", str(config_path), "--out", str(run)]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def test_sigkill_mid_stage_then_resume_equals_uninterrupted(synth_root, tmp_path):
+    cfg = tiny_config(synth_root, tmp_path / "cache", joint={"epochs": 2, "max_steps_per_epoch": 8})
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(dump_config(cfg))
+    run_training(cfg, tmp_path / "reference")
+
+    killed = tmp_path / "killed"
+    proc = _start(config_path, killed)
+    state_json = killed / "checkpoints/last.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if state_json.is_file():
+            try:
+                pos = json.loads(state_json.read_text())["position"]
+            except (json.JSONDecodeError, KeyError):
+                pos = {}
+            if pos.get("stage") == "joint" and pos.get("epoch") == 0 and pos.get("step", 0) >= 2:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
+    _, meta = read_state(killed / "checkpoints/last.safetensors")
+    pos = meta["position"]
+    assert pos["stage"] == "joint" and 0 < pos["step"] < 8 and "joint" not in pos["completed"]
+    assert not (killed / "model").exists()
+
+    resumed = _start(None, killed)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()[-2000:]
+    ref, got = weights(tmp_path / "reference"), weights(killed)
+    assert ref.keys() == got.keys()
+    for key in ref:
+        assert torch.equal(ref[key], got[key]), key  # deterministic CPU mode: bit-identical
+
+
+def test_nan_loss_stops_with_stage_epoch_step_and_keeps_last_good_checkpoint(synth_root, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = steps.focal_loss
+
+    def poisoned(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(steps, "focal_loss", poisoned)
+    cfg = tiny_config(synth_root, tmp_path / "cache")
+    with pytest.raises(TrainingError, match=r"stage grade_pretrain, epoch 1, step 2: non-finite loss focal = nan"):
+        run_training(cfg, tmp_path / "run")
+    _, meta = read_state(tmp_path / "run/checkpoints/last.safetensors")
+    assert meta["position"] == {"stage": "grade_pretrain", "epoch": 0, "step": 1, "global_step": 3,
+                                "completed": ["seg_pretrain"]}
