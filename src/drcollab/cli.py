@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -91,6 +92,77 @@ def train(
         typer.echo(f"interrupted ({err}); continue with: drcollab train --resume {run_dir}", err=True)
         raise typer.Exit(130) from err
     typer.echo(f"model bundle: {bundle}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder, its model/ bundle folder or bundle.json."),
+    data: Path = typer.Option(..., "--data", help="Dataset root (IDRiD: the folder holding 'A. Segmentation')."),
+    fmt: Literal["auto", "idrid", "idrid-seg", "idrid-grade", "eyepacs", "messidor", "generic"] = typer.Option(
+        "auto", "--format", help="Dataset layout; auto detects it (IDRiD: part A segmentation, part B grading)."),
+    split: Literal["train", "test"] | None = typer.Option(
+        None, "--split", help="Official split; required for IDRiD and EyePACS, which have several."),
+    val_fold_of: Path | None = typer.Option(
+        None, "--val-fold-of", help="Score only the validation fold this run folder held out of the training split."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder for metrics.json, report.md and figures."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda or cuda:N."),
+    overlays: int = typer.Option(3, "--overlays", min=0, help="Segmentation images to draw Fig. 4 overlays for."),
+    tile: int | None = typer.Option(None, "--tile", min=0, help="G tile side in px (default: the bundle's; 0: none)."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Threads decoding and preprocessing images ahead."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Preprocessing cache (e.g. the training one)."),
+) -> None:
+    """Evaluate a trained model: per-lesion pixel AUCs at full resolution, grading metrics, paper-shaped report."""
+    from drcollab.data.sources import SPLIT_FORMATS
+    from drcollab.errors import DrcollabError
+    from drcollab.evaluation.evaluate import evaluate
+    from drcollab.evaluation.selection import detect_format, read_eval_set, restrict_to_val_fold
+
+    try:
+        resolved = detect_format(data) if fmt == "auto" else fmt
+        if split is None and (resolved == "idrid" or resolved in SPLIT_FORMATS):
+            raise typer.BadParameter(f"{data} holds several splits ({resolved}): pass --split train or --split test")
+        eval_set = read_eval_set(data, resolved, split or "train")
+        if val_fold_of is not None:
+            eval_set = restrict_to_val_fold(eval_set, val_fold_of)
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        metrics = evaluate(checkpoint, eval_set, out, batch_size=batch_size, device=device, overlays=overlays,
+                           tile=tile, workers=workers, cache_dir=cache_dir)
+    except DrcollabError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    def num(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.4f}"
+
+    typer.echo(f"evaluated on {metrics['description']}")
+    if metrics["segmentation"]:
+        typer.echo("AUC_PR " + ", ".join(f"{k} {num(v['auc_pr'])}" for k, v in metrics["segmentation"].items()))
+    if metrics["grading"]:
+        typer.echo(f"accuracy {num(metrics['grading']['accuracy'])}, kappa {num(metrics['grading']['kappa'])}")
+    if metrics["messidor"]:
+        typer.echo(", ".join(f"{t} AUC {num(metrics['messidor'][t]['auc'])}" for t in ("referral", "normal")))
+    typer.echo(f"report: {Path(out) / 'report.md'}")
+
+
+@app.command("compare")
+def compare_cmd(
+    eval_dirs: list[Path] = typer.Argument(..., help="Output folders of drcollab evaluate."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for compare.md and curves.png."),
+    labels: str | None = typer.Option(None, "--labels", help="Comma-separated row labels, one per folder."),
+) -> None:
+    """Merge several evaluations (e.g. the four ablations) into one table set and one ROC / PR figure."""
+    from drcollab.errors import DrcollabError
+    from drcollab.evaluation.compare import compare
+
+    try:
+        path = compare(eval_dirs, out, None if labels is None else [s.strip() for s in labels.split(",")])
+    except DrcollabError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"comparison: {path}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,221 @@
+"""``drcollab evaluate``: score a model bundle on a dataset at the original resolution and write a report.
+
+Per image: decode, preprocess as the bundle was trained, predict, map the lesion maps back to the original
+pixels with ``Geometry.to_original`` (pixels outside the crop box score 0) and add them to pooled per-lesion
+histograms against the full-resolution masks, so one image's full-size maps are in memory at a time. The out
+folder gets ``metrics.json``, ``report.md``, ``predictions.csv``, ``curves.npz`` (the pooled histograms, for
+``drcollab compare``), ``curves.png``, ``confusion.png`` and ``overlays/*.png``. See ``docs/evaluation.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from drcollab import __version__
+from drcollab.constants import GRADES, LESIONS, NUM_GRADES
+from drcollab.data.cache import PreprocessCache
+from drcollab.data.io import load_masks, read_image
+from drcollab.data.preprocess import Preprocessed
+from drcollab.data.records import Record
+from drcollab.errors import DataError
+from drcollab.evaluation.metrics import DEFAULT_BINS
+from drcollab.evaluation.plots import plot_confusion, plot_curves, plot_overlay
+from drcollab.evaluation.report import render_report
+from drcollab.evaluation.scoring import Scores
+from drcollab.evaluation.selection import EvalSet
+from drcollab.inference.predictor import Prediction, Predictor
+
+THRESHOLD = 0.5  # lesion probability counted as a detection in the overlays
+CURVES_FILE, METRICS_FILE = "curves.npz", "metrics.json"
+GRADE_LABELS = [f"{g} {name}" for g, name in enumerate(GRADES)]
+
+
+def _prefetch(load: Callable[[Record], Any], records: list[Record], workers: int) -> Iterator[Any]:
+    """``load(r)`` for each record in order, computed up to ``2 * workers`` records ahead in threads."""
+    if workers <= 0:
+        yield from map(load, records)
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for r in records:
+            pending.append(pool.submit(load, r))
+            if len(pending) > 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _loader(predictor: Predictor, cache: PreprocessCache | None) -> Callable[[Record], tuple[Record, Preprocessed]]:
+    def load(record: Record) -> tuple[Record, Preprocessed]:
+        if cache is not None:
+            return record, cache.get(record)
+        image = read_image(record.image_path)
+        try:
+            return record, predictor.preprocess(image)
+        except ValueError as err:
+            raise DataError(record.image_path, f"cannot preprocess: {err}") from err
+    return load
+
+
+def _score_lesions(record: Record, pre: Preprocessed, pred: Prediction, scores: Scores, overlay: Path | None) -> None:
+    masks = load_masks(record, pre.geometry.original_hw)  # (L, H, W) bool; DataError names a bad mask file
+    maps = pre.geometry.to_original(pred.lesion_probs)  # (L, H, W), 0 outside the crop box
+    np.clip(maps, 0.0, 1.0, out=maps)  # bilinear rounding may step a hair past 1
+    scores.add_lesions(maps, masks)
+    if overlay is not None:
+        plot_overlay(read_image(record.image_path), masks, maps, overlay, pre.geometry.box, THRESHOLD,
+                     title=record.name)
+
+
+def _row(record: Record, pred: Prediction, tasks: str) -> list[Any]:
+    probs = pred.probabilities or [""] * NUM_GRADES
+    grade = "" if record.grade is None else record.grade
+    return [record.name, tasks, grade, record.grade_scale, "" if pred.grade is None else pred.grade, *probs]
+
+
+def _plan(eval_set: EvalSet, predictor: Predictor) -> tuple[EvalSet, list[str]]:
+    """Drop the tasks the bundle cannot do (no generator: no segmentation; no grader: no grading)."""
+    skipped = []
+    seg, grade = eval_set.segmentation, eval_set.grading
+    if seg and predictor.bundle.generator is None:
+        skipped.append(f"segmentation of {len(seg)} images: the bundle has no generator")
+        seg = []
+    if grade and predictor.bundle.grader is None:
+        skipped.append(f"grading of {len(grade)} images: the bundle has no grader")
+        grade = []
+    return EvalSet(seg, grade, eval_set.dataset, eval_set.description, eval_set.info, eval_set.specs), skipped
+
+
+def evaluate(
+    bundle_path: str | Path,
+    records: EvalSet | list[Record],
+    out_dir: str | Path,
+    *,
+    batch_size: int = 4,
+    device: str = "cpu",
+    overlays: int = 3,
+    tile: int | None = None,
+    workers: int = 0,
+    cache_dir: str | Path | None = None,
+    bins: int = DEFAULT_BINS,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a model bundle and write the report files into ``out_dir``; returns ``metrics.json``'s content.
+
+    Args:
+        bundle_path: Run folder, bundle folder or ``bundle.json``.
+        records: What to score (see :mod:`drcollab.evaluation.selection`); a plain list scores segmentation on
+            the records with masks and grading on those with a grade.
+        out_dir: Output folder (created).
+        batch_size: Images per forward pass.
+        device: torch device.
+        overlays: Number of segmentation images to draw Fig. 4-style overlays for.
+        tile: Generator tile side (None: the bundle's, 0: whole image), see ``Predictor``.
+        workers: Threads decoding and preprocessing ahead of the model (0: in the main thread).
+        cache_dir: Preprocessing cache folder (shared with training) to skip decoding on later evaluations.
+        bins: Score bins of the pooled pixel histograms.
+        progress: Show a progress bar.
+
+    Raises:
+        DataError: a missing or invalid bundle, or a bad image / mask, naming the file.
+    """
+    if not Path(bundle_path).exists():
+        raise DataError(bundle_path, "checkpoint not found (expected a run folder, its model/ folder or bundle.json)")
+    eval_set = records if isinstance(records, EvalSet) else EvalSet.from_records(list(records))
+    predictor = Predictor(bundle_path, device=device, tile=tile)
+    eval_set, skipped = _plan(eval_set, predictor)
+    todo = eval_set.records()
+    if not todo:
+        raise DataError(Path(eval_set.info.get("root", ".")), "nothing to evaluate: no image with lesion masks or "
+                        "grade that the model can score" + (f" ({'; '.join(skipped)})" if skipped else ""))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seg_keys = {(r.name, r.image_path) for r in eval_set.segmentation}
+    grade_keys = {(r.name, r.image_path) for r in eval_set.grading}
+    cache = None if cache_dir is None else PreprocessCache(cache_dir, predictor.bundle.preprocess)
+    scores, drawn = Scores(bins), []
+    with (out / "predictions.csv").open("w", newline="") as f, \
+            tqdm(total=len(todo), desc="evaluate", unit="img", disable=not progress) as bar:
+        writer = csv.writer(f)
+        writer.writerow(["name", "tasks", "grade", "grade_scale", "predicted", *(f"p{g}" for g in range(NUM_GRADES))])
+        for batch in _chunks(_prefetch(_loader(predictor, cache), todo, workers), batch_size):
+            preds = predictor.predict_preprocessed([pre for _, pre in batch])
+            for (record, pre), pred in zip(batch, preds, strict=True):
+                key, tasks = (record.name, record.image_path), []
+                if key in seg_keys:
+                    overlay = out / "overlays" / f"{record.name}.png" if len(drawn) < overlays else None
+                    _score_lesions(record, pre, pred, scores, overlay)
+                    drawn += [] if overlay is None else [overlay.relative_to(out).as_posix()]
+                    tasks.append("segmentation")
+                if key in grade_keys:
+                    scores.add_grade(record, pred.probabilities)
+                    tasks.append("grading")
+                writer.writerow(_row(record, pred, "+".join(tasks)))
+            bar.update(len(batch))
+    metrics = _metrics(predictor, eval_set, scores, skipped, len(todo), batch_size, bins)
+    metrics["files"] = _figures(metrics, scores, out, drawn)
+    (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
+    (out / "report.md").write_text(render_report(metrics))
+    return metrics
+
+
+def _metrics(predictor: Predictor, eval_set: EvalSet, scores: Scores, skipped: list[str], n_images: int,
+             batch_size: int, bins: int) -> dict[str, Any]:
+    info = predictor.bundle.info
+    return {
+        "drcollab_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "checkpoint": str(predictor.bundle.root.resolve()),
+        "model": {"name": info.get("name"), "parts": sorted(info.get("parts", {})),
+                  "trained_stages": info.get("trained_stages")},
+        "data": {**eval_set.info, "dataset": eval_set.dataset},
+        "description": eval_set.description,
+        "settings": {"device": str(predictor.device), "batch_size": batch_size, "tile": predictor.tile or None,
+                     "tile_overlap": predictor.overlap if predictor.tile else None, "bins": bins,
+                     "threshold": THRESHOLD},
+        "counts": {"images": n_images, "segmentation": scores.n_segmentation, "grading": len(scores.true),
+                   "lesion_images": dict(zip(LESIONS, scores.lesion_images.tolist(), strict=True))},
+        "skipped": skipped,
+        **scores.summary(),
+    }
+
+
+def _figures(metrics: dict[str, Any], scores: Scores, out: Path, overlays: list[str]) -> dict[str, Any]:
+    files: dict[str, Any] = {"overlays": overlays}
+    name = metrics["model"]["name"]
+    if metrics["segmentation"] is not None:
+        np.savez_compressed(out / CURVES_FILE, **scores.curves.state_dict())
+        files["curves_npz"] = CURVES_FILE
+        plot_curves({name: scores.curves}, out / "curves.png", f"{name}: {metrics['description']}")
+        files["curves"] = "curves.png"
+    if metrics["grading"] is not None:
+        plot_confusion(np.asarray(metrics["grading"]["confusion"]), out / "confusion.png", GRADE_LABELS,
+                       GRADE_LABELS, f"{name}: {metrics['description']}")
+        files["confusion"] = "confusion.png"
+    elif metrics["messidor"] is not None:
+        plot_confusion(np.asarray(metrics["messidor"]["confusion"]), out / "confusion.png",
+                       [f"Messidor {g}" for g in range(4)], GRADE_LABELS, f"{name}: {metrics['description']}",
+                       ylabel="Messidor grade")
+        files["confusion"] = "confusion.png"
+    return files

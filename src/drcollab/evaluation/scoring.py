@@ -1,0 +1,97 @@
+"""Accumulators of one evaluation: pooled per-lesion pixel curves and per-image grade predictions.
+
+:meth:`Scores.summary` turns them into the JSON-ready ``segmentation``, ``grading`` and ``messidor`` entries of
+``metrics.json`` (undefined numbers, e.g. a lesion absent from every image, become ``null``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from drcollab.constants import LESIONS, NUM_GRADES
+from drcollab.data.records import Record
+from drcollab.errors import DataError
+from drcollab.evaluation.grading_metrics import MESSIDOR_GRADES, grading_metrics, messidor_binary
+from drcollab.evaluation.metrics import DEFAULT_BINS, LesionCurves, UndefinedMetricWarning
+
+
+def number(x: float) -> float | None:
+    """A float for JSON: NaN (undefined) becomes None."""
+    return None if x is None or math.isnan(x) else float(x)
+
+
+class Scores:
+    """What an evaluation has seen so far.
+
+    Args:
+        bins: Score bins of the pooled pixel histograms (see :mod:`drcollab.evaluation.metrics`).
+    """
+
+    def __init__(self, bins: int = DEFAULT_BINS) -> None:
+        self.curves = LesionCurves(bins)
+        self.lesion_images = np.zeros(len(LESIONS), dtype=np.int64)  # images with >= 1 positive pixel per lesion
+        self.n_segmentation = 0
+        self.true: list[int] = []
+        self.probs: list[np.ndarray] = []  # (5,) each
+        self.scale: str | None = None
+
+    def add_lesions(self, maps: np.ndarray, masks: np.ndarray) -> None:
+        """One image: ``(L, H, W)`` probabilities and bool masks at the original resolution."""
+        self.curves.update(maps, masks)
+        self.lesion_images += masks.reshape(len(LESIONS), -1).any(axis=1)
+        self.n_segmentation += 1
+
+    def add_grade(self, record: Record, probs: list[float]) -> None:
+        """One image's true grade and the model's ``(5,)`` grade probabilities."""
+        if self.scale is None:
+            self.scale = record.grade_scale
+        elif record.grade_scale != self.scale:
+            raise DataError(record.image_path, f"grade scale {record.grade_scale!r} mixed with {self.scale!r} in "
+                                               "one evaluation: evaluate each dataset on its own")
+        self.true.append(int(record.grade))
+        self.probs.append(np.asarray(probs, dtype=np.float64))
+
+    def segmentation(self) -> dict[str, Any] | None:
+        if self.n_segmentation == 0:
+            return None
+        out: dict[str, Any] = {}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)  # an absent lesion is reported as null
+            for (lesion, result), images in zip(self.curves.results().items(), self.lesion_images, strict=True):
+                out[lesion] = {"auc_roc": number(result.roc_auc), "auc_pr": number(result.average_precision),
+                               "n_pos": result.n_pos, "n_neg": result.n_neg, "images_with_lesion": int(images)}
+        return out
+
+    def grading(self) -> dict[str, Any] | None:
+        if not self.true or self.scale != "icdr":
+            return None
+        probs = np.stack(self.probs)  # (N, 5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UndefinedMetricWarning)
+            result = grading_metrics(np.asarray(self.true), probs)
+        return {"accuracy": number(result.accuracy), "kappa": number(result.kappa),
+                "confusion": result.confusion.tolist(), "n": len(self.true)}
+
+    def messidor(self) -> dict[str, Any] | None:
+        if not self.true or self.scale != "messidor":
+            return None
+        probs, grades = np.stack(self.probs), np.asarray(self.true)  # (N, 5), (N,)
+        out: dict[str, Any] = {}
+        for task in ("referral", "normal"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UndefinedMetricWarning)
+                r = messidor_binary(probs, grades, task)
+            out[task] = {"auc": number(r.auc), "accuracy": number(r.accuracy), "threshold": r.threshold,
+                         "n_pos": r.n_pos, "n_neg": r.n_neg}
+        cells = grades * NUM_GRADES + probs.argmax(axis=1)
+        out["confusion"] = np.bincount(cells, minlength=MESSIDOR_GRADES * NUM_GRADES).reshape(
+            MESSIDOR_GRADES, NUM_GRADES).tolist()  # rows Messidor grade 0-3, columns predicted ICDR grade 0-4
+        out["n"] = len(self.true)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {"segmentation": self.segmentation(), "grading": self.grading(), "messidor": self.messidor()}
