@@ -165,5 +165,103 @@ def compare_cmd(
     typer.echo(f"comparison: {path}")
 
 
+def _check_device(device: str) -> str:
+    if device.split(":")[0] not in ("cpu", "cuda"):
+        raise typer.BadParameter(f"--device {device!r}: use cpu, cuda or cuda:N")
+    return device
+
+
+@app.command()
+def predict(
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder, bundle folder, bundle.json or .onnx file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder; a re-run skips images already predicted."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per forward pass."),
+    device: str = typer.Option("cpu", "--device", callback=_check_device, help="cpu or cuda (torch engine)."),
+    engine: str | None = typer.Option(None, "--engine", help="torch or onnx (default: onnx for a .onnx file)."),
+    amp: bool = typer.Option(False, "--amp", help="bf16 autocast (torch engine)."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format (torch engine)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Grade images and map their lesions; writes per-image PNGs plus predictions.csv and predictions.json.
+
+    Exit codes: 0 at least one image predicted; 1 none succeeded; 2 usage or checkpoint error.
+    Under torchrun --nproc_per_node=N each rank takes every N-th image and rank 0 merges the results.
+    """
+    from drcollab.errors import DrcollabError
+    from drcollab.inference.batch import describe, predict_images
+    from drcollab.inference.engine import load_engine
+    from drcollab.training.distributed import setup, teardown
+
+    dist = setup("cpu")  # gloo: the ranks only meet at barriers, whatever device the model runs on
+    try:
+        dev = f"cuda:{dist.local_rank}" if device == "cuda" and dist.enabled else device
+        summary = predict_images(load_engine(checkpoint, engine, dev, amp, channels_last), inputs, out,
+                                 batch_size, dist, progress)
+    except DrcollabError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    finally:
+        teardown()
+    if not dist.is_main:
+        return
+    typer.echo(describe(summary))
+    if summary.succeeded == 0:
+        typer.echo("error: no image was predicted", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder, bundle folder or bundle.json."),
+    fmt: str = typer.Option("onnx", "--format", help="Export format (onnx)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The file to write, e.g. model.onnx."),
+) -> None:
+    """Export G + grader as one ONNX graph (image -> lesion and grade probabilities), preprocessing in its metadata.
+
+    Exit codes: 0 written; 1 the export failed; 2 usage or checkpoint error.
+    """
+    from drcollab.errors import DrcollabError
+    from drcollab.inference.onnx_export import ExportError, export_onnx
+
+    if fmt != "onnx":
+        raise typer.BadParameter(f"--format {fmt!r}: only onnx is supported")
+    try:
+        result = export_onnx(checkpoint, out)
+    except ExportError as err:
+        typer.echo(f"export failed: {err}", err=True)
+        raise typer.Exit(1) from err
+    except DrcollabError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    size = "dynamic (multiples of 16)" if result.dynamic_size else result.note
+    typer.echo(f"wrote {result.path}: outputs {', '.join(result.outputs)}; batch dynamic; height and width {size}")
+    typer.echo(f"onnxruntime vs PyTorch at {result.size}x{result.size}: max abs difference {result.max_abs_diff:.2e}")
+
+
+@app.command()
+def serve(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder, bundle folder, bundle.json or .onnx file."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (0.0.0.0 exposes it to the network)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.01, help="Larger uploads get HTTP 413."),
+    device: str = typer.Option("cpu", "--device", callback=_check_device, help="cpu or cuda (torch engine)."),
+    engine: str | None = typer.Option(None, "--engine", help="torch or onnx (default: onnx for a .onnx file)."),
+) -> None:
+    """Serve the model: web page at /, POST /predict, GET /health, API docs at /docs."""
+    import uvicorn
+
+    from drcollab.errors import DrcollabError
+    from drcollab.service.app import create_app
+
+    try:
+        web_app = create_app(checkpoint, engine, device, max_upload_mb)
+    except DrcollabError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"serving {checkpoint} on http://{host}:{port}/ (API docs: /docs)")
+    uvicorn.run(web_app, host=host, port=port)
+
+
 if __name__ == "__main__":
     app()

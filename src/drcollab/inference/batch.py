@@ -1,0 +1,173 @@
+"""``drcollab predict``: run an engine over image files and folders, resumably, on one or several processes.
+
+Each image gets a stable id from its path relative to the input it was found in (``<folder name>/<relative
+path>``, or the file name for an image given directly), so a re-run with the same inputs finds its earlier
+outputs and skips them. Under ``torchrun --nproc_per_node=N`` rank ``r`` takes every N-th image, writes its
+records to ``OUT/.parts/part-<r>-of-<N>.json``, and after a gloo barrier rank 0 merges the parts into
+``predictions.csv`` and ``predictions.json`` (see :mod:`drcollab.inference.outputs` for the per-image files).
+
+Unreadable files do not stop the run: an image-suffixed file that cannot be decoded, or in which no field of
+view is found, is a *failure* (with its reason); a non-image file or a hidden one is *skipped* (with its reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from drcollab.data.io import read_image
+from drcollab.data.preprocess import Preprocessed
+from drcollab.data.scan import scan_images
+from drcollab.errors import DataError
+from drcollab.inference.engine import Engine
+from drcollab.inference.outputs import finished_record, write_image_outputs
+from drcollab.inference.parts import Part, merge_parts, write_part
+from drcollab.training.distributed import DistInfo, barrier
+
+HEADER_FAILURE = "unreadable image header"  # the one scan skip reason that is a failure, not a skip
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image to predict: its stable id and its path."""
+
+    id: str
+    path: Path
+
+
+@dataclass
+class RunSummary:
+    """Counts of a whole run (on rank 0) or of this rank's share (other ranks)."""
+
+    predicted: int = 0
+    reused: int = 0
+    failures: list[dict[str, str]] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    out_dir: Path | None = None
+
+    @property
+    def succeeded(self) -> int:
+        """Images with a prediction, made now or found from an earlier run."""
+        return self.predicted + self.reused
+
+
+def assign_ids(inputs: list[Path], paths: list[Path]) -> list[Item]:
+    """Give each found image its stable id (see the module docstring).
+
+    Raises:
+        DataError: when two images would get the same id (e.g. two input folders with the same name).
+    """
+    roots = [Path(i).resolve() for i in inputs]
+    items: dict[str, Item] = {}
+    for path in paths:
+        resolved = path.resolve()
+        for root in roots:
+            if resolved == root:
+                item_id = root.name
+            elif resolved.is_relative_to(root) and root.is_dir():
+                item_id = f"{root.name}/{resolved.relative_to(root).as_posix()}"
+            else:
+                continue
+            if item_id in items and items[item_id].path.resolve() != resolved:
+                raise DataError(path, f"has the same id {item_id!r} as {items[item_id].path}: rename or move one")
+            items[item_id] = Item(item_id, path)
+            break
+    return sorted(items.values(), key=lambda it: it.id)
+
+
+def _load(engine: Engine, item: Item) -> tuple[np.ndarray, Preprocessed] | str:
+    """Decode and preprocess one image; a string is the reason it failed."""
+    try:
+        image = read_image(item.path)
+        return image, engine.predictor.preprocess(image)
+    except DataError as err:
+        return err.problem
+    except ValueError as err:  # no field of view, unusable shape
+        return f"cannot preprocess: {err}"
+
+
+def _loaded_batches(engine: Engine, items: list[Item], batch_size: int) -> Iterator[list[tuple[Item, Any]]]:
+    """Batches of ``(item, load result)``; the next batch is decoded in threads while the caller predicts."""
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        pending = [pool.submit(_load, engine, it) for it in batches[0]] if batches else []
+        for k, batch in enumerate(batches):
+            current = pending
+            pending = [pool.submit(_load, engine, it) for it in batches[k + 1]] if k + 1 < len(batches) else []
+            yield [(it, f.result()) for it, f in zip(batch, current, strict=True)]
+
+
+def predict_share(engine: Engine, items: list[Item], out_dir: Path, batch_size: int, progress: bool) -> Part:
+    """Predict ``items`` (one rank's share), reusing finished outputs; returns this share's records and failures."""
+    part = Part()
+    todo = []
+    for item in items:
+        record = finished_record(out_dir, item.id, engine.fingerprint)
+        if record is None:
+            todo.append(item)
+        else:
+            part.records.append(record)
+            part.reused += 1
+    bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not progress)
+    for batch in _loaded_batches(engine, todo, batch_size):
+        good = [(it, res) for it, res in batch if not isinstance(res, str)]
+        part.failures += [{"path": str(it.path), "reason": res} for it, res in batch if isinstance(res, str)]
+        preds = engine.predictor.predict_preprocessed([pre for _, (_, pre) in good]) if good else []
+        for (item, (image, _)), pred in zip(good, preds, strict=True):
+            part.records.append(write_image_outputs(out_dir, item.id, item.path, image, pred, engine.fingerprint))
+        part.predicted += len(good)
+        bar.update(len(batch))
+    bar.close()
+    return part
+
+
+def predict_images(
+    engine: Engine,
+    inputs: list[Path],
+    out_dir: Path,
+    batch_size: int = 4,
+    dist: DistInfo | None = None,
+    progress: bool = True,
+) -> RunSummary:
+    """Predict every image under ``inputs`` into ``out_dir`` (this rank's share when ``dist`` spans processes).
+
+    Returns the merged summary on rank 0 (after writing ``predictions.csv`` / ``.json``), this rank's own
+    counts elsewhere.
+
+    Raises:
+        DataError: an input that does not exist, or two images with the same id.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    dist = dist or DistInfo()
+    out_dir = Path(out_dir)
+    paths, report = scan_images(list(inputs))
+    items = assign_ids(list(inputs), paths)
+    part = predict_share(engine, items[dist.rank :: dist.world_size], out_dir, batch_size, progress and dist.is_main)
+    if dist.is_main:  # scan results are the same on every rank: rank 0 reports them once
+        for path, reason in report.skipped:
+            entry = {"path": str(path), "reason": reason}
+            (part.failures if reason == HEADER_FAILURE else part.skipped).append(entry)
+    write_part(out_dir, dist.rank, dist.world_size, part)
+    barrier()
+    if not dist.is_main:
+        return RunSummary(part.predicted, part.reused, part.failures, part.skipped, out_dir)
+    merged = merge_parts(out_dir, dist.world_size, engine.describe(), engine.predictor.bundle.preprocess)
+    return RunSummary(merged.predicted, merged.reused, merged.failures, merged.skipped, out_dir)
+
+
+def describe(summary: RunSummary) -> str:
+    """A few lines for the terminal: counts, then every failure with its reason."""
+    lines = [
+        f"predicted {summary.succeeded} images ({summary.predicted} now, {summary.reused} from an earlier run), "
+        f"{len(summary.failures)} failed, {len(summary.skipped)} skipped; outputs in {summary.out_dir}"
+    ]
+    lines += [f"  failed: {f['path']}: {f['reason']}" for f in summary.failures]
+    lines += [f"  skipped: {s['path']}: {s['reason']}" for s in summary.skipped]
+    return "\n".join(lines)

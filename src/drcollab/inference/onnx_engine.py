@@ -1,0 +1,96 @@
+"""Run an exported ONNX graph (see :mod:`drcollab.inference.onnx_export`) with onnxruntime's CPU provider."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+
+from drcollab.config import PreprocessConfig, format_validation_error
+from drcollab.constants import GRADES, LESIONS
+from drcollab.errors import DataError
+from drcollab.inference.bundle import Bundle
+from drcollab.inference.onnx_export import FORMAT_VERSION, GRADE_OUTPUT, INPUT_NAME, LESION_OUTPUT
+from drcollab.inference.predictor import Predictor
+
+
+@dataclass(frozen=True)
+class OnnxMetadata:
+    """The drcollab entries of an exported graph's ``metadata_props``."""
+
+    name: str
+    fingerprint: str
+    preprocess: PreprocessConfig
+    outputs: list[str]
+    input_size: str
+
+
+def read_metadata(props: dict[str, str], path: Path) -> OnnxMetadata:
+    """Parse and check the ``drcollab.*`` metadata of the ONNX file ``path``.
+
+    Raises:
+        DataError: naming the file when an entry is missing or disagrees with this version of drcollab.
+    """
+    version = props.get("drcollab.format_version")
+    if version is None:
+        raise DataError(path, "no drcollab metadata: export it with `drcollab export --format onnx`")
+    if version != FORMAT_VERSION:
+        raise DataError(path, f"export format version {version}, this drcollab reads {FORMAT_VERSION}: export again")
+    try:
+        preprocess = PreprocessConfig.model_validate_json(props["drcollab.preprocess"])
+        meta = OnnxMetadata(
+            props["drcollab.name"], props["drcollab.fingerprint"], preprocess,
+            json.loads(props["drcollab.outputs"]), props["drcollab.input_size"],
+        )
+        lesions, grades = json.loads(props["drcollab.lesions"]), json.loads(props["drcollab.grades"])
+    except KeyError as err:
+        raise DataError(path, f"metadata entry {err.args[0]!r} missing: export it again") from err
+    except ValidationError as err:
+        raise DataError(path, format_validation_error(err, "metadata drcollab.preprocess")) from err
+    if lesions != list(LESIONS) or grades != list(GRADES):
+        raise DataError(path, f"exported for lesions {lesions} and grades {grades}, expected {list(LESIONS)}, "
+                              f"{list(GRADES)}")
+    return meta
+
+
+class OnnxPredictor(Predictor):
+    """A :class:`Predictor` whose :meth:`forward` runs the ONNX graph.
+
+    Preprocessing (from the file's metadata) and the post-processing of :meth:`predict_preprocessed` are
+    inherited unchanged, so both engines produce the same kind of :class:`Prediction`.
+
+    Args:
+        path: The exported ``.onnx`` file.
+        referable_threshold: Threshold on P(grade >= 2) for the referable flag.
+        threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
+    """
+
+    def __init__(self, path: str | Path, referable_threshold: float = 0.5, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(path, "ONNX file not found")
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
+            raise DataError(path, f"onnxruntime cannot load it ({err})") from err
+        self.metadata = read_metadata(self.session.get_modelmeta().custom_metadata_map, path)
+        # Predictor.__init__ loads torch networks; this engine has none, only what the inherited methods read.
+        self.bundle = Bundle(None, None, self.metadata.preprocess, {"name": self.metadata.name}, path.parent)
+        self.device = torch.device("cpu")
+        self.amp, self.channels_last = False, False
+        self.referable_threshold = referable_threshold
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(B, 3, S, S)`` input -> lesion probabilities ``(B, L, S, S)`` and grade probabilities ``(B, G)``."""
+        feed = {INPUT_NAME: images.detach().float().contiguous().numpy()}
+        outs = dict(zip(self.metadata.outputs, self.session.run(None, feed), strict=True))
+        masks, grades = outs.get(LESION_OUTPUT), outs.get(GRADE_OUTPUT)
+        return tuple(None if a is None else torch.from_numpy(a) for a in (masks, grades))

@@ -1,0 +1,132 @@
+"""What ``drcollab predict`` writes for one image, and the run-level ``predictions.csv`` / ``predictions.json``.
+
+Per image, in ``OUT/images/<id>/`` (``<id>``: the image's stable id, see :func:`drcollab.inference.batch.assign_ids`)::
+
+    lesion_MA.png ... lesion_SE.png   8-bit grey lesion probability (0-255 = 0-1) at the ORIGINAL resolution
+    overlay.png                       the image with the lesion probabilities blended in colour, longer side
+                                      capped at OVERLAY_MAX_SIDE px (smaller images keep their size)
+    result.json                       the record: grade, probabilities, referable, lesion areas, output paths
+
+Every file is written atomically (temporary file, then rename) and ``result.json`` last, so an image counts as
+predicted exactly when its ``result.json`` exists, names the same model, and every output it lists exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from drcollab.constants import GRADES, LESIONS
+from drcollab.inference.predictor import Prediction
+from drcollab.viz import overlay_masks, save_png
+
+IMAGES_DIR = "images"
+RESULT_FILE = "result.json"
+OVERLAY_FILE = "overlay.png"
+OVERLAY_MAX_SIDE = 2048
+CSV_FILE, JSON_FILE = "predictions.csv", "predictions.json"
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def to_uint8(probs: np.ndarray) -> np.ndarray:
+    """Probabilities in [0, 1] -> uint8 0-255 (rounded)."""
+    return np.clip(probs * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def fit_side(hw: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``(H, W)`` scaled down so the longer side is at most ``max_side`` (never up)."""
+    h, w = hw
+    f = min(1.0, max_side / max(h, w))
+    return max(1, round(h * f)), max(1, round(w * f))
+
+
+def overlay_image(image: np.ndarray, maps: np.ndarray, max_side: int) -> np.ndarray:
+    """``(H, W, 3)`` image and ``(L, H, W)`` float maps -> colour overlay with the longer side <= ``max_side``."""
+    h, w = fit_side(image.shape[:2], max_side)
+    if (h, w) != image.shape[:2]:
+        image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+        maps = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) for m in maps])  # (L, h, w)
+    return overlay_masks(image, maps)
+
+
+def write_image_outputs(
+    out_dir: Path, item_id: str, source: Path, image: np.ndarray, pred: Prediction, model: str
+) -> dict[str, Any]:
+    """Write one image's maps, overlay and ``result.json``; returns the record (see the module docstring)."""
+    folder = out_dir / IMAGES_DIR / item_id
+    h, w = image.shape[:2]
+    outputs: dict[str, Any] = {}
+    if pred.lesion_probs is not None and pred.pre is not None:
+        maps = pred.pre.geometry.to_original(pred.lesion_probs)  # (L, H, W) float32 in [0, 1]
+        outputs["lesion_maps"] = {}
+        for k, lesion in enumerate(LESIONS):
+            rel = f"{IMAGES_DIR}/{item_id}/lesion_{lesion}.png"
+            save_png(to_uint8(maps[k]), out_dir / rel)
+            outputs["lesion_maps"][lesion] = rel
+        outputs["overlay"] = f"{IMAGES_DIR}/{item_id}/{OVERLAY_FILE}"
+        save_png(overlay_image(image, maps, OVERLAY_MAX_SIDE), out_dir / outputs["overlay"])
+    record = {
+        "id": item_id,
+        "path": str(source),
+        "width": w,
+        "height": h,
+        "grade": pred.grade,
+        "grade_name": None if pred.grade is None else GRADES[pred.grade],
+        "probabilities": pred.probabilities,
+        "referable": pred.referable,
+        "referable_probability": pred.referable_probability,
+        "lesion_area": pred.lesion_area,
+        "outputs": outputs,
+        "model": model,
+    }
+    atomic_write_text(folder / RESULT_FILE, json.dumps(record, indent=2))
+    return record
+
+
+def _listed_outputs(record: dict[str, Any]) -> list[str]:
+    outputs = record.get("outputs", {})
+    return list(outputs.get("lesion_maps", {}).values()) + ([outputs["overlay"]] if "overlay" in outputs else [])
+
+
+def finished_record(out_dir: Path, item_id: str, model: str) -> dict[str, Any] | None:
+    """The record of an image already predicted by ``model`` with every output in place, else None."""
+    path = out_dir / IMAGES_DIR / item_id / RESULT_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if not isinstance(record, dict) or record.get("model") != model or record.get("id") != item_id:
+        return None
+    return record if all((out_dir / rel).is_file() for rel in _listed_outputs(record)) else None
+
+
+def csv_text(records: list[dict[str, Any]]) -> str:
+    """One row per predicted image: id, path, size, grade, per-grade probabilities, referable, lesion areas."""
+    header = ["id", "path", "width", "height", "grade", "grade_name"]
+    header += [f"p_grade{g}" for g in range(len(GRADES))] + ["referable", "referable_probability"]
+    header += [f"area_{lesion}" for lesion in LESIONS] + ["overlay"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for r in records:
+        probs = r["probabilities"] or [""] * len(GRADES)
+        areas = [r["lesion_area"].get(lesion, "") for lesion in LESIONS]
+        row = [r["id"], r["path"], r["width"], r["height"], r["grade"], r["grade_name"], *probs]
+        row += [r["referable"], r["referable_probability"], *areas, r["outputs"].get("overlay", "")]
+        writer.writerow(["" if v is None else v for v in row])
+    return buf.getvalue()

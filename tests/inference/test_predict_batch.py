@@ -1,0 +1,178 @@
+"""``drcollab predict`` on folders: per-image outputs at the original size, failures listed, exit codes, re-runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from predict_inputs import BAD_FILES, GOOD_SIZES, make_mixed_folder, wide_fundus
+from typer.testing import CliRunner
+
+from drcollab.cli import app
+from drcollab.constants import LESIONS
+from drcollab.errors import DataError
+from drcollab.inference import outputs
+from drcollab.inference.batch import assign_ids, predict_images
+from drcollab.inference.engine import load_engine
+from drcollab.inference.outputs import fit_side, overlay_image
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from a second thread; on the loaded 2-core box OpenMP spin-waits slow them down."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def predict_cli(*args: str | Path):
+    return CliRunner().invoke(app, ["predict", *map(str, args), "--no-progress"])
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Path:
+    return make_mixed_folder(tmp_path / "in")
+
+
+def test_mixed_folder_predicts_good_images_and_lists_failures(tiny_bundle: Path, mixed: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out, "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    assert "predicted 3 images" in result.output and "2 failed" in result.output
+    for item_id, (h, w) in GOOD_SIZES.items():
+        folder = out / "images" / item_id
+        for lesion in LESIONS:
+            lesion_map = np.asarray(Image.open(folder / f"lesion_{lesion}.png"))
+            assert lesion_map.shape == (h, w) and lesion_map.dtype == np.uint8  # original resolution, 8 bit
+        assert np.asarray(Image.open(folder / "overlay.png")).shape == (h, w, 3)  # under the size cap
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert [r["id"] for r in rows] == sorted(GOOD_SIZES)
+    for row in rows:
+        assert (int(row["height"]), int(row["width"])) == GOOD_SIZES[row["id"]]
+        probs = [float(row[f"p_grade{g}"]) for g in range(5)]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5) and int(row["grade"]) == int(np.argmax(probs))
+        assert row["referable"] == str(sum(probs[2:]) >= 0.5)
+    summary = json.loads((out / "predictions.json").read_text())
+    failures = {Path(f["path"]).name: f["reason"] for f in summary["failures"]}
+    assert set(failures) == BAD_FILES
+    assert "truncated" in failures["broken.jpg"] and "header" in failures["notes.jpg"]
+    assert [Path(s["path"]).name for s in summary["skipped"]] == ["readme.txt"]
+    assert summary["counts"] == {"predicted": 3, "predicted_now": 3, "reused": 0, "failed": 2, "skipped": 1}
+    assert not list(out.rglob("*.tmp")) and not (out / ".parts").exists()
+
+
+def test_lesion_maps_are_the_model_probabilities_at_original_pixels(tiny_bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "one"
+    folder.mkdir()
+    image = wide_fundus(5, 72, 104)
+    Image.fromarray(image).save(folder / "eye.png")
+    out = tmp_path / "out"
+    engine = load_engine(tiny_bundle)
+    predict_images(engine, [folder], out, progress=False)
+    pred = engine.predictor.predict([image])[0]
+    expected = pred.pre.geometry.to_original(pred.lesion_probs) * 255  # (L, H, W)
+    for k, lesion in enumerate(LESIONS):
+        saved = np.asarray(Image.open(out / "images/one/eye.png" / f"lesion_{lesion}.png")).astype(float)
+        assert np.abs(saved - expected[k]).max() <= 0.5 + 1e-3
+    record = json.loads((out / "images/one/eye.png/result.json").read_text())
+    assert record["probabilities"] == pred.probabilities and record["lesion_area"] == pred.lesion_area
+
+
+def test_rerun_skips_finished_images_and_redoes_incomplete_ones(tiny_bundle: Path, mixed: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out).exit_code == 0
+    results = {i: out / "images" / i / "result.json" for i in GOOD_SIZES}
+    stamps = {i: p.stat().st_mtime_ns for i, p in results.items()}
+    again = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out)
+    assert again.exit_code == 0 and "0 now, 3 from an earlier run" in again.output
+    assert {i: p.stat().st_mtime_ns for i, p in results.items()} == stamps
+    (out / "images/scans/tall.tif/lesion_EX.png").unlink()  # an output lost: that image is predicted again
+    third = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out)
+    assert "1 now, 2 from an earlier run" in third.output
+    assert (out / "images/scans/tall.tif/lesion_EX.png").is_file()
+    assert len(list(csv.DictReader((out / "predictions.csv").open()))) == 3
+
+
+def test_a_crash_mid_image_leaves_no_result_and_the_rerun_completes_it(
+    tiny_bundle: Path, mixed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    real_save, calls = outputs.save_png, []
+
+    def failing_save(array: np.ndarray, path: Path) -> Path:
+        calls.append(path)
+        if len(calls) == 7:  # the first image's 5 files are written, the second crashes after 1
+            raise OSError("disk full")
+        return real_save(array, path)
+
+    monkeypatch.setattr(outputs, "save_png", failing_save)
+    with pytest.raises(OSError, match="disk full"):
+        predict_images(load_engine(tiny_bundle), [mixed], out, batch_size=4, progress=False)
+    done = sorted(p.parent.relative_to(out / "images").as_posix() for p in out.rglob("result.json"))
+    assert done == ["scans/left/small.png"] and not list(out.rglob("*.tmp"))
+    monkeypatch.setattr(outputs, "save_png", real_save)
+    summary = predict_images(load_engine(tiny_bundle), [mixed], out, progress=False)
+    assert (summary.predicted, summary.reused) == (2, 1)
+
+
+def test_exit_code_1_when_nothing_succeeds(tiny_bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "notes.jpg").write_text("not an image")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(folder / "black.png")  # decodes, but has no FOV
+    out = tmp_path / "out"
+    result = predict_cli(folder, "--checkpoint", tiny_bundle, "--out", out)
+    assert result.exit_code == 1
+    assert "no image was predicted" in result.output and "no field of view" in result.output
+    summary = json.loads((out / "predictions.json").read_text())
+    assert summary["counts"]["predicted"] == 0 and len(summary["failures"]) == 2
+    assert (out / "predictions.csv").read_text().count("\n") == 1  # the header only
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--checkpoint", "{tmp}/missing"], "not found"),
+        (["--checkpoint", "{bundle}", "--engine", "onnx"], "needs an exported .onnx file"),
+        (["--checkpoint", "{bundle}", "--device", "tpu"], "use cpu, cuda"),
+        (["--checkpoint", "{bundle}", "--batch-size", "0"], "batch-size"),
+    ],
+)
+def test_exit_code_2_on_usage_or_checkpoint_errors(
+    tiny_bundle: Path, mixed: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    args = [a.format(tmp=tmp_path, bundle=tiny_bundle) for a in args]
+    result = predict_cli(mixed, *args, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "out" / "predictions.json").exists()
+
+
+def test_ids_come_from_the_path_inside_each_input_and_must_be_unique(tmp_path: Path) -> None:
+    a, b = tmp_path / "a" / "scans", tmp_path / "b" / "scans"
+    for folder in (a, b):
+        folder.mkdir(parents=True)
+        (folder / "x.png").touch()
+    single = tmp_path / "a" / "y.png"
+    single.touch()
+    items = assign_ids([a, single], [a / "x.png", single])
+    assert [(it.id, it.path) for it in items] == [("scans/x.png", a / "x.png"), ("y.png", single)]
+    with pytest.raises(DataError, match="same id 'scans/x.png'"):
+        assign_ids([a, b], [a / "x.png", b / "x.png"])
+
+
+def test_overlay_keeps_small_images_and_caps_large_ones() -> None:
+    assert fit_side((96, 128), 2048) == (96, 128)
+    assert fit_side((3000, 4500), 2048) == (1365, 2048)
+    image = np.full((300, 450, 3), 100, np.uint8)
+    maps = np.zeros((len(LESIONS), 300, 450), np.float32)
+    maps[0, :150] = 1.0  # MA everywhere in the top half
+    small = overlay_image(image, maps, 200)
+    assert small.shape == (133, 200, 3)
+    assert (small[:60] != 100).any(axis=-1).all() and (small[80:] == 100).all()
