@@ -44,8 +44,10 @@ def paper_rows(table: str, dataset: str | None = None) -> list[Row]:
     for e in paper["entries"]:
         if e["table"] != table or (dataset is not None and e["dataset"] != dataset):
             continue
-        row = rows.setdefault(e["method"], Row(e["method"], "paper: official test set", decimals=decimals))
+        row = rows.setdefault(e["method"], Row(e["method"], "", decimals=decimals))
         row.values[e["dataset"]] = e
+    for row in rows.values():
+        row.evaluated_on = "paper: " + " / ".join(paper["evaluated_on"][d]["short"] for d in row.values)
     return list(rows.values())
 
 
@@ -86,7 +88,7 @@ def _with(ours: list[Row], key: str, dataset: str | None = None) -> list[Row]:
 
 def _caption(table: str, datasets: list[str]) -> str:
     paper = load_paper()
-    where = "; ".join(f"{d}: {paper['evaluated_on'][d]}" for d in datasets if d in paper["evaluated_on"])
+    where = "; ".join(f"{d}: {paper['evaluated_on'][d]['detail']}" for d in datasets)
     return f"*{table} of the paper: {paper['tables'][table]['caption']}. Paper rows copied from the paper ({where}).*"
 
 
@@ -171,7 +173,8 @@ def _facts(metrics: dict[str, Any]) -> list[str]:
     return [
         f"- **Evaluated on:** {metrics['description']}: {counts['segmentation']} images with lesion masks, "
         f"{counts['grading']} graded images",
-        f"- **Data:** `{data['root']}` (format {data['format']}, split {data['split']}{fold_text})",
+        f"- **Data:** `{data['root']}` (format {data['format']}, split {data['split']}{fold_text})"
+        if data.get("root") else "- **Data:** records passed in by the caller",
         f"- **Checkpoint:** `{metrics['checkpoint']}` (model {metrics['model']['name']!r})",
         f"- **Settings:** device {s['device']}, batch size {s['batch_size']}, tile {s['tile'] or 'whole image'}, "
         f"{s['bins']} score bins; drcollab {metrics['drcollab_version']}, {metrics['created']}",

@@ -22,7 +22,7 @@ from drcollab.training.folds import split_records
 
 EvalFormat = Literal["auto", "idrid", "idrid-seg", "idrid-grade", "eyepacs", "messidor", "generic"]
 DATASET_NAMES = {"idrid-seg": "IDRiD", "idrid-grade": "IDRiD", "eyepacs": "EyePACS", "messidor": "Messidor",
-                 "generic": "generic"}
+                 "generic": "generic"}  # format (and Record.source tag) -> dataset name in reports
 
 
 @dataclass
@@ -46,11 +46,18 @@ class EvalSet:
     specs: dict[str, DatasetSpec] = field(default_factory=dict)
 
     @classmethod
-    def from_records(cls, records: list[Record], dataset: str = "generic", description: str = "the given images"
+    def from_records(cls, records: list[Record], dataset: str | None = None, description: str = "the given images"
                      ) -> EvalSet:
-        """Segmentation = the records with masks, grading = the records with a grade."""
+        """Segmentation = the records with masks, grading = the records with a grade.
+
+        ``dataset`` defaults to the one all records' ``source`` tags name (``generic`` when they differ).
+        """
+        if dataset is None:
+            names = {DATASET_NAMES.get(r.source, "generic") for r in records}
+            dataset = names.pop() if len(names) == 1 else "generic"
+        info = {"root": None, "format": None, "split": None, "fold": None, "sources": []}
         return cls([r for r in records if r.has_masks], [r for r in records if r.grade is not None],
-                   dataset, description)
+                   dataset, description, info)
 
     def records(self) -> list[Record]:
         """Every record once (segmentation first), for a single prediction pass."""

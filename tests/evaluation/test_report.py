@@ -1,0 +1,80 @@
+"""The paper's numbers (paper_results.json) and the paper-shaped markdown tables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from drcollab.constants import LESIONS
+from drcollab.evaluation.report import Row, load_paper, paper_rows, paper_tables, table1, table3
+
+PAPER_DIR = Path(__file__).resolve().parents[3] / "shared" / "paper"  # beside the repo, like the data
+METRIC_KEYS = {"grading": {"accuracy", "kappa"}, "messidor": {"referral", "normal"}, "segmentation": set(LESIONS)}
+
+
+def _numbers(tree: object, path: str = "") -> list[tuple[str, float]]:
+    if isinstance(tree, dict):
+        return [x for k, v in tree.items() if k != "rank" for x in _numbers(v, f"{path}.{k}")]
+    return [(path, tree)] if isinstance(tree, float) else []
+
+
+def test_every_entry_names_its_table_dataset_and_known_metrics() -> None:
+    paper = load_paper()
+    counts: dict[tuple[str, str], int] = {}
+    for e in paper["entries"]:
+        assert e["table"] in paper["tables"] and e["dataset"] in paper["evaluated_on"], e
+        metrics = set(e) - {"table", "method", "dataset", "note"}
+        assert len(metrics) == 1 and METRIC_KEYS[next(iter(metrics))] >= set(e[next(iter(metrics))]), e
+        counts[e["table"], e["dataset"]] = counts.get((e["table"], e["dataset"]), 0) + 1
+    assert counts == {("Table 1", "IDRiD"): 4, ("Table 1", "EyePACS"): 4, ("Table 2", "Messidor"): 4,
+                      ("Table 3", "IDRiD"): 9, ("Table 4", "EyePACS"): 6, ("Table 4", "Messidor"): 6}
+
+
+def test_every_number_appears_in_the_paper_text() -> None:
+    files = sorted(PAPER_DIR.glob("*.md"))
+    if not files:
+        pytest.skip("paper text not available")
+    text = files[0].read_text()
+    paper = load_paper()
+    for e in paper["entries"]:
+        decimals = paper["tables"][e["table"]]["decimals"]
+        for path, value in _numbers(e):
+            assert f"{value:.{decimals}f}" in text or str(value) in text, (e["table"], e["method"], path, value)
+
+
+def test_challenge_rows_show_ranks_and_dashes() -> None:
+    text = table3([])
+    assert text is None  # no segmentation row of ours: no table
+    ours = Row("**run**", "validation fold 0 of 5 of the IDRiD training split",
+               {"IDRiD": {"segmentation": {les: {"auc_roc": 0.5, "auc_pr": 0.25} for les in LESIONS}}})
+    text = table3([ours])
+    lines = text.splitlines()
+    vrt = next(line for line in lines if line.startswith("| VRT "))
+    assert "0.4951 (2)" in vrt and "0.7127 (11)" in vrt and vrt.count("–") == 4
+    patech = next(line for line in lines if line.startswith("| PATech "))
+    assert patech.rstrip(" |").endswith("–")  # no soft-exudate entry
+    assert lines[-1] == "| **run** | validation fold 0 of 5 of the IDRiD training split | " + " | ".join(
+        ["0.5000", "0.2500"] * 4) + " |"
+    assert len([line for line in lines if line.startswith("| ")]) == 1 + 9 + 1  # header, paper rows, ours
+
+
+def test_table1_puts_our_numbers_under_the_dataset_they_came_from() -> None:
+    ours = Row("**run**", "the generic set 'synth'", {"generic": {"grading": {"accuracy": 0.5, "kappa": 0.25}}})
+    text = table1([ours])
+    header = next(line for line in text.splitlines() if line.startswith("| Method"))
+    assert header.endswith("generic Acc. | generic Kappa |")
+    assert text.splitlines()[-1].endswith("| – | – | – | – | 0.5000 | 0.2500 |")
+    ori = next(line for line in text.splitlines() if line.startswith("| Ori "))
+    assert "paper: IDRiD test split / EyePACS test set" in ori and "0.8458" in ori
+
+
+def test_sections_follow_the_metrics_we_have() -> None:
+    grading_only = Row("x", "y", {"EyePACS": {"grading": {"accuracy": 0.5, "kappa": 0.5}}})
+    keys = [key for key, _, _ in paper_tables([grading_only])]
+    assert keys == ["grading", "sota"]  # Table 4's EyePACS kappa rows apply to an EyePACS evaluation
+    idrid = Row("x", "y", {"IDRiD": {"grading": {"accuracy": 0.5, "kappa": 0.5}}})
+    assert [key for key, _, _ in paper_tables([idrid])] == ["grading"]
+    assert [r.label for r in paper_rows("Table 4", "EyePACS")][-1] == "Zhou et al. (the paper's Ours)"
+    assert re.search(r"0\.872\b", paper_tables([grading_only])[1][2])
