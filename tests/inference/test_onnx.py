@@ -1,0 +1,113 @@
+"""ONNX export: onnxruntime matches PyTorch within 1e-4, metadata carries the preprocessing, ``--engine onnx``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from predict_inputs import GOOD_SIZES, make_mixed_folder
+from typer.testing import CliRunner
+
+from drcollab.cli import app
+from drcollab.errors import DataError
+from drcollab.inference.bundle import load_bundle
+from drcollab.inference.engine import load_engine
+from drcollab.inference.onnx_engine import OnnxPredictor
+from drcollab.inference.onnx_export import export_onnx
+from drcollab.inference.predictor import Predictor
+
+TOL = 1e-4
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_tiny_bundle(root: Path) -> Path:
+    """``tests/conftest.py``'s writer, loaded by path (``import conftest`` is ambiguous with several conftest.py)."""
+    spec = importlib.util.spec_from_file_location("_drcollab_root_conftest", Path(__file__).parents[1] / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_tiny_bundle(root)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(tiny bundle, its model.onnx), exported once through the CLI (the slow part: ~15 s of torch.export)."""
+    root = tmp_path_factory.mktemp("onnx")
+    bundle = write_tiny_bundle(root / "model")
+    onnx_path = root / "model.onnx"
+    args = ["export", "--checkpoint", str(bundle), "--format", "onnx", "--out", str(onnx_path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "height and width dynamic" in result.output
+    return bundle, onnx_path
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 64, 64), (1, 3, 96, 128)])
+def test_onnxruntime_matches_pytorch(exported: tuple[Path, Path], shape: tuple[int, ...]) -> None:
+    bundle, onnx_path = exported
+    torch_pred, onnx_pred = Predictor(bundle), OnnxPredictor(onnx_path)
+    images = torch.rand(shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    want, got = torch_pred.forward(images), onnx_pred.forward(images)
+    for w, g in zip(want, got, strict=True):
+        assert g.shape == w.shape
+        assert torch.allclose(g, w, atol=TOL, rtol=0), float((g - w).abs().max())
+
+
+def test_metadata_carries_the_bundle_preprocessing_and_identity(exported: tuple[Path, Path]) -> None:
+    bundle, onnx_path = exported
+    meta = OnnxPredictor(onnx_path).metadata
+    assert meta.preprocess == load_bundle(bundle).preprocess
+    assert meta.fingerprint == load_engine(bundle).fingerprint and meta.name == "tiny"
+    assert meta.outputs == ["lesion_probs", "grade_probs"] and meta.input_size == "dynamic"
+
+
+def test_predict_with_the_onnx_engine_matches_the_torch_engine(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    bundle, onnx_path = exported
+    folder = make_mixed_folder(tmp_path / "in")
+    runs = {}
+    for engine, checkpoint in (("torch", bundle), ("onnx", onnx_path)):
+        out = tmp_path / engine
+        args = ["predict", str(folder), "--checkpoint", str(checkpoint), "--out", str(out), "--engine", engine]
+        result = CliRunner().invoke(app, [*args, "--no-progress"])
+        assert result.exit_code == 0, result.output
+        runs[engine] = json.loads((out / "predictions.json").read_text())
+    assert runs["onnx"]["model"]["engine"] == "onnx"
+    assert runs["onnx"]["model"]["fingerprint"] == runs["torch"]["model"]["fingerprint"]
+    for t, o in zip(runs["torch"]["predictions"], runs["onnx"]["predictions"], strict=True):
+        assert o["id"] == t["id"] and o["id"] in GOOD_SIZES
+        assert np.allclose(o["probabilities"], t["probabilities"], atol=TOL) and o["grade"] == t["grade"]
+
+
+def test_onnx_engine_refuses_torch_only_options_and_foreign_files(exported: tuple[Path, Path], tmp_path: Path) -> None:
+    _, onnx_path = exported
+    with pytest.raises(Exception, match="CPU provider"):
+        load_engine(onnx_path, amp=True)
+    plain = tmp_path / "plain.onnx"
+    plain.write_bytes(b"not a graph")
+    with pytest.raises(DataError, match="onnxruntime cannot load it"):
+        OnnxPredictor(plain)
+
+
+@pytest.mark.slow
+def test_a_tiled_bundle_exports_at_its_fixed_preprocess_size(tmp_path: Path) -> None:
+    bundle = write_tiny_bundle(tmp_path / "model")
+    info = json.loads((bundle / "bundle.json").read_text())
+    (bundle / "bundle.json").write_text(json.dumps({**info, "tile": 32, "tile_overlap": 16}))
+    result = export_onnx(bundle, tmp_path / "tiled.onnx")
+    assert not result.dynamic_size and "32-px tiles" in result.note and result.max_abs_diff < TOL
+    onnx_pred = OnnxPredictor(result.path)
+    assert onnx_pred.metadata.input_size == "fixed"
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    for w, g in zip(Predictor(bundle).forward(images), onnx_pred.forward(images), strict=True):
+        assert torch.allclose(g, w, atol=TOL, rtol=0)
