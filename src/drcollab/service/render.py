@@ -1,0 +1,76 @@
+"""The JSON answer of ``POST /predict``: numbers plus display-size PNGs (base64) for the web page."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import cv2
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from drcollab.constants import GRADES, LESION_COLOURS, LESIONS
+from drcollab.inference.outputs import fit_side, overlay_image, to_uint8
+from drcollab.inference.predictor import Prediction
+
+
+class PredictResponse(BaseModel):
+    """What the model says about one uploaded image."""
+
+    width: int = Field(description="Width of the uploaded image in pixels.")
+    height: int = Field(description="Height of the uploaded image in pixels.")
+    grade: int | None = Field(description="Most probable DR grade 0-4 (null when the model has no grader).")
+    grade_name: str | None = Field(description="Name of that grade.")
+    grades: list[str] = Field(description="Names of grades 0-4, in the order of `probabilities`.")
+    probabilities: list[float] = Field(description="Per-grade probabilities.")
+    referable: bool | None = Field(description="P(grade >= 2) >= 0.5.")
+    referable_probability: float | None = Field(description="P(grade >= 2).")
+    lesions: list[str] = Field(description="Lesion codes in model order: MA, HE, EX, SE.")
+    lesion_area: dict[str, float] = Field(description="Per lesion, the fraction of the field of view with p > 0.5.")
+    colours: dict[str, list[int]] = Field(description="RGB colour of each lesion in the overlay.")
+    display_width: int = Field(description="Width of the PNGs below (the image scaled to the display size).")
+    display_height: int = Field(description="Height of the PNGs below.")
+    image_png: str = Field(description="The uploaded image at display size, base64 PNG.")
+    overlay_png: str | None = Field(description="The image with every lesion blended in colour, base64 PNG.")
+    lesion_png: dict[str, str] = Field(
+        description="Per lesion, its probability map at display size as an 8-bit grey base64 PNG (255 = 1.0)."
+    )
+
+
+def png_base64(array: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def render_response(image: np.ndarray, pred: Prediction, display_side: int) -> PredictResponse:
+    """Scale the image and lesion maps to a longer side of at most ``display_side`` and encode them."""
+    h, w = image.shape[:2]
+    dh, dw = fit_side((h, w), display_side)
+    shown = cv2.resize(image, (dw, dh), interpolation=cv2.INTER_AREA) if (dh, dw) != (h, w) else image
+    overlay, layers = None, {}
+    if pred.lesion_probs is not None and pred.pre is not None:
+        maps = pred.pre.geometry.to_original(pred.lesion_probs)  # (L, H, W)
+        if (dh, dw) != (h, w):
+            maps = np.stack([cv2.resize(m, (dw, dh), interpolation=cv2.INTER_AREA) for m in maps])  # (L, dh, dw)
+        overlay = png_base64(overlay_image(shown, maps, display_side))
+        layers = {lesion: png_base64(to_uint8(maps[k])) for k, lesion in enumerate(LESIONS)}
+    return PredictResponse(
+        width=w,
+        height=h,
+        grade=pred.grade,
+        grade_name=None if pred.grade is None else GRADES[pred.grade],
+        grades=list(GRADES),
+        probabilities=pred.probabilities,
+        referable=pred.referable,
+        referable_probability=pred.referable_probability,
+        lesions=list(LESIONS),
+        lesion_area=pred.lesion_area,
+        colours={k: list(v) for k, v in LESION_COLOURS.items()},
+        display_width=dw,
+        display_height=dh,
+        image_png=png_base64(shown),
+        overlay_png=overlay,
+        lesion_png=layers,
+    )

@@ -1,0 +1,82 @@
+"""Guarding the upload: a request-body size limit (413) and a careful image decode (413 / 415 / 400).
+
+The decode reads the image header first and refuses a declared size above the pixel limit before any pixel
+data is decompressed, so a small file that claims 100000 x 100000 pixels costs nothing. Pillow's own
+decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) stays in place behind it.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from fastapi import HTTPException
+from PIL import Image, UnidentifiedImageError
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+FORMATS = ("JPEG", "PNG", "TIFF", "BMP")  # what fundus cameras and archives produce
+
+
+def _too_large(limit: int) -> str:
+    return f"upload larger than the {limit / 2**20:g} MB limit (serve --max-upload-mb)"
+
+
+class UploadLimit:
+    """ASGI middleware: answer 413 when a request body is (or declares itself) larger than ``max_bytes``.
+
+    A declared ``Content-Length`` is checked before anything is read; a body streamed without one is
+    counted as it arrives and cut off at the limit.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse({"detail": _too_large(self.max_bytes)}, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:  # raised inside the route, where FastAPI turns it into a response
+                raise HTTPException(413, _too_large(self.max_bytes))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode an uploaded image to ``(H, W, 3)`` uint8 RGB.
+
+    Raises:
+        HTTPException: 400 empty or corrupt data; 413 more than ``max_pixels`` pixels declared;
+            415 not an image, or an image format other than JPEG, PNG, TIFF or BMP.
+    """
+    if not data:
+        raise HTTPException(400, "empty upload: send a JPEG, PNG or TIFF fundus photograph in the 'file' field")
+    try:
+        img = Image.open(io.BytesIO(data))  # parses the header only
+    except Image.DecompressionBombError as err:
+        raise HTTPException(413, f"image refused: {err}") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise HTTPException(415, "not an image: send a JPEG, PNG or TIFF fundus photograph") from err
+    if img.format not in FORMATS:
+        raise HTTPException(415, f"unsupported image format {img.format}: send one of {', '.join(FORMATS)}")
+    w, h = img.size
+    if w * h > max_pixels:
+        declared = f"{w}x{h} = {w * h / 1e6:.1f} Mpx"
+        raise HTTPException(413, f"image declares {declared}, over the {max_pixels / 1e6:g} Mpx limit")
+    try:
+        img.load()  # the pixel data: a truncated or damaged file fails here
+        rgb = img if img.mode == "RGB" else img.convert("RGB")
+        return np.asarray(rgb, dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise HTTPException(400, f"corrupt {img.format} image: {err}") from err
