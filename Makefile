@@ -18,6 +18,8 @@ demo: $(STAMP)
 	$(VENV)/bin/drcollab demo --out runs/demo
 
 test: $(STAMP)
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) \
+		|| echo "chromium unavailable: browser test will skip"
 	$(PY) -m pytest -m "not slow"
 
 test-slow: $(STAMP)

@@ -1,0 +1,124 @@
+"""The web page in headless Chromium (Playwright): upload, grade, overlay, lesion toggle, error message.
+
+Uses Debian's ``/usr/bin/chromium`` (``make test`` installs it when missing); Playwright never downloads a
+browser. Skips, saying why, where Chromium is absent or cannot start. To refresh the screenshot in the docs:
+``DRCOLLAB_WEB_UI_PNG=docs/img/web_ui.png .venv/bin/python -m pytest tests/service/test_browser.py``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import uvicorn
+from PIL import Image
+
+from drcollab.data.synthetic import generate_fundus
+from drcollab.service.app import create_app
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def write_tiny_bundle(root: Path, size: int) -> Path:
+    """``tests/conftest.py``'s writer, loaded by path (``import conftest`` is ambiguous with several conftest.py)."""
+    spec = importlib.util.spec_from_file_location("_drcollab_root_conftest", Path(__file__).parents[1] / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.write_tiny_bundle(root, size=size)
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("Chromium is not installed and could not be (make test runs `apt-get install -y chromium`)")
+    return path
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[str]:
+    """The app on a free loopback port, served by uvicorn in a background thread."""
+    torch.set_num_threads(1)
+    app = create_app(write_tiny_bundle(tmp_path / "model", size=128), display_side=512)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not srv.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start within 30 s")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def page(server: str) -> Iterator:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed: pip install -e '.[dev]'")
+    executable = chromium_path()
+    with sync_api.sync_playwright() as pw:
+        try:
+            browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        except sync_api.Error as err:
+            pytest.skip(f"Chromium at {executable} cannot start here: {str(err).splitlines()[0]}")
+        pg = browser.new_page(viewport={"width": 1280, "height": 860})
+        pg.goto(server)
+        yield pg
+        browser.close()
+
+
+def canvas_png(page) -> str:
+    return page.evaluate("() => document.getElementById('overlay').toDataURL()")
+
+
+def test_upload_shows_grade_and_overlay_and_lesion_toggles_work(page, tmp_path: Path) -> None:
+    image = tmp_path / "fundus.jpg"
+    Image.fromarray(generate_fundus(7, 512, grade=3).image).save(image, quality=92)
+    page.wait_for_function("document.getElementById('model').textContent.includes('tiny')")
+    page.set_input_files("#file", str(image))
+    page.wait_for_selector("body[data-state=ready]", timeout=60_000)
+    assert page.inner_text("#grade") in {"0", "1", "2", "3", "4"}
+    assert "P(grade ≥ 2)" in page.inner_text("#referable")
+    assert page.locator("#chart .bar-row").count() == 5
+    assert page.eval_on_selector("#overlay", "c => [c.width, c.height]") == [512, 512]
+    assert page.inner_text("#area-MA").endswith("%")
+    shot = tmp_path / "web_ui.png"
+    page.screenshot(path=str(shot), full_page=True)
+    target = os.environ.get("DRCOLLAB_WEB_UI_PNG")
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)
+    assert np.asarray(Image.open(shot)).std() > 10  # a real page, not a blank one
+
+    with_all = canvas_png(page)
+    page.uncheck("#toggle-MA")
+    without_ma = canvas_png(page)
+    assert without_ma != with_all
+    page.uncheck("#toggle-HE")
+    assert canvas_png(page) not in (with_all, without_ma)
+    page.check("#toggle-HE")
+    assert canvas_png(page) == without_ma
+    page.check("#toggle-MA")
+    assert canvas_png(page) == with_all
+
+
+def test_a_non_image_upload_shows_the_server_reason(page, tmp_path: Path) -> None:
+    letter = tmp_path / "letter.jpg"
+    letter.write_text("not a photograph")
+    page.set_input_files("#file", str(letter))
+    page.wait_for_selector("body[data-state=error]", timeout=30_000)
+    assert "not an image" in page.inner_text("#status") and "415" in page.inner_text("#status")
+    assert page.locator("#result").is_hidden()
