@@ -7,6 +7,8 @@ command-line overrides (dotted keys, values parsed as YAML).
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -83,25 +85,54 @@ def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def _expand_env(text: str, path: Path) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` with environment values (e.g. dataset roots)."""
+
+    def value(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is None:
+            raise ConfigError(f"{path}: environment variable {name} is not set and has no default (${{{name}:-...}})")
+        return default
+
+    return _ENV.sub(value, text)
+
+
+def read_yaml_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML config as a dict, with ``${VAR:-default}`` expanded and ``base:`` files merged underneath.
+
+    ``base: other.yaml`` (relative to the file) names a config this one only changes; bases may
+    have bases of their own.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: 'base' files form a cycle")
+    try:
+        tree = yaml.safe_load(_expand_env(path.read_text(), path)) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(tree).__name__}")
+    base = tree.pop("base", None)
+    if base is not None:
+        tree = deep_merge(read_yaml_tree(path.parent / base, (*_seen, path.resolve())), tree)
+    return tree
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Build ``cls`` from defaults, then a YAML file, then ``key=value`` overrides.
+    """Build ``cls`` from defaults, then a YAML file (and its ``base:`` files), then ``key=value`` overrides.
 
     Raises:
         ConfigError: naming the file and every invalid field.
     """
-    tree: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path}: top level must be a mapping, got {type(tree).__name__}")
-        source = str(path)
+    tree = read_yaml_tree(path) if path is not None else {}
+    source = str(path) if path is not None else "defaults"
     if overrides:
         tree = deep_merge(tree, parse_overrides(overrides))
     try:

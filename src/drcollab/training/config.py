@@ -63,9 +63,25 @@ class StageConfig(StrictModel):
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
-class JointConfig(StageConfig):
-    """Stage 2, the joint end-to-end stage (Sec. 3.4), and the switches of the ablation rows."""
+class SegPretrainConfig(StageConfig):
+    """Stage 1a: G on X^P with BCE (paper: 60 epochs, batch 32)."""
 
+    epochs: int = Field(60, ge=0, description="0 skips the stage.")
+    batch_size: int = Field(32, ge=1, description="Per-process batch size.")
+
+
+class GradePretrainConfig(StageConfig):
+    """Stage 1b: the plain grader on X^I with focal loss (paper: 30 epochs, batch 128)."""
+
+    epochs: int = Field(30, ge=0, description="0 skips the stage.")
+    batch_size: int = Field(128, ge=1, description="Per-process batch size.")
+
+
+class JointConfig(StageConfig):
+    """Stage 2, the joint end-to-end stage (Sec. 3.4, paper: 50 epochs, batch 16), and the ablation switches."""
+
+    epochs: int = Field(50, ge=0, description="0 skips the stage.")
+    batch_size: int = Field(16, ge=1, description="X^I images per step and process.")
     pixel_batch_size: int | None = Field(
         None, ge=1, description="X^P images per step (default: batch_size); each step also takes batch_size X^I images."
     )
@@ -89,8 +105,10 @@ class RuntimeConfig(StrictModel):
     """Devices, precision, checkpoints and logging."""
 
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU).")
-    amp: Literal["auto", "bf16", "off"] = Field("auto", description="auto = bf16 autocast on CUDA, off on CPU.")
-    channels_last: Literal["auto", "on", "off"] = Field("auto", description="auto = on CUDA only.")
+    amp: Literal["auto", "bf16", "off"] = Field(
+        "auto", description="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else off."
+    )
+    channels_last: Literal["auto", "on", "off"] = Field("auto", description="auto = on wherever bf16 is on.")
     compile: bool = Field(False, description="torch.compile the networks.")
     deterministic: bool = Field(False, description="Deterministic algorithms (bit-reproducible on CPU).")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads per process (default: torch's).")
@@ -110,9 +128,9 @@ class TrainConfig(StrictModel):
     discriminator: DiscriminatorConfig = Field(default_factory=DiscriminatorConfig)
     grader: GraderConfig = Field(default_factory=GraderConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
-    seg_pretrain: StageConfig = Field(default_factory=lambda: StageConfig(epochs=60, batch_size=32))
-    grade_pretrain: StageConfig = Field(default_factory=lambda: StageConfig(epochs=30, batch_size=128))
-    joint: JointConfig = Field(default_factory=lambda: JointConfig(epochs=50, batch_size=16))
+    seg_pretrain: SegPretrainConfig = Field(default_factory=SegPretrainConfig)
+    grade_pretrain: GradePretrainConfig = Field(default_factory=GradePretrainConfig)
+    joint: JointConfig = Field(default_factory=JointConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @model_validator(mode="after")

@@ -17,6 +17,7 @@ import torch
 
 from drcollab.config import dump_config
 from drcollab.errors import ConfigError
+from drcollab.precision import use_bf16, use_channels_last
 from drcollab.training.config import STAGES, TrainConfig
 from drcollab.training.data import build_data
 from drcollab.training.distributed import DistInfo, barrier, setup, teardown
@@ -96,16 +97,13 @@ def _optimizers(nets: object) -> dict:
 
 
 def _autocast(cfg: TrainConfig, dist: DistInfo):  # noqa: ANN202
-    amp = cfg.runtime.amp
-    enabled = amp == "bf16" or (amp == "auto" and dist.device.type == "cuda")
-    if not enabled:
+    if not use_bf16(cfg.runtime.amp, dist.device):
         return contextlib.nullcontext
     return lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16)
 
 
 def _channels_last(cfg: TrainConfig, dist: DistInfo) -> bool:
-    mode = cfg.runtime.channels_last
-    return mode == "on" or (mode == "auto" and dist.device.type == "cuda")
+    return use_channels_last(cfg.runtime.channels_last, dist.device)
 
 
 def _configure_torch(cfg: TrainConfig) -> None:
