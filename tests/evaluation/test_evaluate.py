@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -150,3 +152,20 @@ def test_a_missing_checkpoint_or_mask_names_the_file(eval_bundle: Path, eval_syn
     broken = Record(record.name, record.image_path, (tmp_path / "gone_MA.png", None, None, None))
     with pytest.raises(DataError, match="gone_MA.png"):
         evaluate(eval_bundle, [broken], tmp_path / "out", overlays=0, progress=False)
+
+
+def test_tasks_the_bundle_cannot_do_are_reported_as_skipped(eval_bundle: Path, eval_synth: Path,
+                                                            tmp_path: Path) -> None:
+    shutil.copytree(eval_bundle, tmp_path / "model")
+    info = json.loads((tmp_path / "model" / "bundle.json").read_text())
+    del info["parts"]["grader"]  # a segmentation-only bundle (CE1 / CE2 runs)
+    (tmp_path / "model" / "bundle.json").write_text(json.dumps(info))
+    records = read_eval_set(eval_synth, "generic").segmentation[:2]
+    metrics = evaluate(tmp_path / "model", records, tmp_path / "out", overlays=0, progress=False)
+    assert metrics["grading"] is None and metrics["segmentation"] is not None
+    assert metrics["skipped"] == ["grading of 2 images: the bundle has no grader"]
+    assert not (tmp_path / "out" / "confusion.png").exists()
+    assert "Not evaluated:** grading of 2 images" in (tmp_path / "out" / "report.md").read_text()
+    graded_only = [replace(r, mask_paths=None) for r in records]
+    with pytest.raises(DataError, match="nothing to evaluate.*no grader"):
+        evaluate(tmp_path / "model", graded_only, tmp_path / "out2", progress=False)

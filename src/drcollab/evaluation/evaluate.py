@@ -14,6 +14,7 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def _plan(eval_set: EvalSet, predictor: Predictor) -> tuple[EvalSet, list[str]]:
     if grade and predictor.bundle.grader is None:
         skipped.append(f"grading of {len(grade)} images: the bundle has no grader")
         grade = []
-    return EvalSet(seg, grade, eval_set.dataset, eval_set.description, eval_set.info, eval_set.specs), skipped
+    return replace(eval_set, segmentation=seg, grading=grade), skipped
 
 
 def evaluate(
@@ -147,7 +148,7 @@ def evaluate(
     eval_set, skipped = _plan(eval_set, predictor)
     todo = eval_set.records()
     if not todo:
-        raise DataError(Path(eval_set.info.get("root", ".")), "nothing to evaluate: no image with lesion masks or "
+        raise DataError(eval_set.info.get("root") or out_dir, "nothing to evaluate: no image with lesion masks or "
                         "grade that the model can score" + (f" ({'; '.join(skipped)})" if skipped else ""))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
