@@ -24,9 +24,9 @@ def half_masked(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            progress=False)
 
 
-def write_run(run: Path, pixel: list[dict], image: list[dict], **data: object) -> Path:
+def write_run(run: Path, pixel: list[dict], image: list[dict], sections: dict | None = None, **data: object) -> Path:
     """A minimal run folder: just RUN/config.yaml, as drcollab train writes it."""
-    cfg = TrainConfig.model_validate({"data": {"pixel": pixel, "image": image, **data}})
+    cfg = TrainConfig.model_validate({"data": {"pixel": pixel, "image": image, **data}, **(sections or {})})
     run.mkdir(parents=True, exist_ok=True)
     (run / "config.yaml").write_text(dump_config(cfg))
     return run
@@ -113,3 +113,15 @@ def test_val_fold_of_refuses_runs_without_that_fold(half_masked: Path, tmp_path:
     idrid = write_run(tmp_path / "idrid", [{"format": "idrid-seg", "root": str(half_masked)}], [spec])
     with pytest.raises(ConfigError, match=r"data.pixel.*no single generic train source.*idrid-seg"):
         restrict_to_val_fold(eval_set, idrid)
+
+
+
+def test_val_fold_of_a_segmentation_only_run_drops_grading(half_masked: Path, tmp_path: Path) -> None:
+    spec = {"format": "generic", "root": str(half_masked)}
+    no_grading = {"epochs": 0, "batch_size": 1}
+    run = write_run(tmp_path / "ce2", [spec], [], n_folds=3, val_fold=1,
+                    sections={"grade_pretrain": no_grading, "joint": no_grading})
+    selected = restrict_to_val_fold(read_eval_set(half_masked, "generic"), run)
+    records = [r for r in read_records(DatasetSpec.model_validate(spec)) if r.has_masks]
+    assert [r.name for r in selected.segmentation] == sorted(r.name for r in split_records(records, 3, 1, 0)[1])
+    assert selected.grading == []

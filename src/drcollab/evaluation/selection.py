@@ -168,6 +168,8 @@ def restrict_to_val_fold(eval_set: EvalSet, run_dir: Path) -> EvalSet:
     """Keep only the images that ``RUN/config.yaml`` held out as its validation fold (same ``split_records``
     call with its ``data.n_folds``, ``data.val_fold`` and ``data.fold_seed``).
 
+    A task whose run sources are empty (grading for a segmentation-only CE1 / CE2 run) is dropped.
+
     Raises:
         ConfigError: no config, no validation fold, or the run did not train on this dataset.
     """
@@ -183,11 +185,12 @@ def restrict_to_val_fold(eval_set: EvalSet, run_dir: Path) -> EvalSet:
     if eval_set.info.get("split") != "train":
         raise ConfigError(f"--val-fold-of selects part of a training split, not the {eval_set.info.get('split')} split")
     where = f"run {run_dir}"
+    # A run without X^P (X^I) sources trained no G (grader), so its bundle cannot segment (grade): drop the task.
     seg = grade = []
-    if eval_set.segmentation:
+    if eval_set.segmentation and cfg.pixel:
         seg = _val_records(eval_set.segmentation, eval_set.specs["segmentation"], cfg.pixel, cfg,
                            f"{where} (data.pixel)", pixel=True)
-    if eval_set.grading:
+    if eval_set.grading and cfg.image:
         grade = _val_records(eval_set.grading, eval_set.specs["grading"], cfg.image, cfg,
                              f"{where} (data.image)", pixel=False)
     fold = {"run": str(run_dir.resolve()), "n_folds": cfg.n_folds, "val_fold": cfg.val_fold, "fold_seed": cfg.fold_seed}
