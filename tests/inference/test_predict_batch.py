@@ -161,8 +161,11 @@ def test_ids_come_from_the_path_inside_each_input_and_must_be_unique(tmp_path: P
         (folder / "x.png").touch()
     single = tmp_path / "a" / "y.png"
     single.touch()
-    items = assign_ids([a, single], [a / "x.png", single])
-    assert [(it.id, it.path) for it in items] == [("scans/x.png", a / "x.png"), ("y.png", single)]
+    (a / "link.png").symlink_to(single)  # a link keeps the id of where it was found
+    items = assign_ids([a, single], [a / "x.png", a / "link.png", single])
+    assert [(it.id, it.path) for it in items] == [
+        ("scans/link.png", a / "link.png"), ("scans/x.png", a / "x.png"), ("y.png", single)
+    ]
     with pytest.raises(DataError, match="same id 'scans/x.png'"):
         assign_ids([a, b], [a / "x.png", b / "x.png"])
 

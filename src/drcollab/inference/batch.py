@@ -12,6 +12,7 @@ view is found, is a *failure* (with its reason); a non-image file or a hidden on
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,24 +61,23 @@ class RunSummary:
 def assign_ids(inputs: list[Path], paths: list[Path]) -> list[Item]:
     """Give each found image its stable id (see the module docstring).
 
+    Paths are compared as absolute paths without following symlinks, so a link inside an input folder
+    keeps the id of where it was found.
+
     Raises:
         DataError: when two images would get the same id (e.g. two input folders with the same name).
     """
-    roots = [Path(i).resolve() for i in inputs]
+    roots = [Path(os.path.abspath(i)) for i in inputs]
     items: dict[str, Item] = {}
     for path in paths:
-        resolved = path.resolve()
-        for root in roots:
-            if resolved == root:
-                item_id = root.name
-            elif resolved.is_relative_to(root) and root.is_dir():
-                item_id = f"{root.name}/{resolved.relative_to(root).as_posix()}"
-            else:
-                continue
-            if item_id in items and items[item_id].path.resolve() != resolved:
-                raise DataError(path, f"has the same id {item_id!r} as {items[item_id].path}: rename or move one")
-            items[item_id] = Item(item_id, path)
-            break
+        absolute = Path(os.path.abspath(path))
+        root = next((r for r in roots if absolute == r or absolute.is_relative_to(r)), None)
+        if root is None:
+            raise DataError(path, f"is not inside any input ({', '.join(map(str, inputs))})")
+        item_id = root.name if absolute == root else f"{root.name}/{absolute.relative_to(root).as_posix()}"
+        if item_id in items and Path(os.path.abspath(items[item_id].path)) != absolute:
+            raise DataError(path, f"has the same id {item_id!r} as {items[item_id].path}: rename or move one")
+        items[item_id] = Item(item_id, path)
     return sorted(items.values(), key=lambda it: it.id)
 
 
