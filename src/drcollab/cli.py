@@ -263,5 +263,26 @@ def serve(
     uvicorn.run(web_app, host=host, port=port)
 
 
+@app.command()
+def demo(
+    config: Path = typer.Option(Path("configs/demo.yaml"), "--config", "-c", help="Training config of the demo."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for data, run and evaluation."),
+    overrides: list[str] | None = typer.Argument(None, help="key=value overrides of the training config"),
+) -> None:
+    """Synthetic data -> every training stage -> evaluation on a synthetic test set (resumable)."""
+    from drcollab.demo import run_demo, summary_lines
+    from drcollab.errors import DrcollabError
+
+    try:
+        metrics = run_demo(config, out, overrides=overrides or [])
+    except DrcollabError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(1) from err
+    except KeyboardInterrupt as err:
+        typer.echo(f"interrupted; run the same command again to continue ({out})", err=True)
+        raise typer.Exit(130) from err
+    typer.echo("\n".join(summary_lines(metrics, out)))
+
+
 if __name__ == "__main__":
     app()

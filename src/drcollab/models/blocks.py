@@ -110,6 +110,25 @@ class LesionAttention(nn.Module):
         self.context = nn.Conv2d(top_channels, att_channels, 1)
         self.high = nn.ModuleList(nn.Conv2d(att_channels, 1, 1) for _ in range(num_lesions))
 
+    @torch.no_grad()
+    def init_from_masks(self, gain: float = 10.0) -> None:
+        """Start as a calibrated copy of the masks: ``alpha_l = sigmoid(gain * (m_l - 0.5))``.
+
+        Channel 0 of every branch carries m_l through Eq. 5 (weight 1 on the mask, 0 on f_low), the
+        context vector is 1 on channel 0, and W_high reads only channel 0. The other channels keep
+        their random W_low but get a zero W_high (like a zero-initialised residual branch), so the
+        grading loss can grow refinements from image features without starting from noise.
+        """
+        for w_low, w_high in zip(self.low, self.high, strict=True):
+            w_low.weight[0].zero_()
+            w_low.weight[0, 0] = 1.0
+            w_low.bias[0] = 0.0
+            w_high.weight.zero_()
+            w_high.weight[0, 0] = gain
+            w_high.bias.fill_(-gain / 2)
+        self.context.weight[0].zero_()
+        self.context.bias[0] = 1.0
+
     def forward(self, f_low: torch.Tensor, f_top: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Attention maps ``(B, L, h, w)`` in [0, 1].
 

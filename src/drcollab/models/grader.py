@@ -111,6 +111,8 @@ class LesionGrader(nn.Module):
             self.attention = LesionAttention(
                 self.low_channels, self.top_channels, config.att_channels, config.num_lesions
             )
+            if config.attention_init == "masks":
+                self.attention.init_from_masks(config.attention_gain)
             # The context pass (plain f_low -> rest -> f_high) shares rest's weights but keeps its own BN
             # running statistics: mixing them with the attended pass's would make eval differ from training.
             self.context_stats = SecondStatistics(self.rest)

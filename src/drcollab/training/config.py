@@ -93,6 +93,11 @@ class JointConfig(StageConfig):
     )
     semi_weight: float = Field(1.0, ge=0, description="Weight of the pseudo-mask BCE relative to the real-mask BCE.")
     semi_warmup_epochs: int = Field(0, ge=0, description="Stage-2 epochs before pseudo masks are used.")
+    pseudo_mask: Literal["attention", "gated"] = Field(
+        "attention",
+        description="attention = the up-sampled attention maps (the paper); gated = attention maps times G's own "
+        "full-resolution masks, so the coarse attention can only remove what G marked.",
+    )
     pseudo_threshold: float | None = Field(
         None, gt=0, lt=1, description="Binarise attention maps at this value; null uses them as soft targets."
     )

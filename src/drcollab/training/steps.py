@@ -88,7 +88,8 @@ def joint_step(
     1. G predicts mask logits for X^P and X^I in one forward pass (frozen G: X^I only, no grad).
     2. The grader sees X^I and G's masks m = sigmoid(G(X^I)) (with gradient into G when
        ``joint.grade_to_generator``) and returns grade logits and attention maps alpha (Eqs. 4-6).
-    3. Pseudo masks: alpha up-sampled to the image size and detached (optionally binarised).
+    3. Pseudo masks: alpha up-sampled to the image size (``joint.pseudo_mask: gated`` multiplies it
+       by G's own masks) and detached, optionally binarised.
     4. D update (``joint.adversarial``): D learns real = (X^P, G(X^P)) [or X^P's ground truth] vs
        fake = (X^I, G(X^I)), on detached masks; D's optimizer steps.
     5. G and grader update from one backward pass of
@@ -118,6 +119,8 @@ def joint_step(
         ce = losses["bce_p"] = masked_bce_with_logits(logits_p, s_p)
         if use_semi and out.attention is not None:
             pseudo = F.interpolate(out.attention.float(), size=x_i.shape[-2:], mode="bilinear", align_corners=False)
+            if j.pseudo_mask == "gated":
+                pseudo = pseudo * masks_i
             pseudo = pseudo.detach()  # (B_i, L, H, W)
             if j.pseudo_threshold is not None:
                 pseudo = (pseudo > j.pseudo_threshold).float()

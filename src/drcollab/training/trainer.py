@@ -134,9 +134,12 @@ def export_final(ctx: Context) -> Path:
                 shutil.copyfile(source.with_name(source.name + suffix), tmp)
                 os.replace(tmp, final / f"{kind}{suffix}")
             parts[kind] = {"file": kind, "stage": source.parent.name}
+        # A G whose last training saw random crops is run in overlapping tiles of that size.
+        trained_on_crops = parts.get("generator", {}).get("stage") == "seg_pretrain"
         bundle = {
             "name": ctx.cfg.name,
             "parts": parts,
+            "tile": ctx.cfg.seg_pretrain.augment.crop if trained_on_crops else None,
             "preprocess": ctx.cfg.data.preprocess.model_dump(mode="json"),
             "trained_stages": ctx.position.completed,
         }
