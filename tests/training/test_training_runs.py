@@ -105,3 +105,21 @@ def test_nan_loss_stops_with_stage_epoch_step_and_keeps_last_good_checkpoint(syn
     _, meta = read_state(tmp_path / "run/checkpoints/last.safetensors")
     assert meta["position"] == {"stage": "grade_pretrain", "epoch": 0, "step": 1, "global_step": 3,
                                 "completed": ["seg_pretrain"]}
+
+
+def test_joint_stage_can_start_from_another_runs_pretrained_networks(synth_root, tmp_path):
+    pre = tiny_config(synth_root, tmp_path / "cache", joint={"epochs": 0})
+    run_training(pre, tmp_path / "pre")
+    models = tmp_path / "pre/models"
+    cfg = tiny_config(
+        synth_root, tmp_path / "cache",
+        seg_pretrain={"epochs": 0}, grade_pretrain={"epochs": 0},
+        joint={"epochs": 1, "lr": 1e-30, "adversarial": False},  # a step too small to move float32 weights
+        init={"generator": str(models / "seg_pretrain/generator"), "grader": str(models / "grade_pretrain/grader")},
+    )
+    bundle = run_training(cfg, tmp_path / "joint")
+    assert json.loads((bundle / "bundle.json").read_text())["trained_stages"] == ["joint"]
+    start = load_file(models / "seg_pretrain/generator.safetensors")
+    end = load_file(bundle / "generator.safetensors")
+    params = [k for k in start if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
+    assert params and all(torch.equal(start[k], end[k]) for k in params)

@@ -123,6 +123,19 @@ class RuntimeConfig(StrictModel):
     progress: bool = Field(True, description="Show a progress bar per epoch.")
 
 
+class InitConfig(StrictModel):
+    """Networks to start from instead of this run's own pre-training stages (checkpoint stems)."""
+
+    generator: Path | None = Field(
+        None, description="G for stage 2 when seg_pretrain is skipped, e.g. RUN/models/seg_pretrain/generator "
+        "(the paper starts its EyePACS runs from the G pre-trained on IDRiD)."
+    )
+    grader: Path | None = Field(
+        None, description="An 'ori' grader for stage 2 when grade_pretrain is skipped, e.g. "
+        "RUN/models/grade_pretrain/grader."
+    )
+
+
 class TrainConfig(StrictModel):
     """Everything ``drcollab train`` needs; written to ``RUN/config.yaml``."""
 
@@ -136,6 +149,7 @@ class TrainConfig(StrictModel):
     seg_pretrain: SegPretrainConfig = Field(default_factory=SegPretrainConfig)
     grade_pretrain: GradePretrainConfig = Field(default_factory=GradePretrainConfig)
     joint: JointConfig = Field(default_factory=JointConfig)
+    init: InitConfig = Field(default_factory=InitConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @model_validator(mode="after")
@@ -149,8 +163,13 @@ class TrainConfig(StrictModel):
             raise ValueError("joint.semi needs grader.mode 'attention' (pseudo masks are the attention maps)")
         if (j.semi or j.adversarial) and not j.train_generator:
             raise ValueError("joint.semi and joint.adversarial train G: they need joint.train_generator true")
-        if not self.data.pixel and (self.seg_pretrain.epochs or self.grader.mode != "ori"):
-            raise ValueError("data.pixel is empty but G is needed (seg_pretrain.epochs > 0 or grader.mode != 'ori')")
+        if not self.data.pixel and (self.seg_pretrain.epochs or (j.epochs and j.train_generator)):
+            raise ValueError("data.pixel is empty but G trains on it: seg_pretrain.epochs > 0 or joint.train_generator")
+        if j.epochs and self.grader.mode != "ori" and not self.seg_pretrain.epochs and self.init.generator is None:
+            raise ValueError(
+                f"grader.mode {self.grader.mode!r} needs G's masks but G would start untrained: "
+                "set seg_pretrain.epochs > 0 or init.generator"
+            )
         if not self.data.image and (self.grade_pretrain.epochs or j.epochs):
             raise ValueError("data.image is empty: set grade_pretrain.epochs and joint.epochs to 0")
         return self

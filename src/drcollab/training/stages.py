@@ -77,11 +77,11 @@ def build_nets(ctx: Context, stage: str) -> Nets:
     else:
         j = cfg.joint
         if cfg.grader.mode != "ori":
-            g_path = _saved(ctx, "seg_pretrain", "generator")
+            g_path = _saved(ctx, "seg_pretrain", "generator") or cfg.init.generator
             generator = load_model(g_path) if g_path else LesionGenerator(cfg.generator)
             nets.generator = _prepare(ctx, generator, j.train_generator)
             nets.opt_generator = _adam(ctx, nets.generator, stage) if j.train_generator else None
-        c_path = _saved(ctx, "grade_pretrain", "grader")
+        c_path = _saved(ctx, "grade_pretrain", "grader") or cfg.init.grader
         if c_path is None:
             grader = LesionGrader(cfg.grader)
         else:
