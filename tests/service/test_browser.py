@@ -1,8 +1,12 @@
 """The web page in headless Chromium (Playwright): upload, grade, overlay, lesion toggle, error message.
 
 Uses Debian's ``/usr/bin/chromium`` (``make test`` installs it when missing); Playwright never downloads a
-browser. Skips, saying why, where Chromium is absent or cannot start. To refresh the screenshot in the docs:
-``DRCOLLAB_WEB_UI_PNG=docs/img/web_ui.png .venv/bin/python -m pytest tests/service/test_browser.py``.
+browser. Skips, saying why, where Chromium is absent or cannot start. The server runs a tiny random-weight
+bundle unless ``DRCOLLAB_WEB_UI_BUNDLE`` names another. To refresh the screenshot in the docs with the demo
+model (``make demo`` first)::
+
+    DRCOLLAB_WEB_UI_BUNDLE=runs/demo/run/model DRCOLLAB_WEB_UI_PNG=docs/img/web_ui.png \
+        .venv/bin/python -m pytest tests/service/test_browser.py
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ def chromium_path() -> str:
 def server(tmp_path: Path) -> Iterator[str]:
     """The app on a free loopback port, served by uvicorn in a background thread."""
     torch.set_num_threads(1)
-    app = create_app(write_tiny_bundle(tmp_path / "model", size=128), display_side=512)
+    bundle = os.environ.get("DRCOLLAB_WEB_UI_BUNDLE") or write_tiny_bundle(tmp_path / "model", size=128)
+    app = create_app(bundle, display_side=512)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -87,7 +92,7 @@ def canvas_png(page) -> str:
 def test_upload_shows_grade_and_overlay_and_lesion_toggles_work(page, tmp_path: Path) -> None:
     image = tmp_path / "fundus.jpg"
     Image.fromarray(generate_fundus(7, 512, grade=3).image).save(image, quality=92)
-    page.wait_for_function("document.getElementById('model').textContent.includes('tiny')")
+    page.wait_for_function("document.getElementById('model').textContent.includes(' · torch · ')")
     page.set_input_files("#file", str(image))
     page.wait_for_selector("body[data-state=ready]", timeout=60_000)
     assert page.inner_text("#grade") in {"0", "1", "2", "3", "4"}

@@ -139,6 +139,12 @@ function wire() {
     drop.classList.add("over");
   });
   drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") {
+      e.preventDefault();
+      $("file").click(); // keyboard users open the file picker from the focused drop zone
+    }
+  });
   drop.addEventListener("drop", (e) => {
     e.preventDefault();
     drop.classList.remove("over");
