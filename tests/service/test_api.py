@@ -136,7 +136,7 @@ def test_model_runs_one_request_at_a_time_off_the_event_loop(client: TestClient)
     def slow(pres):
         active[0] += 1
         peak[0] = max(peak[0], active[0])
-        time.sleep(0.3)
+        time.sleep(1.0)
         try:
             return real(pres)
         finally:
@@ -147,11 +147,11 @@ def test_model_runs_one_request_at_a_time_off_the_event_loop(client: TestClient)
     threads = [threading.Thread(target=lambda: codes.append(post(client, GOOD).status_code)) for _ in range(3)]
     for t in threads:
         t.start()
-    time.sleep(0.1)
+    time.sleep(0.2)
     start = time.perf_counter()
     assert client.get("/health").status_code == 200
     health_s = time.perf_counter() - start
     for t in threads:
         t.join()
     assert codes == [200, 200, 200] and peak[0] == 1
-    assert health_s < 0.3  # answered while predictions were queued behind the lock
+    assert health_s < 0.5  # answered while a prediction held the lock for 1 s

@@ -51,7 +51,8 @@ def chromium_path() -> str:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     """The app on a free loopback port, served by uvicorn in a background thread."""
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model; OpenMP spin-waits slow it down on a loaded 2-core box
     bundle = os.environ.get("DRCOLLAB_WEB_UI_BUNDLE") or write_tiny_bundle(tmp_path / "model", size=128)
     app = create_app(bundle, display_side=512)
     with socket.socket() as s:
@@ -68,6 +69,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=10)
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture
