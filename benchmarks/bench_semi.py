@@ -1,0 +1,118 @@
+"""Does the semi-supervised stage help? Lesion AUC-PR of Pretrained vs Semi vs Semi+Adv on synthetic data.
+
+The paper's setting in miniature: few images with lesion masks, many with grades only. For each
+training seed, one run pre-trains G and the grader (stages 1a and 1b); then every row starts stage 2
+from those same networks (``init.*``), so rows differ only in what the row changes. Each row's model
+is evaluated on a separate, fully labelled synthetic test set at full resolution.
+
+    .venv/bin/python benchmarks/bench_semi.py --out runs/bench_semi --seeds 0 1 2
+
+Writes ``OUT/results.json`` and ``OUT/results.md`` (medians over seeds and every seed's value).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+from drcollab.config import load_config
+from drcollab.constants import LESIONS
+from drcollab.demo import ensure_synthetic
+from drcollab.evaluation.evaluate import evaluate
+from drcollab.evaluation.selection import read_eval_set
+from drcollab.training.config import TrainConfig
+from drcollab.training.trainer import run_training
+
+ROWS: dict[str, list[str]] = {
+    "Pretrained": ["grader.mode=pretrained", "joint.train_generator=false", "joint.semi=false",
+                   "joint.adversarial=false"],
+    "Semi": ["joint.semi=true", "joint.adversarial=false"],
+    "Semi+Adv": ["joint.semi=true", "joint.adversarial=true"],
+    "Semi (random attention init)": ["joint.semi=true", "joint.adversarial=false", "grader.attention_init=random"],
+}
+
+
+def run_row(config: Path, out: Path, seed: int, overrides: list[str], test_set, cache: Path) -> dict:
+    cfg = load_config(TrainConfig, config, [f"seed={seed}", *overrides])
+    run_dir = out / "run"
+    t0 = time.perf_counter()
+    if not (run_dir / "model/bundle.json").is_file():
+        run_training(cfg, run_dir)
+    seconds = time.perf_counter() - t0
+    metrics = evaluate(run_dir / "model", test_set, out / "eval", overlays=0, cache_dir=cache, progress=False)
+    return {"seconds": seconds, "metrics": metrics}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_semi"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--rows", nargs="+", default=list(ROWS))
+    parser.add_argument("--n-train", type=int, default=160)
+    parser.add_argument("--pixel-fraction", type=float, default=0.1)
+    parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+    args = parser.parse_args()
+
+    size = load_config(TrainConfig, args.config).data.preprocess.size
+    data = args.out / "data"
+    train = ensure_synthetic(data / "train", args.n_train, size, 0, args.pixel_fraction, 0.05)
+    test = ensure_synthetic(data / "test", 40, size, 1000, 1.0, 0.0)
+    test_set = read_eval_set(test, "generic")
+    cache = args.out / "cache"
+    source = f"[{{format: generic, root: '{train}'}}]"
+    common = [f"data.pixel={source}", f"data.image={source}", f"data.cache_dir='{cache}'", "runtime.progress=false",
+              *args.set]
+
+    results: dict[str, dict[int, dict]] = {}
+    for seed in args.seeds:
+        pre = args.out / f"seed{seed}/pretrain"
+        results.setdefault("Pretrained G (stage 1a)", {})[seed] = run_row(
+            args.config, pre, seed, [*common, "joint.epochs=0"], test_set, cache)
+        init = [f"init.generator='{pre / 'run/models/seg_pretrain/generator'}'",
+                f"init.grader='{pre / 'run/models/grade_pretrain/grader'}'",
+                "seg_pretrain.epochs=0", "grade_pretrain.epochs=0"]
+        for row in args.rows:
+            slug = row.lower().replace(" ", "_").replace("+", "_").replace("(", "").replace(")", "")
+            results.setdefault(row, {})[seed] = run_row(
+                args.config, args.out / f"seed{seed}/{slug}", seed, [*common, *init, *ROWS[row]], test_set, cache)
+            print(f"seed {seed} {row}: {summary(results[row][seed]['metrics'])}", flush=True)
+    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    table = markdown(results, args.seeds)
+    (args.out / "results.md").write_text(table)
+    print(table)
+
+
+def summary(metrics: dict) -> str:
+    seg = metrics.get("segmentation") or {}
+    parts = [f"{k} {v['auc_pr']:.3f}" for k, v in seg.items() if v["auc_pr"] is not None]
+    grading = metrics.get("grading")
+    if grading:
+        parts.append(f"kappa {grading['kappa']:.3f}" if grading["kappa"] is not None else "kappa n/a")
+    return ", ".join(parts)
+
+
+def markdown(results: dict[str, dict[int, dict]], seeds: list[int]) -> str:
+    head = "| row | " + " | ".join(f"{lesion} AUC-PR" for lesion in LESIONS) + " | mean AUC-PR | accuracy | kappa |"
+    lines = [head, "|---" * (len(LESIONS) + 4) + "|"]
+    for row, per_seed in results.items():
+        cells = []
+        values = {}
+        for lesion in LESIONS:
+            values[lesion] = [per_seed[s]["metrics"]["segmentation"][lesion]["auc_pr"] for s in seeds]
+        values["mean"] = [statistics.mean(values[lesion][i] for lesion in LESIONS) for i in range(len(seeds))]
+        grading = [per_seed[s]["metrics"].get("grading") or {} for s in seeds]
+        values["accuracy"] = [g.get("accuracy") for g in grading]
+        values["kappa"] = [g.get("kappa") for g in grading]
+        for key in [*LESIONS, "mean", "accuracy", "kappa"]:
+            vs = [v for v in values[key] if v is not None]
+            cells.append("n/a" if not vs else f"{statistics.median(vs):.3f} ({', '.join(f'{v:.3f}' for v in vs)})")
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
