@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+
+from helpers import write_tiny_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,32 +23,21 @@ def find_idrid_root() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op thread per test: the tiny test models gain nothing from more, and on a loaded
+    2-core machine OpenMP spin-waiting makes them many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def idrid_root() -> Path:
     root = find_idrid_root()
     if root is None:
         pytest.skip("IDRiD training split not found: set DRCOLLAB_IDRID or place it at ../shared/data/IDRiD")
-    return root
-
-
-def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64) -> Path:
-    """A randomly initialised but complete model bundle (tiny widths), as ``drcollab train`` writes one."""
-    import json
-
-    from drcollab.config import GeneratorConfig, GraderConfig, PreprocessConfig
-    from drcollab.models import LesionGenerator, LesionGrader, save_model
-
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    root.mkdir(parents=True, exist_ok=True)
-    save_model(LesionGenerator(GeneratorConfig(widths=(4, 8, 8, 16, 16))), root / "generator")
-    save_model(LesionGrader(GraderConfig(mode=grader_mode, backbone="resnet18", att_channels=8)), root / "grader")
-    bundle = {
-        "name": "tiny",
-        "parts": {"generator": {"file": "generator"}, "grader": {"file": "grader"}},
-        "preprocess": PreprocessConfig(size=size).model_dump(mode="json"),
-    }
-    (root / "bundle.json").write_text(json.dumps(bundle))
     return root
 
 

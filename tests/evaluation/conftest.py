@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-
-def write_tiny_bundle(root: Path) -> Path:
-    """``tests/conftest.py``'s writer, loaded by path: ``import conftest`` is ambiguous with several conftest.py."""
-    spec = importlib.util.spec_from_file_location("_drcollab_root_conftest", Path(__file__).parents[1] / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_tiny_bundle(root)
+from helpers import write_tiny_bundle
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +18,13 @@ from drcollab.inference.engine import load_engine
 from drcollab.inference.onnx_engine import OnnxPredictor
 from drcollab.inference.onnx_export import export_onnx
 from drcollab.inference.predictor import Predictor
+from helpers import write_tiny_bundle
 
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
-def write_tiny_bundle(root: Path) -> Path:
-    """``tests/conftest.py``'s writer, loaded by path (``import conftest`` is ambiguous with several conftest.py)."""
-    spec = importlib.util.spec_from_file_location("_drcollab_root_conftest", Path(__file__).parents[1] / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_tiny_bundle(root)
 
 
 @pytest.fixture(scope="module")

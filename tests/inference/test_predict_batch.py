@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from predict_inputs import BAD_FILES, GOOD_SIZES, make_mixed_folder, wide_fundus
 from typer.testing import CliRunner
@@ -21,15 +19,6 @@ from drcollab.inference import outputs
 from drcollab.inference.batch import assign_ids, predict_images
 from drcollab.inference.engine import load_engine
 from drcollab.inference.outputs import fit_side, overlay_image
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from a second thread; on the loaded 2-core box OpenMP spin-waits slow them down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def predict_cli(*args: str | Path):

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-import torch
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -15,14 +12,3 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("case", cls.cases, ids=ids)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Run model tests on one intra-op thread, restoring the setting afterwards.
-
-    Tiny tensors gain nothing from a second thread, and on a loaded 2-core machine OpenMP's
-    spin-waiting made the convergence tests over 10x slower with two threads than with one.
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

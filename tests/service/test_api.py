@@ -13,21 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from drcollab.constants import LESIONS
 from drcollab.data.synthetic import generate_fundus
 from drcollab.service.app import create_app
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def encode(image: np.ndarray, fmt: str = "PNG", **kwargs) -> bytes:

@@ -11,7 +11,6 @@ model (``make demo`` first)::
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import socket
@@ -28,17 +27,10 @@ from PIL import Image
 
 from drcollab.data.synthetic import generate_fundus
 from drcollab.service.app import create_app
+from helpers import write_tiny_bundle
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-
-
-def write_tiny_bundle(root: Path, size: int) -> Path:
-    """``tests/conftest.py``'s writer, loaded by path (``import conftest`` is ambiguous with several conftest.py)."""
-    spec = importlib.util.spec_from_file_location("_drcollab_root_conftest", Path(__file__).parents[1] / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.write_tiny_bundle(root, size=size)
 
 
 def chromium_path() -> str:

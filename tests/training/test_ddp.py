@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_config
 from safetensors.torch import load_file
+from training_helpers import tiny_config
 
 from drcollab.config import dump_config
 

@@ -18,6 +18,7 @@ def test_folds_are_stratified_and_even():
     assert set(sizes.values()) == {12}
     for grade, count in [(0, 20), (1, 5), (2, 15), (3, 10), (4, 10)]:
         per_fold = Counter(f for f, r in zip(folds, recs, strict=True) if r.grade == grade)
+        assert sum(per_fold.values()) == count
         assert max(per_fold.values()) - min(per_fold.get(k, 0) for k in range(5)) <= 1, grade
 
 

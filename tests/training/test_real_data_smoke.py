@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import tiny_config
+from training_helpers import tiny_config
 
 from drcollab.training.trainer import run_training
 

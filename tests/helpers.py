@@ -1,0 +1,26 @@
+"""Helpers shared by test files in several folders (importable as ``helpers``: tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64) -> Path:
+    """A randomly initialised but complete model bundle (tiny widths), as ``drcollab train`` writes one."""
+    import torch
+
+    from drcollab.config import GeneratorConfig, GraderConfig, PreprocessConfig
+    from drcollab.models import LesionGenerator, LesionGrader, save_model
+
+    torch.manual_seed(0)
+    root.mkdir(parents=True, exist_ok=True)
+    save_model(LesionGenerator(GeneratorConfig(widths=(4, 8, 8, 16, 16))), root / "generator")
+    save_model(LesionGrader(GraderConfig(mode=grader_mode, backbone="resnet18", att_channels=8)), root / "grader")
+    bundle = {
+        "name": "tiny",
+        "parts": {"generator": {"file": "generator"}, "grader": {"file": "grader"}},
+        "preprocess": PreprocessConfig(size=size).model_dump(mode="json"),
+    }
+    (root / "bundle.json").write_text(json.dumps(bundle))
+    return root
