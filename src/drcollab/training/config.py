@@ -117,7 +117,7 @@ class RuntimeConfig(StrictModel):
     compile: bool = Field(False, description="torch.compile the networks.")
     deterministic: bool = Field(False, description="Deterministic algorithms (bit-reproducible on CPU).")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads per process (default: torch's).")
-    sync_bn: bool = Field(False, description="Synchronised batch norm across DDP processes.")
+    sync_bn: bool = Field(False, description="Synchronised batch norm across DDP processes (CUDA only).")
     checkpoint_every: int = Field(50, ge=1, description="Write the training state every N steps (and each epoch).")
     log_every: int = Field(10, ge=1, description="Log training losses every N steps.")
     progress: bool = Field(True, description="Show a progress bar per epoch.")

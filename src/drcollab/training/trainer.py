@@ -43,6 +43,8 @@ def run_training(cfg: TrainConfig | None, out: str | Path, resume: bool = False)
     """
     cfg, state = _load_or_claim(Path(out), cfg, resume)
     dist = setup(cfg.runtime.device)
+    if cfg.runtime.sync_bn and dist.device.type != "cuda":
+        raise ConfigError("runtime.sync_bn: synchronised batch norm needs CUDA devices (PyTorch has none for the CPU)")
     folder = RunFolder(Path(out), writer=dist.is_main)
     ctx = Context(cfg, dist, folder, _autocast(cfg, dist), _channels_last(cfg, dist), _position(state))
     _configure_torch(cfg)
