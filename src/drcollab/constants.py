@@ -17,7 +17,7 @@ REFERABLE_FROM_GRADE = 2  # grade >= 2 is referable DR (the paper's Messidor "re
 
 # Colours (RGB) used for every overlay, one per lesion.
 LESION_COLOURS: dict[str, tuple[int, int, int]] = {
-    "MA": (255, 40, 40),
+    "MA": (255, 0, 255),  # magenta: red would vanish on the orange-red retina
     "HE": (60, 120, 255),
     "EX": (255, 230, 0),
     "SE": (40, 230, 80),
