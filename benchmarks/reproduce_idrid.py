@@ -1,0 +1,104 @@
+"""Reproduce the ablation rows of Tables 1 and 3 on a validation fold of the IDRiD training split.
+
+Runs the ``configs/cpu/`` (or ``configs/paper/``) rows and evaluates each on the fold its run held
+out (``drcollab evaluate --val-fold-of``), then merges them (``drcollab compare``). To spend the
+budget on what differs between rows, the rows share their pre-training: one run trains stages 1a
+and 1b (``pretrain``: its G is the CE2 row, its grader the start of every Table 1 row), and the
+Table 1 rows start stage 2 from it with ``init.generator`` / ``init.grader``; CE1 pre-trains its own
+(conv) G. Every run is an ordinary ``drcollab train`` command, printed before it starts.
+
+    DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/reproduce_idrid.py --family cpu --out runs/idrid
+
+Writes ``OUT/<row>/`` (run folders), ``OUT/eval/<row>/`` (reports), ``OUT/compare/`` (tables and PR
+curves) and ``OUT/timings.json`` (wall time of every run and stage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+DRCOLLAB = [sys.executable, "-m", "drcollab.cli"]
+SKIP_PRETRAIN = ["seg_pretrain.epochs=0", "grade_pretrain.epochs=0"]
+
+
+def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
+    """Row -> (config file, overrides). ``pretrain`` first: the others start from its networks."""
+    pre = out / "pretrain/models"
+    init = [f"init.generator={pre / 'seg_pretrain/generator'}", f"init.grader={pre / 'grade_pretrain/grader'}"]
+    return {
+        "pretrain": ("lesion_pretrained.yaml", ["name=pretrain", "joint.epochs=0"]),
+        "ce1": ("ce1.yaml", []),
+        "ori": ("ori.yaml", [*SKIP_PRETRAIN, f"init.grader={pre / 'grade_pretrain/grader'}"]),
+        "lesion_pretrained": ("lesion_pretrained.yaml", [*SKIP_PRETRAIN, *init]),
+        "lesion_semi": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init]),
+        "lesion_semi_adv": ("lesion_semi_adv.yaml", [*SKIP_PRETRAIN, *init]),
+    }
+
+
+def sh(cmd: list[str], log: Path) -> float:
+    print("$ " + " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
+    start = time.perf_counter()
+    with log.open("a") as f:
+        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
+    return time.perf_counter() - start
+
+
+def stage_times(run: Path) -> dict[str, float]:
+    """Seconds between the first and last log line of each stage (metrics.csv)."""
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
+    with (run / "metrics.csv").open() as f:
+        for r in csv.DictReader(f):
+            first.setdefault(r["stage"], float(r["time"]))
+            last[r["stage"]] = float(r["time"])
+    return {s: round(last[s] - first[s], 1) for s in first}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", choices=["cpu", "paper"], default="cpu")
+    parser.add_argument("--out", type=Path, default=Path("runs/idrid"))
+    parser.add_argument("--rows", nargs="+", default=None, help="subset of rows (default: all)")
+    parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+    args = parser.parse_args()
+    if "DRCOLLAB_IDRID" not in os.environ:
+        sys.exit("set DRCOLLAB_IDRID to the IDRiD root (the folder holding 'A. Segmentation')")
+    idrid = os.environ["DRCOLLAB_IDRID"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    timings_path = args.out / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    table = rows(args.out)
+    for row in args.rows or list(table):
+        config, overrides = table[row]
+        run = args.out / row
+        log = args.out / f"{row}.log"
+        if not (run / "model/bundle.json").is_file():
+            resume = (run / "checkpoints/last.safetensors").is_file()
+            cmd = [*DRCOLLAB, "train", "--resume", str(run)] if resume else [
+                *DRCOLLAB, "train", "--config", f"configs/{args.family}/{config}", "--out", str(run),
+                "runtime.progress=false", *overrides, *args.set]
+            seconds = sh(cmd, log)
+            timings[row] = {"train_s": round(seconds, 1), "stages_s": stage_times(run)}
+        evaluation = args.out / "eval" / row
+        if not (evaluation / "metrics.json").is_file():
+            seconds = sh([*DRCOLLAB, "evaluate", "--checkpoint", str(run), "--data", idrid, "--split", "train",
+                          "--val-fold-of", str(run), "--out", str(evaluation), "--workers", "1",
+                          "--cache-dir", os.environ.get("DRCOLLAB_CACHE", "cache")], log)
+            timings.setdefault(row, {})["evaluate_s"] = round(seconds, 1)
+        timings_path.write_text(json.dumps(timings, indent=1))
+    done = [r for r in table if (args.out / "eval" / r / "metrics.json").is_file()]
+    sh([*DRCOLLAB, "compare", *[str(args.out / "eval" / r) for r in done], "--out", str(args.out / "compare"),
+        "--labels", ",".join(done)], args.out / "compare.log")
+    print(f"tables: {args.out / 'compare/compare.md'}; timings: {timings_path}")
+
+
+if __name__ == "__main__":
+    main()
