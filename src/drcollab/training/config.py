@@ -120,6 +120,7 @@ class RuntimeConfig(StrictModel):
     sync_bn: bool = Field(False, description="Synchronised batch norm across DDP processes (CUDA only).")
     checkpoint_every: int = Field(50, ge=1, description="Write the training state every N steps (and each epoch).")
     log_every: int = Field(10, ge=1, description="Log training losses every N steps.")
+    validate_every: int = Field(1, ge=1, description="Validate every N epochs (and always after the last).")
     progress: bool = Field(True, description="Show a progress bar per epoch.")
 
 

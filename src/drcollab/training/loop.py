@@ -127,7 +127,8 @@ def run_epochs(
             if pos.step >= steps_per_epoch:
                 break
         bar.close()
-        metrics = validate() if ctx.dist.is_main else {}
+        due = (pos.epoch + 1) % rt.validate_every == 0 or pos.epoch + 1 == epochs
+        metrics = validate() if ctx.dist.is_main and due else {}
         ctx.folder.log(pos.stage, pos.epoch, pos.step, pos.global_step, {f"val/{k}": v for k, v in metrics.items()})
         if metrics and ctx.dist.is_main:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
