@@ -1,18 +1,19 @@
 """Training-step speed: the default pipeline against a plain fp32 eager baseline, side by side.
 
-Both run the joint stage's step (``training/steps.py`` ``joint_step``: G on X^P + X^I, the
-lesion-attentive grader, D) with the same networks, batch and images, from a config (default
-``configs/cpu/base.yaml`` on the IDRiD training split):
+Every variant runs the joint stage's step (``training/steps.py`` ``joint_step``: G on X^P + X^I,
+the lesion-attentive grader, D) with the same networks and the same global batch of images from a
+config (default ``configs/cpu/base.yaml`` on the IDRiD training split):
 
-- ``plain``: fp32, contiguous tensors, every image decoded and preprocessed in the training
-  process at every step (no cache, no loader workers);
-- ``default``: what ``drcollab train`` does: the preprocessing cache, DataLoader workers (and pinned
-  batches on CUDA), bf16 autocast and channels_last where the runtime's ``auto`` turns them on.
+- ``plain``: one process with torch's default threads (the whole batch), fp32, contiguous tensors, every image
+  decoded and preprocessed in the training process at every step (no cache, no loader workers);
+- ``default``: what ``drcollab train`` does with the config: the preprocessing cache, its DataLoader
+  workers, bf16 autocast and channels_last where ``auto`` turns them on, and
+  ``runtime.cpu_processes`` single-threaded DDP ranks (the config's batch sizes are per rank);
+- each of the two again with its batch already in memory (``compute only``), to separate the
+  networks' speed from the data pipeline's.
 
-and each of the two with its batch already in memory (``... compute only``), to separate the
-networks' speed-up from the data pipeline's. Each variant: one warm-up step, then ``--steps`` timed
-steps; the table gives medians, the data-wait share (time blocked on the next batch / step time)
-and the speed-up over ``plain``.
+One warm-up step, then ``--steps`` timed steps; the table gives medians (for DDP: rank 0's), the
+time blocked waiting for the next batch and its share of the step, and the speed-up over ``plain``.
 
     .venv/bin/python benchmarks/bench_train_step.py --steps 5
 """
@@ -21,12 +22,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from drcollab.config import load_config
 from drcollab.data.io import load_sample
@@ -36,30 +42,10 @@ from drcollab.precision import use_bf16, use_channels_last
 from drcollab.training.config import TrainConfig
 from drcollab.training.data import build_data, make_loader, train_sampler
 from drcollab.training.datasets import FundusDataset
+from drcollab.training.distributed import DistInfo, setup, teardown
 from drcollab.training.steps import Nets, joint_step
 
-
-def make_nets(cfg: TrainConfig, channels_last: bool) -> Nets:
-    torch.manual_seed(0)
-    nets = Nets(LesionGenerator(cfg.generator), LesionGrader(cfg.grader), LesionDiscriminator(cfg.discriminator))
-    for name in ("generator", "grader", "discriminator"):
-        model = getattr(nets, name).train()
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-        setattr(nets, f"opt_{name}", torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999)))
-    return nets
-
-
-def to_device(batch: dict, channels_last: bool) -> dict:
-    out = {}
-    for key, value in batch.items():
-        if torch.is_tensor(value) and value.dim() == 4 and channels_last:
-            value = value.contiguous(memory_format=torch.channels_last)
-        out[key] = value
-    return out
-
-
-VARIANTS = {  # name: (optimised precision and memory format, data source)
+VARIANTS = {  # name: (optimised: precision, memory format and processes; data source)
     "plain": (False, "raw"),
     "plain, compute only": (False, "memory"),
     "default": (True, "cache"),
@@ -67,12 +53,30 @@ VARIANTS = {  # name: (optimised precision and memory format, data source)
 }
 
 
-def run(cfg: TrainConfig, variant: str, steps: int) -> dict[str, float]:
-    device = torch.device("cpu")
+def make_nets(cfg: TrainConfig, channels_last: bool, dist: DistInfo) -> Nets:
+    torch.manual_seed(0)
+    nets = Nets(LesionGenerator(cfg.generator), LesionGrader(cfg.grader), LesionDiscriminator(cfg.discriminator))
+    for name in ("generator", "grader", "discriminator"):
+        model = getattr(nets, name).train()
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        setattr(nets, f"opt_{name}", torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999)))
+        if dist.enabled:
+            setattr(nets, name, DistributedDataParallel(model))
+    return nets
+
+
+def to_device(batch: dict, channels_last: bool) -> dict:
+    return {k: v.contiguous(memory_format=torch.channels_last) if channels_last and torch.is_tensor(v) and v.dim() == 4
+            else v for k, v in batch.items()}
+
+
+def run(cfg: TrainConfig, variant: str, steps: int, dist: DistInfo) -> dict:
+    """Time ``steps`` joint steps of one variant in this process (one rank of it under DDP)."""
     optimised, source = VARIANTS[variant]
-    bf16 = optimised and use_bf16(cfg.runtime.amp, device)
-    channels_last = optimised and use_channels_last(cfg.runtime.channels_last, device)
-    data = build_data(cfg.data)
+    bf16 = optimised and use_bf16(cfg.runtime.amp, dist.device)
+    channels_last = optimised and use_channels_last(cfg.runtime.channels_last, dist.device)
+    data = build_data(cfg.data, dist)
     if source == "raw":
         def load(record):  # noqa: ANN001, ANN202 (decode + preprocess every time, as without the cache)
             sample = load_sample(record)
@@ -81,12 +85,12 @@ def run(cfg: TrainConfig, variant: str, steps: int) -> dict[str, float]:
     else:
         load, workers = data.cache.get, cfg.data.workers
     j = cfg.joint
+    p_bs, i_bs = j.pixel_batch_size or j.batch_size, j.batch_size
     p_ds = FundusDataset(data.pixel_train, load, j.augment, labels="masks")
     i_ds = FundusDataset(data.image_train, load, j.augment, labels="grade")
-    p_bs = j.pixel_batch_size or j.batch_size
-    p_loader = make_loader(p_ds, train_sampler(p_ds, 0, p_bs, _single()), p_bs, workers, device)
-    i_loader = make_loader(i_ds, train_sampler(i_ds, 1, j.batch_size, _single()), j.batch_size, workers, device)
-    nets = make_nets(cfg, channels_last)
+    p_loader = make_loader(p_ds, train_sampler(p_ds, 0, p_bs, dist), p_bs, workers, dist.device)
+    i_loader = make_loader(i_ds, train_sampler(i_ds, 1, i_bs, dist), i_bs, workers, dist.device)
+    nets = make_nets(cfg, channels_last, dist)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
     p_iter, i_iter = iter(p_loader), iter(i_loader)
     cached = None
@@ -100,47 +104,77 @@ def run(cfg: TrainConfig, variant: str, steps: int) -> dict[str, float]:
             cached = (p_batch, i_batch)
         got = time.perf_counter()
         joint_step(nets, p_batch, i_batch, cfg, autocast, use_semi=j.semi)
-        end = time.perf_counter()
         if k > 0:  # the first step warms up (allocator, oneDNN kernels, worker start-up)
-            totals.append(end - start)
+            totals.append(time.perf_counter() - start)
             waits.append(got - start)
-    total = statistics.median(totals)
-    return {"step_s": total, "wait_s": statistics.median(waits), "bf16": bf16, "channels_last": channels_last,
-            "data": {"raw": "decoded every step", "cache": f"cache, {workers} workers", "memory": "in memory"}[source]}
+    data_text = {"raw": "decoded every step", "cache": f"cache, {workers} loader workers", "memory": "in memory"}
+    return {"step_s": statistics.median(totals), "wait_s": statistics.median(waits), "bf16": bf16,
+            "channels_last": channels_last, "data": data_text[source], "processes": dist.world_size,
+            "threads": torch.get_num_threads()}
 
 
-def _single():  # noqa: ANN202
-    from drcollab.training.distributed import DistInfo
+def whole_batch(cfg: TrainConfig) -> TrainConfig:
+    """The config for one process: the batch that ``runtime.cpu_processes`` ranks share (batch sizes are per rank)."""
+    j, n = cfg.joint, cfg.runtime.cpu_processes
+    update = {"batch_size": j.batch_size * n, "pixel_batch_size": (j.pixel_batch_size or j.batch_size) * n}
+    return cfg.model_copy(update={"joint": j.model_copy(update=update)})
 
-    return DistInfo()
+
+def run_ranks(args: argparse.Namespace, variant: str, processes: int) -> dict:
+    """Run one variant under ``torchrun`` in ``processes`` single-threaded ranks; rank 0's timings."""
+    out = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_train_step_{os.getpid()}.json"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+           __file__, "--config", str(args.config), "--steps", str(args.steps), "--worker", variant,
+           "--result", str(out), *args.overrides]
+    subprocess.run(cmd, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = json.loads(out.read_text())
+    out.unlink()
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("configs/cpu/base.yaml"))
     parser.add_argument("--steps", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
     args = parser.parse_args()
     cfg = load_config(TrainConfig, args.config, args.overrides)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    elif cfg.runtime.threads:
-        torch.set_num_threads(cfg.runtime.threads)
-    results = {v: run(cfg, v, args.steps) for v in VARIANTS}
+    if args.worker:  # one rank of a DDP variant, launched by run_ranks
+        dist = setup("cpu")
+        torch.set_num_threads(1)
+        result = run(cfg, args.worker, args.steps, dist)
+        if dist.is_main:
+            args.result.write_text(json.dumps(result))
+        teardown()
+        return
+    processes = cfg.runtime.cpu_processes
+    results = {}
+    for variant, (optimised, _) in VARIANTS.items():
+        if optimised and processes > 1:
+            results[variant] = run_ranks(args, variant, processes)
+        else:
+            results[variant] = run(whole_batch(cfg), variant, args.steps, DistInfo())
+    report(args, whole_batch(cfg), results)
+
+
+def report(args: argparse.Namespace, cfg: TrainConfig, results: dict[str, dict]) -> None:
+    j = cfg.joint
+    print(f"config {args.config} {' '.join(args.overrides)}; torch {torch.__version__}, {os.cpu_count()} CPUs "
+          f"({platform.machine()}); median of {args.steps} steps after 1 warm-up")
+    print(f"global batch: {j.batch_size} X^I + {j.pixel_batch_size or j.batch_size} X^P images at "
+          f"{cfg.data.preprocess.size} px\n")
+    print("| variant | processes x threads | bf16 | channels_last | data | step (s) | waiting for data (s) "
+          "| data share | vs plain |")
+    print("|---|---|---|---|---|---:|---:|---:|---:|")
     base = results["plain"]["step_s"]
-    print(f"config {args.config} {' '.join(args.overrides)}; torch {torch.__version__}, {torch.get_num_threads()} "
-          f"threads, {platform.processor() or platform.machine()}; median of {args.steps} steps after 1 warm-up")
-    print(f"batch: {cfg.joint.batch_size} X^I + {cfg.joint.pixel_batch_size or cfg.joint.batch_size} X^P images at "
-          f"{cfg.data.preprocess.size} px")
-    print()
-    print("| variant | bf16 | channels_last | data | step (s) | waiting for data (s) | data share | vs plain |")
-    print("|---|---|---|---|---:|---:|---:|---:|")
     for name, r in results.items():
-        print(f"| {name} | {r['bf16']} | {r['channels_last']} | {r['data']} | {r['step_s']:.2f} | "
-              f"{r['wait_s']:.3f} | {100 * r['wait_s'] / r['step_s']:.1f}% | {base / r['step_s']:.2f}x |")
+        print(f"| {name} | {r['processes']} x {r['threads']} | {r['bf16']} | {r['channels_last']} | {r['data']} | "
+              f"{r['step_s']:.2f} | {r['wait_s']:.3f} | {100 * r['wait_s'] / r['step_s']:.1f}% | "
+              f"{base / r['step_s']:.2f}x |")
     compute = results["plain, compute only"]["step_s"] / results["default, compute only"]["step_s"]
-    print(f"\nnetworks alone (compute only): {compute:.2f}x faster in the default precision")
+    print(f"\nnetworks alone (compute only): {compute:.2f}x faster in the default set-up")
 
 
 if __name__ == "__main__":

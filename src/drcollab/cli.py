@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -91,7 +92,8 @@ def train(
     except KeyboardInterrupt as err:
         typer.echo(f"interrupted ({err}); continue with: drcollab train --resume {run_dir}", err=True)
         raise typer.Exit(130) from err
-    typer.echo(f"model bundle: {bundle}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line from rank 0
+        typer.echo(f"model bundle: {bundle}")
 
 
 @app.command("evaluate")

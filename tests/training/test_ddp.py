@@ -46,3 +46,14 @@ def test_two_ranks_end_identical_and_only_rank0_writes(synth_root, tmp_path):
     rank1 = (probe / "writes-rank1.txt").read_text().split() if (probe / "writes-rank1.txt").exists() else []
     # The preprocessing cache is shared and safe for concurrent writers; the run folder is rank 0's alone.
     assert not [p for p in rank1 if Path(p).is_relative_to(out)], rank1
+
+
+def test_cpu_processes_relaunch_training_as_single_threaded_ranks(synth_root, tmp_path):
+    from drcollab.training.trainer import run_training
+
+    cfg = tiny_config(synth_root, tmp_path / "cache", runtime={"cpu_processes": 2, "threads": None, "device": "cpu"})
+    bundle = run_training(cfg, tmp_path / "run")
+    assert (bundle / "bundle.json").is_file()
+    config = (tmp_path / "run/config.yaml").read_text()
+    assert "cpu_processes: 2" in config
+    assert (tmp_path / "run/models/joint/discriminator.safetensors").is_file()

@@ -117,6 +117,9 @@ class RuntimeConfig(StrictModel):
     compile: bool = Field(False, description="torch.compile the networks.")
     deterministic: bool = Field(False, description="Deterministic algorithms (bit-reproducible on CPU).")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads per process (default: torch's).")
+    cpu_processes: int = Field(
+        1, ge=1, description="On a CPU, train in this many single-threaded DDP processes (batch sizes are per process)."
+    )
     sync_bn: bool = Field(False, description="Synchronised batch norm across DDP processes (CUDA only).")
     checkpoint_every: int = Field(50, ge=1, description="Write the training state every N steps (and each epoch).")
     log_every: int = Field(10, ge=1, description="Log training losses every N steps.")

@@ -21,6 +21,7 @@ from drcollab.precision import use_bf16, use_channels_last
 from drcollab.training.config import STAGES, TrainConfig
 from drcollab.training.data import build_data
 from drcollab.training.distributed import DistInfo, barrier, setup, teardown
+from drcollab.training.launch import launch, should_launch
 from drcollab.training.loop import Context, Position, StopOnSignal
 from drcollab.training.run_folder import RunFolder
 from drcollab.training.stages import KINDS, build_nets, finish_stage, run_stage
@@ -42,6 +43,8 @@ def run_training(cfg: TrainConfig | None, out: str | Path, resume: bool = False)
         The folder of the final model bundle.
     """
     cfg, state = _load_or_claim(Path(out), cfg, resume)
+    if should_launch(cfg):
+        return launch(Path(out), cfg.runtime.cpu_processes)
     dist = setup(cfg.runtime.device)
     if cfg.runtime.sync_bn and dist.device.type != "cuda":
         raise ConfigError("runtime.sync_bn: synchronised batch norm needs CUDA devices (PyTorch has none for the CPU)")
@@ -111,6 +114,8 @@ def _channels_last(cfg: TrainConfig, dist: DistInfo) -> bool:
 def _configure_torch(cfg: TrainConfig) -> None:
     if cfg.runtime.threads:
         torch.set_num_threads(cfg.runtime.threads)
+    elif cfg.runtime.cpu_processes > 1 and os.environ.get("WORLD_SIZE"):
+        torch.set_num_threads(1)
     if cfg.runtime.deterministic:
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
