@@ -32,6 +32,7 @@ ROWS: dict[str, list[str]] = {
     "Semi": ["joint.semi=true", "joint.adversarial=false"],
     "Semi+Adv": ["joint.semi=true", "joint.adversarial=true"],
     "Semi (random attention init)": ["joint.semi=true", "joint.adversarial=false", "grader.attention_init=random"],
+    "Semi (gated pseudo masks)": ["joint.semi=true", "joint.adversarial=false", "joint.pseudo_mask=gated"],
 }
 
 
