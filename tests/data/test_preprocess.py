@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from drcollab.config import PreprocessConfig
+from drcollab.data.fov import detect_fov
 from drcollab.data.io import load_sample, read_image, read_mask
-from drcollab.data.preprocess import Geometry, detect_fov, normalise_contrast, preprocess
+from drcollab.data.preprocess import Geometry, normalise_contrast, preprocess
 from drcollab.data.records import Record
 
 SEG = "A. Segmentation"
