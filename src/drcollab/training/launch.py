@@ -1,9 +1,10 @@
 """Data-parallel processes on one CPU machine: ``runtime.cpu_processes`` single-threaded DDP ranks.
 
-On a CPU, PyTorch's intra-op threads scale poorly for these networks: on the 2-core machine of
-BENCHMARKS.md a joint step on 4 + 2 images with one thread takes 0.4x the time of 8 + 4 images with
-two threads. ``run_training`` therefore re-launches itself under ``torchrun --standalone`` with
-one thread per process when ``runtime.cpu_processes`` > 1, exactly as a user would for GPUs.
+On a CPU, PyTorch's intra-op threads scale poorly for these networks: two single-threaded processes,
+each with half the batch, finish a step sooner than one process with two threads (BENCHMARKS.md,
+``benchmarks/bench_train_step.py``). ``run_training`` therefore re-launches itself under
+``torchrun --standalone`` with one thread per process when ``runtime.cpu_processes`` > 1, exactly as
+a user would for GPUs.
 """
 
 from __future__ import annotations
