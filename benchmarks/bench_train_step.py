@@ -50,6 +50,7 @@ VARIANTS = {  # name: (optimised: precision, memory format and processes; data s
     "plain, compute only": (False, "memory"),
     "default": (True, "cache"),
     "default, compute only": (True, "memory"),
+    "default precision, 1 process, compute only": (True, "memory"),
 }
 
 
@@ -152,7 +153,7 @@ def main() -> None:
     processes = cfg.runtime.cpu_processes
     results = {}
     for variant, (optimised, _) in VARIANTS.items():
-        if optimised and processes > 1:
+        if optimised and processes > 1 and "1 process" not in variant:
             results[variant] = run_ranks(args, variant, processes)
         else:
             results[variant] = run(whole_batch(cfg), variant, args.steps, DistInfo())
