@@ -33,7 +33,12 @@ ROWS: dict[str, list[str]] = {
     "Semi+Adv": ["joint.semi=true", "joint.adversarial=true"],
     "Semi (random attention init)": ["joint.semi=true", "joint.adversarial=false", "grader.attention_init=random"],
     "Semi (gated pseudo masks)": ["joint.semi=true", "joint.adversarial=false", "joint.pseudo_mask=gated"],
+    # Controls for the investigation in BENCHMARKS.md (run with --rows):
+    "G on X^P only (no semi, no adv)": ["joint.semi=false", "joint.adversarial=false"],
+    "Semi, no grading loss into G": ["joint.semi=true", "joint.adversarial=false", "joint.grade_to_generator=false"],
+    "Semi, pseudo masks weighted 0.1": ["joint.semi=true", "joint.adversarial=false", "joint.semi_weight=0.1"],
 }
+DEFAULT_ROWS = ["Pretrained", "Semi", "Semi+Adv", "Semi (random attention init)", "Semi (gated pseudo masks)"]
 
 
 def run_row(config: Path, out: Path, seed: int, overrides: list[str], test_set, cache: Path) -> dict:
@@ -52,7 +57,7 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
     parser.add_argument("--out", type=Path, default=Path("runs/bench_semi"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--rows", nargs="+", default=list(ROWS))
+    parser.add_argument("--rows", nargs="+", default=DEFAULT_ROWS, choices=list(ROWS))
     parser.add_argument("--n-train", type=int, default=160)
     parser.add_argument("--pixel-fraction", type=float, default=0.1)
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
