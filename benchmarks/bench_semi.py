@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import time
 from pathlib import Path
@@ -82,7 +83,7 @@ def main() -> None:
                 f"init.grader='{pre / 'run/models/grade_pretrain/grader'}'",
                 "seg_pretrain.epochs=0", "grade_pretrain.epochs=0"]
         for row in args.rows:
-            slug = row.lower().replace(" ", "_").replace("+", "_").replace("(", "").replace(")", "")
+            slug = re.sub(r"[^a-z0-9]+", "_", row.lower()).strip("_")
             results.setdefault(row, {})[seed] = run_row(
                 args.config, args.out / f"seed{seed}/{slug}", seed, [*common, *init, *ROWS[row]], test_set, cache)
             print(f"seed {seed} {row}: {summary(results[row][seed]['metrics'])}", flush=True)
