@@ -7,7 +7,8 @@ is evaluated on a separate, fully labelled synthetic test set at full resolution
 
     .venv/bin/python benchmarks/bench_semi.py --out runs/bench_semi --seeds 0 1 2
 
-Writes ``OUT/results.json`` and ``OUT/results.md`` (medians over seeds and every seed's value).
+Writes ``OUT/results.json`` and ``OUT/results.md`` (medians over seeds and every seed's value;
+``--results NAME`` renames them).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=160)
     parser.add_argument("--pixel-fraction", type=float, default=0.1)
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+    parser.add_argument("--results", default="results", help="name of the OUT/<name>.json and .md files")
     args = parser.parse_args()
 
     size = load_config(TrainConfig, args.config).data.preprocess.size
@@ -87,9 +89,9 @@ def main() -> None:
             results.setdefault(row, {})[seed] = run_row(
                 args.config, args.out / f"seed{seed}/{slug}", seed, [*common, *init, *ROWS[row]], test_set, cache)
             print(f"seed {seed} {row}: {summary(results[row][seed]['metrics'])}", flush=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (args.out / f"{args.results}.json").write_text(json.dumps(results, indent=1, default=str))
     table = markdown(results, args.seeds)
-    (args.out / "results.md").write_text(table)
+    (args.out / f"{args.results}.md").write_text(table)
     print(table)
 
 
