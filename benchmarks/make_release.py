@@ -1,0 +1,43 @@
+"""Package a trained run as a release checkpoint: its model bundle, config, and validation metrics.
+
+    .venv/bin/python benchmarks/make_release.py --run runs/idrid/lesion_semi_adv \\
+        --evaluation runs/idrid/eval/lesion_semi_adv --out release/drcollab-idrid-cpu
+
+The release folder is a model bundle (``drcollab predict --checkpoint release/...`` loads it) plus
+``config.yaml`` (how it was trained) and ``metrics.json`` (how it did on its validation fold); its
+README.md (where it came from, how to re-train it) is written by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+MAX_BYTES = 50 * 1024 * 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="run folder (holds model/ and config.yaml)")
+    parser.add_argument("--evaluation", type=Path, required=True, help="drcollab evaluate output of the run")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    bundle = json.loads((args.run / "model/bundle.json").read_text())
+    for part in bundle["parts"].values():
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(args.run / "model" / (part["file"] + suffix), args.out / (part["file"] + suffix))
+    (args.out / "bundle.json").write_text(json.dumps(bundle, indent=2))
+    shutil.copyfile(args.run / "config.yaml", args.out / "config.yaml")
+    metrics = json.loads((args.evaluation / "metrics.json").read_text())
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    size = sum(p.stat().st_size for p in args.out.iterdir() if p.is_file())
+    if size > MAX_BYTES:
+        raise SystemExit(f"release is {size / 2**20:.1f} MiB, over the {MAX_BYTES / 2**20:.0f} MiB limit")
+    print(f"release {args.out}: {size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()
