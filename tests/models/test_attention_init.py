@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from drcollab.config import GraderConfig
@@ -22,3 +23,18 @@ def test_random_init_does_not_follow_the_masks():
     masks[:, 0, 8:12, 8:12] = 1.0
     alpha = grader(torch.randn(2, 3, 64, 64), masks).attention
     assert alpha[:, 0].max() < 0.9
+
+
+def test_stage_two_grader_takes_the_target_config_over_the_ori_one():
+    from drcollab.errors import ConfigError
+    from drcollab.models import grader_from_ori
+
+    torch.manual_seed(0)
+    ori = LesionGrader(GraderConfig(mode="ori", backbone="resnet18", att_channels=8))
+    target = GraderConfig(mode="attention", backbone="resnet18", att_channels=16, attention_init="random")
+    model = grader_from_ori(ori, target)
+    assert model.config.att_channels == 16 and model.config.attention_init == "random"
+    assert model.attention.high[0].weight.shape == (1, 16, 1, 1)
+    assert model.attention.high[0].weight[0, 1:].abs().sum() > 0  # not the masks initialisation
+    with pytest.raises(ConfigError, match="grader.backbone"):
+        grader_from_ori(ori, GraderConfig(mode="attention", backbone="resnet34"))

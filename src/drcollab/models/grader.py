@@ -149,19 +149,32 @@ class LesionGrader(nn.Module):
         return masks
 
 
-def grader_from_ori(ori: LesionGrader, mode: str = "attention") -> LesionGrader:
+def grader_from_ori(ori: LesionGrader, target: GraderConfig | str = "attention") -> LesionGrader:
     """Stage 2's starting point: a masked-mode grader initialised from a trained ``ori`` grader.
+
+    Args:
+        ori: The trained plain grader.
+        target: The stage-2 grader's config (its mode, attention size and initialisation), or just
+            a mode to keep everything else from ``ori``'s config. The backbone must be ``ori``'s.
 
     The backbone weights are copied; the classifier is the ori classifier with its weight divided
     by L and replicated per lesion branch, so with alpha == 1 it reproduces the ori logits exactly.
-    The attention module (mode ``attention``) keeps its fresh initialisation.
+    The attention module (mode ``attention``) gets the target config's initialisation.
     """
     if ori.config.mode != "ori":
         raise ValueError(f"grader_from_ori needs an 'ori' grader, got mode {ori.config.mode!r}")
-    if mode == "ori":
+    if isinstance(target, str):
+        target = ori.config.model_copy(update={"mode": target})
+    if target.mode == "ori":
         raise ValueError("grader_from_ori: target mode must be 'pretrained' or 'attention'")
-    model = LesionGrader(ori.config.model_copy(update={"mode": mode, "pretrained": False}))
-    model.config = ori.config.model_copy(update={"mode": mode})
+    for field in ("backbone", "low_stage", "num_lesions", "num_grades"):
+        if getattr(target, field) != getattr(ori.config, field):
+            raise ConfigError(
+                f"grader.{field} {getattr(target, field)!r} differs from the pre-trained grader's "
+                f"{getattr(ori.config, field)!r}: stage 2 starts from its weights"
+            )
+    model = LesionGrader(target.model_copy(update={"pretrained": False}))  # weights come from ori, not timm
+    model.config = target
     model.stem.load_state_dict(ori.stem.state_dict())
     model.rest.load_state_dict(ori.rest.state_dict())
     if model.context_stats is not None:

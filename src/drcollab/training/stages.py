@@ -86,7 +86,7 @@ def build_nets(ctx: Context, stage: str) -> Nets:
             grader = LesionGrader(cfg.grader)
         else:
             grader = load_model(c_path)
-            grader = grader if cfg.grader.mode == "ori" else grader_from_ori(grader, cfg.grader.mode)
+            grader = grader if cfg.grader.mode == "ori" else grader_from_ori(grader, cfg.grader)
         nets.grader = _prepare(ctx, grader, True)
         nets.opt_grader = _adam(ctx, nets.grader, stage)
         if j.adversarial:
