@@ -50,6 +50,9 @@ def run_row(config: Path, out: Path, seed: int, overrides: list[str], test_set, 
     if not (run_dir / "model/bundle.json").is_file():
         run_training(cfg, run_dir)
     seconds = time.perf_counter() - t0
+    saved = out / "eval/metrics.json"
+    if saved.is_file():  # a re-run reuses finished rows (delete a row's folder to redo it)
+        return {"seconds": None, "metrics": json.loads(saved.read_text())}
     metrics = evaluate(run_dir / "model", test_set, out / "eval", overlays=0, cache_dir=cache, progress=False)
     return {"seconds": seconds, "metrics": metrics}
 
