@@ -35,12 +35,14 @@ ROWS: dict[str, list[str]] = {
     "Semi+Adv": ["joint.semi=true", "joint.adversarial=true"],
     "Semi (random attention init)": ["joint.semi=true", "joint.adversarial=false", "grader.attention_init=random"],
     "Semi (gated pseudo masks)": ["joint.semi=true", "joint.adversarial=false", "joint.pseudo_mask=gated"],
+    "Semi+Adv (gated pseudo masks)": ["joint.semi=true", "joint.adversarial=true", "joint.pseudo_mask=gated"],
     # Controls for the investigation in BENCHMARKS.md (run with --rows):
     "G on X^P only (no semi, no adv)": ["joint.semi=false", "joint.adversarial=false"],
     "Semi, no grading loss into G": ["joint.semi=true", "joint.adversarial=false", "joint.grade_to_generator=false"],
     "Semi, pseudo masks weighted 0.1": ["joint.semi=true", "joint.adversarial=false", "joint.semi_weight=0.1"],
 }
-DEFAULT_ROWS = ["Pretrained", "Semi", "Semi+Adv", "Semi (random attention init)", "Semi (gated pseudo masks)"]
+DEFAULT_ROWS = ["Pretrained", "Semi", "Semi+Adv", "Semi (random attention init)", "Semi (gated pseudo masks)",
+                "Semi+Adv (gated pseudo masks)"]
 
 
 def run_row(config: Path, out: Path, seed: int, overrides: list[str], test_set, cache: Path) -> dict:
