@@ -1,7 +1,7 @@
 """``make demo``: the main job on the embedded synthetic default, start to finish, resumable.
 
 1. ``data``: a synthetic training set (few images with masks, all with grades) and a fully
-   labelled synthetic test set (``drcollab synth``).
+   labelled synthetic test set (``drcollab synth``), each with a contact sheet PNG.
 2. ``train``: every stage of the paper's schedule with ``configs/demo.yaml``.
 3. ``evaluate``: accuracy, quadratic weighted kappa and per-lesion AUCs on the test set, with
    curves, a confusion matrix and predicted overlays (``drcollab evaluate``).
@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from drcollab.config import load_config
-from drcollab.data.synthetic import write_synthetic
+from drcollab.data.synthetic import synthetic_contact_sheet, write_synthetic
 from drcollab.training.config import TrainConfig
+from drcollab.viz import save_png
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ def ensure_synthetic(root: Path, n: int, size: int, seed: int, pixel_fraction: f
     if (root / "labels.csv").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == params:
         return root
     write_synthetic(root, n, size, seed, pixel_fraction, label_noise, overwrite=True)
+    save_png(synthetic_contact_sheet(n, size, seed, pixel_fraction, label_noise), root / "contact_sheet.png")
     stamp.write_text(json.dumps(params))
     return root
 
@@ -87,6 +89,6 @@ def summary_lines(metrics: dict[str, Any], out: Path) -> list[str]:
         f"  figures       {out / 'eval'}/*.png",
         f"  model bundle  {out / 'run/model'}",
         f"  training log  {out / 'run/metrics.csv'} (tensorboard --logdir {out / 'run/tensorboard'})",
-        f"  data          {out / 'data'}",
+        f"  data          {out / 'data'} (a look at it: {out / 'data/train/contact_sheet.png'})",
     ]
     return lines
