@@ -141,8 +141,10 @@ def export_final(ctx: Context) -> Path:
                 shutil.copyfile(source.with_name(source.name + suffix), tmp)
                 os.replace(tmp, final / f"{kind}{suffix}")
             parts[kind] = {"file": kind, "stage": source.parent.name}
-        # A G whose last training saw random crops is run in overlapping tiles of that size.
-        trained_on_crops = parts.get("generator", {}).get("stage") == "seg_pretrain"
+        # A G whose last training saw random crops (stage 1a; a frozen G in stage 2 kept those weights)
+        # is run in overlapping tiles of that size.
+        g_stage = parts.get("generator", {}).get("stage")
+        trained_on_crops = g_stage == "seg_pretrain" or (g_stage == "joint" and not ctx.cfg.joint.train_generator)
         bundle = {
             "name": ctx.cfg.name,
             "parts": parts,
