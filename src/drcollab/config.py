@@ -189,10 +189,10 @@ class GraderConfig(StrictModel):
     pretrained: bool = Field(False, description="Load timm's ImageNet weights (downloads them once).")
     low_stage: int = Field(1, ge=0, description="Index into the backbone's feature_info of the f_low stage.")
     att_channels: int = Field(64, ge=1, description="C_att, channels of f_low_att and of the f_high context vector.")
-    attention_init: Literal["masks", "random"] = Field(
-        "masks",
-        description="masks = the attention starts as a copy of G's masks, alpha_l = sigmoid(gain * (m_l - 0.5)), "
-        "and learns refinements from there; random = PyTorch's default initialisation.",
+    attention_init: Literal["random", "masks"] = Field(
+        "random",
+        description="random = PyTorch's default initialisation (the paper); masks = the attention starts as a copy "
+        "of G's masks, alpha_l = sigmoid(gain * (m_l - 0.5)), and learns refinements from there.",
     )
     attention_gain: float = Field(10.0, gt=0, description="Slope of the 'masks' initialisation.")
     num_lesions: int = Field(NUM_LESIONS, ge=1, description="L, the number of lesion branches.")

@@ -7,7 +7,8 @@ from drcollab.models import LesionGrader
 
 def test_masks_init_makes_attention_a_calibrated_copy_of_the_masks():
     torch.manual_seed(0)
-    grader = LesionGrader(GraderConfig(backbone="resnet18", att_channels=8, attention_gain=10.0)).eval()
+    config = GraderConfig(backbone="resnet18", att_channels=8, attention_init="masks", attention_gain=10.0)
+    grader = LesionGrader(config).eval()
     masks = torch.zeros(2, 4, 64, 64)
     masks[:, 0, 8:12, 8:12] = 1.0
     masks[:, 2] = 0.3
