@@ -46,8 +46,7 @@ ROWS: dict[str, list[str]] = {
     "Semi, no grading loss into G": [*SEMI, "joint.grade_to_generator=false", *MASKS_INIT],
     "Semi, pseudo masks weighted 0.1": [*SEMI, "joint.semi_weight=0.1", *MASKS_INIT],
 }
-DEFAULT_ROWS = ["Pretrained", "Semi", "Semi+Adv", "Semi (attention init: masks)", "Semi+Adv (attention init: masks)",
-                "Semi (gated pseudo masks)", "Semi+Adv (gated pseudo masks)"]
+DEFAULT_ROWS = ["Pretrained", "Semi", "Semi+Adv", "Semi (attention init: masks)", "Semi+Adv (attention init: masks)"]
 
 
 def run_row(config: Path, out: Path, seed: int, overrides: list[str], test_set, cache: Path) -> dict:
