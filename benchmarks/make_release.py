@@ -1,7 +1,7 @@
 """Package a trained run as a release checkpoint: its model bundle, config, and validation metrics.
 
-    .venv/bin/python benchmarks/make_release.py --run runs/idrid/lesion_semi_adv \\
-        --evaluation runs/idrid/eval/lesion_semi_adv --out release/drcollab-idrid-cpu
+    .venv/bin/python benchmarks/make_release.py --run runs/idrid/pretrain \\
+        --evaluation runs/idrid/eval/pretrain --out release/drcollab-idrid-cpu
 
 The release folder is a model bundle (``drcollab predict --checkpoint release/...`` loads it) plus
 ``config.yaml`` (how it was trained) and ``metrics.json`` (how it did on its validation fold); its

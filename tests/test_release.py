@@ -1,0 +1,43 @@
+"""The release checkpoint in release/: it loads, and it grades and maps a real IDRiD image."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from typer.testing import CliRunner
+
+from drcollab.cli import app
+from drcollab.constants import LESIONS
+from drcollab.data.io import read_image
+from drcollab.inference.predictor import Predictor
+
+RELEASE = Path(__file__).resolve().parents[1] / "release/drcollab-idrid-cpu"
+IMAGE = "A. Segmentation/1. Original Images/a. Training Set/IDRiD_01.jpg"
+
+
+def test_release_is_small_and_complete():
+    size = sum(p.stat().st_size for p in RELEASE.iterdir())
+    assert size < 50 * 2**20
+    for name in ("bundle.json", "generator.safetensors", "grader.safetensors", "config.yaml", "metrics.json"):
+        assert (RELEASE / name).is_file(), name
+    assert json.loads((RELEASE / "metrics.json").read_text())["description"].startswith("validation fold")
+
+
+def test_release_predicts_a_real_idrid_image(idrid_root):
+    image = read_image(idrid_root / IMAGE)
+    pred = Predictor(RELEASE).predict([image])[0]
+    assert pred.grade in range(5) and abs(sum(pred.probabilities) - 1) < 1e-4
+    maps = pred.pre.geometry.to_original(pred.lesion_probs)  # (L, H, W) at 4288x2848
+    assert maps.shape == (len(LESIONS), *image.shape[:2])
+    assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
+    assert set(pred.lesion_area) == set(LESIONS)
+
+
+def test_predict_command_loads_the_release(idrid_root, tmp_path):
+    result = CliRunner().invoke(app, ["predict", "--checkpoint", str(RELEASE), str(idrid_root / IMAGE),
+                                      "--out", str(tmp_path), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 2 and "IDRiD_01" in rows[1]
