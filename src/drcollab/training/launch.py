@@ -2,9 +2,9 @@
 
 On a CPU, two single-threaded processes, each with half the batch, finish a step of these networks
 a little sooner than one process with two threads (7 % on 2 cores, BENCHMARKS.md,
-``benchmarks/bench_train_step.py``), and data loading stays off the training threads. ``run_training`` therefore re-launches itself under
-``torchrun --standalone`` with one thread per process when ``runtime.cpu_processes`` > 1, exactly as
-a user would for GPUs.
+``benchmarks/bench_train_step.py``), and data loading stays off the training threads.
+``run_training`` therefore re-launches itself under ``torchrun --standalone`` with one thread per
+process when ``runtime.cpu_processes`` > 1, exactly as a user would for GPUs.
 """
 
 from __future__ import annotations
