@@ -1,6 +1,6 @@
 """How good are stage 2's pseudo masks? Compare them with the ground truth on held-out pixel-labelled images.
 
-For each bundle with an attention grader (a Semi / Semi+Adv run) and each pixel-labelled image of a
+For each run whose grader has attention (a Semi / Semi+Adv run) and each pixel-labelled image of a
 run's validation fold, the pseudo masks of ``joint.semi`` are computed as in training: G's masks,
 the grader's attention maps α, up-sampled bilinearly to the image (``gated``: times G's masks).
 Per lesion, over the field of view at the preprocessed size, it prints the share of pixels that
@@ -9,7 +9,7 @@ pseudo masks and of G's own masks against the ground truth (scikit-learn), and h
 lesions' pseudo masks are (mean Pearson correlation between the lesion channels of one image).
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/pseudo_mask_stats.py \\
-        --bundle runs/idrid/lesion_semi --fold-of runs/idrid/lesion_semi
+        --runs runs/idrid/lesion_semi --fold-of runs/idrid/lesion_semi
 """
 
 from __future__ import annotations
@@ -20,19 +20,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 
+from drcollab.config import load_config
 from drcollab.constants import LESIONS
 from drcollab.data.io import load_sample
 from drcollab.data.preprocess import preprocess
 from drcollab.data.transforms import image_to_tensor
 from drcollab.evaluation.selection import read_eval_set, restrict_to_val_fold
 from drcollab.inference.bundle import load_bundle
+from drcollab.training.config import TrainConfig
+from drcollab.training.steps import pseudo_masks
 
 
-def stats(bundle_dir: Path, records: list, gated: bool) -> list[str]:
-    bundle = load_bundle(bundle_dir)
+def stats(run: Path, records: list) -> list[str]:
+    joint = load_config(TrainConfig, run / "config.yaml").joint
+    bundle = load_bundle(run)
     truth: list[list[np.ndarray]] = [[] for _ in LESIONS]
     pseudo: list[list[np.ndarray]] = [[] for _ in LESIONS]
     own: list[list[np.ndarray]] = [[] for _ in LESIONS]
@@ -43,18 +46,15 @@ def stats(bundle_dir: Path, records: list, gated: bool) -> list[str]:
         x = image_to_tensor(pre.image)[None]
         with torch.inference_mode():
             masks = torch.sigmoid(bundle.generator(x))
-            alpha = bundle.grader(x, masks).attention
-            up = F.interpolate(alpha, size=x.shape[-2:], mode="bilinear", align_corners=False)
-            if gated:
-                up = up * masks
+            up = pseudo_masks(bundle.grader(x, masks).attention, masks, joint.pseudo_mask, joint.pseudo_threshold)
         fov = pre.fov
         p = up[0].numpy()[:, fov]  # (L, n) inside the field of view
-        corr.append(np.nanmean([np.corrcoef(p[i], p[j])[0, 1] for i in range(4) for j in range(i + 1, 4)]))
+        corr.append(np.nanmean([np.corrcoef(p[i], p[j])[0, 1] for i in range(len(p)) for j in range(i + 1, len(p))]))
         for i in range(len(LESIONS)):
             truth[i].append(pre.masks[i][fov])
             pseudo[i].append(p[i])
             own[i].append(masks[0, i].numpy()[fov])
-    lines = [f"### `{bundle_dir}` ({'gated' if gated else 'attention'} pseudo masks, {len(records)} images)", "",
+    lines = [f"### `{run}` ({joint.pseudo_mask} pseudo masks, {len(records)} images)", "",
              "| lesion | lesion pixels | mean pseudo mask | pseudo-mask AUC-PR | G's mask AUC-PR |",
              "|---|---:|---:|---:|---:|"]
     for i, lesion in enumerate(LESIONS):
@@ -67,14 +67,13 @@ def stats(bundle_dir: Path, records: list, gated: bool) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, nargs="+", required=True, help="run or bundle folders")
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders (their model and config)")
     parser.add_argument("--fold-of", type=Path, required=True, help="run whose validation fold to use")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("DRCOLLAB_IDRID", "../shared/data/IDRiD")))
     args = parser.parse_args()
     records = restrict_to_val_fold(read_eval_set(args.data, "idrid", "train"), args.fold_of).segmentation
-    for bundle in args.bundle:
-        config = (bundle / "config.yaml").read_text() if (bundle / "config.yaml").is_file() else ""
-        print("\n".join(stats(bundle, records, gated="pseudo_mask: gated" in config)))
+    for run in args.runs:
+        print("\n".join(stats(run, records)))
 
 
 if __name__ == "__main__":

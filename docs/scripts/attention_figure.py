@@ -18,7 +18,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from drcollab.constants import LESION_NAMES, LESIONS  # noqa: E402
 from drcollab.data.generic import read_generic  # noqa: E402
@@ -26,6 +25,7 @@ from drcollab.data.io import load_sample  # noqa: E402
 from drcollab.data.preprocess import preprocess  # noqa: E402
 from drcollab.data.transforms import image_to_tensor  # noqa: E402
 from drcollab.inference.bundle import load_bundle  # noqa: E402
+from drcollab.training.steps import pseudo_masks  # noqa: E402
 
 
 def main() -> None:
@@ -44,8 +44,7 @@ def main() -> None:
     with torch.inference_mode():
         before = torch.sigmoid(load_bundle(args.before).generator(x))  # (1, L, S, S)
         masks = torch.sigmoid(bundle.generator(x))  # (1, L, S, S)
-        alpha = bundle.grader(x, masks).attention  # (1, L, S/4, S/4)
-        pseudo = F.interpolate(alpha, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        pseudo = pseudo_masks(bundle.grader(x, masks).attention, masks)  # (1, L, S, S), the paper's soft maps
     fig, axes = plt.subplots(len(LESIONS), 5, figsize=(12.5, 10.5))
     titles = ["image", "ground truth", "G before stage 2", "G after stage 2", "its pseudo masks (attention α)"]
     for row, lesion in enumerate(LESIONS):

@@ -78,6 +78,25 @@ def grade_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) ->
     return values
 
 
+def pseudo_masks(
+    attention: torch.Tensor, masks: torch.Tensor, mode: str = "attention", threshold: float | None = None
+) -> torch.Tensor:
+    """Stage 2's pseudo masks for G's BCE on X^I, detached, ``(B, L, H, W)`` like ``masks``.
+
+    Args:
+        attention: The grader's alpha maps, ``(B, L, h, w)`` on f_low's grid.
+        masks: G's lesion probabilities on the same images, ``(B, L, H, W)``.
+        mode: ``attention`` = alpha up-sampled bilinearly to the image (the paper); ``gated`` = that
+            times G's own masks, so the attention can remove lesion pixels but not add any.
+        threshold: Binarise at this value (``None``: soft targets).
+    """
+    pseudo = F.interpolate(attention.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
+    if mode == "gated":
+        pseudo = pseudo * masks
+    pseudo = pseudo.detach()
+    return pseudo if threshold is None else (pseudo > threshold).float()
+
+
 def joint_step(
     nets: Nets, p_batch: dict | None, i_batch: dict, cfg: TrainConfig, autocast: Autocast, use_semi: bool
 ) -> dict[str, float]:
@@ -118,12 +137,7 @@ def joint_step(
     if logits_p is not None:
         ce = losses["bce_p"] = masked_bce_with_logits(logits_p, s_p)
         if use_semi and out.attention is not None:
-            pseudo = F.interpolate(out.attention.float(), size=x_i.shape[-2:], mode="bilinear", align_corners=False)
-            if j.pseudo_mask == "gated":
-                pseudo = pseudo * masks_i
-            pseudo = pseudo.detach()  # (B_i, L, H, W)
-            if j.pseudo_threshold is not None:
-                pseudo = (pseudo > j.pseudo_threshold).float()
+            pseudo = pseudo_masks(out.attention, masks_i, j.pseudo_mask, j.pseudo_threshold)
             losses["bce_i"] = masked_bce_with_logits(logits_i, pseudo)
             ce = ce + j.semi_weight * losses["bce_i"]
         adv = torch.zeros((), device=x_i.device)
