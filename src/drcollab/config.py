@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from drcollab.constants import NUM_GRADES, NUM_LESIONS
 from drcollab.errors import ConfigError
@@ -165,6 +165,21 @@ class GeneratorConfig(StrictModel):
     )
     in_channels: int = Field(3, ge=1, description="Image channels.")
     num_lesions: int = Field(NUM_LESIONS, ge=1, description="L, the number of output mask logits.")
+    head_prior: tuple[float, ...] | None = Field(
+        None, description="Start each lesion's output at this probability (head bias logit(p), head weights "
+        "N(0, 0.01), as RetinaNet does for rare classes): one value per lesion, or null for PyTorch's default "
+        "initialisation (the paper, p ~ 0.5)."
+    )
+
+    @model_validator(mode="after")
+    def _prior_per_lesion(self) -> GeneratorConfig:
+        if self.head_prior is not None:
+            if len(self.head_prior) != self.num_lesions:
+                raise ValueError(f"head_prior needs {self.num_lesions} values (one per lesion), got "
+                                 f"{len(self.head_prior)}")
+            if not all(0 < p < 1 for p in self.head_prior):
+                raise ValueError(f"head_prior values must lie in (0, 1), got {list(self.head_prior)}")
+        return self
 
 
 class DiscriminatorConfig(StrictModel):
@@ -207,3 +222,10 @@ class LossConfig(StrictModel):
         None, description="Optional per-grade weights alpha_t of the focal loss."
     )
     lambda_ce: float = Field(10.0, ge=0, description="lambda of Eq. 3: L_seg = L_adv + lambda * L_CE.")
+    mask_loss: Literal["bce", "bce_dice"] = Field(
+        "bce", description="L_CE of Eq. 3: bce = the paper's pixel BCE; bce_dice adds dice_weight x soft Dice."
+    )
+    dice_weight: float = Field(1.0, ge=0, description="Weight of the soft Dice term of mask_loss bce_dice.")
+    pos_weight: tuple[float, float, float, float] | None = Field(
+        None, description="Per-lesion weights of the positive pixels in the BCE (MA, HE, EX, SE); null = 1."
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from pydantic import Field
@@ -20,6 +22,24 @@ class AugmentConfig(StrictModel):
     vflip: bool = True
     rotation: float = Field(180.0, ge=0, le=180, description="Maximum rotation in degrees (uniform in +-rotation).")
     crop: int | None = Field(None, ge=16, description="Random square crop side in pixels; None keeps the whole image.")
+    lesion_crops: float = Field(
+        0.0, ge=0, le=1, description="Share of crops centred on a pixel of one lesion type (see data/crops.py); "
+        "0 = the paper's uniform random crops."
+    )
+    lesion_crop_weights: tuple[float, float, float, float] = Field(
+        (1.0, 1.0, 1.0, 1.0), description="Relative frequency with which each lesion type (MA, HE, EX, SE) is "
+        "chosen for a lesion-centred crop, among the types the image has. Equal weights draw rare types far more "
+        "often than their share of lesion pixels."
+    )
+    crop_centre: Literal["anywhere", "fov"] = Field(
+        "anywhere", description="Where the other crops lie: anywhere in the image (the paper's random crop) or "
+        "centred on a uniformly drawn pixel of the field of view."
+    )
+
+    @property
+    def centred_crops(self) -> bool:
+        """Whether crops are cut around a chosen centre (data/crops.py) rather than by ``v2.RandomCrop``."""
+        return self.crop is not None and (self.lesion_crops > 0 or self.crop_centre == "fov")
 
 
 def image_to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -36,7 +56,7 @@ def build_augment(cfg: AugmentConfig) -> v2.Compose:
         ops.append(v2.RandomVerticalFlip())
     if cfg.rotation > 0:
         ops.append(v2.RandomRotation(cfg.rotation, fill={tv_tensors.Image: BACKGROUND, tv_tensors.Mask: 0}))
-    if cfg.crop is not None:
+    if cfg.crop is not None and not cfg.centred_crops:
         ops.append(v2.RandomCrop(cfg.crop))
     return v2.Compose(ops)
 
@@ -44,7 +64,9 @@ def build_augment(cfg: AugmentConfig) -> v2.Compose:
 def augment(
     transform: v2.Compose, image: np.ndarray, masks: np.ndarray | None, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Apply ``transform`` jointly with its own RNG stream; returns uint8 ``(3, H, W)`` and ``(L, H, W)``.
+    """Apply ``transform`` jointly with its own RNG stream; returns uint8 ``(3, H, W)`` and ``(K, H, W)``.
+
+    ``masks`` is any ``(K, H, W)`` stack that moves with the image (lesion masks, the field of view).
 
     The global torch RNG is forked, so the result depends only on ``seed`` (not on worker, process
     or how many samples were drawn before) and the caller's RNG stream is left untouched.

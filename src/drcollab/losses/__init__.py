@@ -2,12 +2,14 @@
 
 from drcollab.losses.adversarial import discriminator_loss, generator_adversarial_loss, segmentation_loss
 from drcollab.losses.focal import focal_loss
-from drcollab.losses.segmentation import masked_bce_with_logits
+from drcollab.losses.segmentation import mask_loss, masked_bce_with_logits, masked_soft_dice
 
 __all__ = [
     "discriminator_loss",
     "focal_loss",
     "generator_adversarial_loss",
+    "mask_loss",
     "masked_bce_with_logits",
+    "masked_soft_dice",
     "segmentation_loss",
 ]

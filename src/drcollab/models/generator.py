@@ -30,6 +30,18 @@ def check_input_size(height: int, width: int, multiple: int = SIZE_MULTIPLE) -> 
         raise ValueError(f"LesionGenerator input {height}x{width} must be divisible by {multiple}: " + "; ".join(bad))
 
 
+def init_head_prior(head: nn.Conv2d, prior: tuple[float, ...]) -> None:
+    """Start output ``l`` at probability ``prior[l]``: bias ``logit(p)``, weights N(0, 0.01) (RetinaNet, Sec. 4.1).
+
+    With PyTorch's default initialisation G starts at p ~ 0.5 for lesions that cover under 1 % of the pixels, and
+    its first few hundred steps only learn that prior.
+    """
+    p = torch.tensor(prior, dtype=torch.float32)
+    with torch.no_grad():
+        nn.init.normal_(head.weight, std=0.01)
+        head.bias.copy_(torch.log(p / (1 - p)))
+
+
 class LesionGenerator(nn.Module):
     """G: image ``(B, C, H, W)`` -> lesion mask logits ``(B, L, H, W)``.
 
@@ -54,6 +66,8 @@ class LesionGenerator(nn.Module):
         self.up0 = Up(w1, w0, w0, config.upsample, separable=sep, shortcut=True)
         # The paper's "L convolution layers", one output map per lesion, as a single 1x1 conv.
         self.head = nn.Conv2d(w0, config.num_lesions, 1)
+        if config.head_prior is not None:
+            init_head_prior(self.head, config.head_prior)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Mask logits ``(B, L, H, W)`` for an image ``(B, C, H, W)`` with H, W divisible by 16."""

@@ -48,8 +48,28 @@ class DataConfig(StrictModel):
     fold_seed: int = Field(0, description="Seed of the fold assignment (fixed for comparable runs).")
     limit_pixel: int | None = Field(None, ge=1, description="Use only the first N X^P training images (smoke runs).")
     limit_image: int | None = Field(None, ge=1, description="Use only the first N X^I training images (smoke runs).")
+    seg_size: int | None = Field(
+        None, ge=32, le=8192, description="Side of G's preprocessed images (X^P training and validation, G at "
+        "prediction), a whole multiple of preprocess.size so the grader's input is an exact average of G's; null = "
+        "preprocess.size. Microaneurysms are a few pixels wide only from about 1024 px up."
+    )
     workers: int = Field(2, ge=0, description="DataLoader worker processes per training process.")
     balanced: bool = Field(False, description="Draw grades class-balanced (with replacement) for the grader.")
+
+    @model_validator(mode="after")
+    def _seg_size_multiple(self) -> DataConfig:
+        if self.seg_size is not None and self.seg_size % self.preprocess.size:
+            near = self.preprocess.size * max(1, round(self.seg_size / self.preprocess.size))
+            raise ValueError(f"seg_size {self.seg_size} must be a whole multiple of preprocess.size "
+                             f"{self.preprocess.size} (e.g. {near})")
+        return self
+
+    @property
+    def seg_preprocess(self) -> PreprocessConfig:
+        """G's preprocessing: ``preprocess`` at ``seg_size``."""
+        if self.seg_size is None or self.seg_size == self.preprocess.size:
+            return self.preprocess
+        return self.preprocess.model_copy(update={"size": self.seg_size})
 
 
 class StageConfig(StrictModel):
@@ -60,6 +80,12 @@ class StageConfig(StrictModel):
     lr: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
     max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap on steps per epoch (CPU budgets).")
+    schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant = the paper's fixed lr; cosine = linear warm-up, then cosine decay "
+        "(training/schedule.py)."
+    )
+    warmup_steps: int = Field(0, ge=0, description="Steps of linear warm-up of the cosine schedule.")
+    min_lr_ratio: float = Field(0.01, ge=0, le=1, description="Final lr of the cosine schedule, as a share of lr.")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
 
@@ -176,6 +202,12 @@ class TrainConfig(StrictModel):
             )
         if not self.data.image and (self.grade_pretrain.epochs or j.epochs):
             raise ValueError("data.image is empty: set grade_pretrain.epochs and joint.epochs to 0")
+        if self.data.seg_preprocess.size != self.data.preprocess.size and j.epochs and self.grader.mode != "ori":
+            raise ValueError(
+                f"data.seg_size {self.data.seg_size} differs from data.preprocess.size {self.data.preprocess.size}, "
+                "but stage 2 (joint) would run G on X^I at the grader's size: not supported yet; use the same size "
+                "or joint.epochs 0"
+            )
         return self
 
     def stage(self, name: str) -> StageConfig:

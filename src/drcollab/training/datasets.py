@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from drcollab.data.crops import centre_crop, choose_centre, window, window_side
 from drcollab.data.preprocess import Preprocessed
 from drcollab.data.records import Record
-from drcollab.data.transforms import AugmentConfig, augment, build_augment, image_to_tensor
+from drcollab.data.transforms import BACKGROUND, AugmentConfig, augment, build_augment, image_to_tensor
 
 Loader = Callable[[Record], Preprocessed]
 
@@ -21,8 +23,10 @@ class FundusDataset(Dataset):
     Items are looked up by the ``(index, augmentation_seed)`` pairs that
     :class:`~drcollab.training.sampling.EpochSampler` yields (a plain ``int`` means no augmentation).
 
-    Returns dicts with ``image`` ``(3, H, W)`` float32, ``index``, and the ``labels`` asked for:
-    ``masks`` ``(L, H, W)`` float32 or ``grade`` (int64 scalar).
+    Returns dicts with ``image`` ``(3, H, W)`` float32, ``fov`` ``(1, H, W)`` bool (the field of view, moved
+    with the image: pixels outside it do not count in G's losses), ``index``, and the ``labels`` asked for:
+    ``masks`` ``(L, H, W)`` float32 or ``grade`` (int64 scalar). Crops centred on lesions or inside the FOV
+    (``augment.lesion_crops`` / ``augment.crop_centre``) are cut by :mod:`drcollab.data.crops`.
     """
 
     def __init__(
@@ -38,6 +42,7 @@ class FundusDataset(Dataset):
         self.records = list(records)
         self.load = load
         self.labels = labels
+        self.augment_cfg = augment_cfg
         self.transform = build_augment(augment_cfg) if augment_cfg is not None else None
 
     def __len__(self) -> int:
@@ -47,15 +52,30 @@ class FundusDataset(Dataset):
         index, seed = key if isinstance(key, tuple) else (key, None)
         record = self.records[index]
         pre = self.load(record)
-        pre_masks = pre.masks if self.labels == "masks" else None
+        lesions = pre.masks if self.labels == "masks" else None
+        stack = pre.fov[None] if lesions is None else np.concatenate([lesions, pre.fov[None]])  # (K, H, W), FOV last
+        image = pre.image.transpose(2, 0, 1)  # (3, H, W) uint8
         if self.transform is not None and seed is not None:
-            image, masks = augment(self.transform, pre.image, pre_masks, seed)
+            image, stack = self._augment(image, stack, lesions, pre.fov, seed)
         else:
-            image = torch.from_numpy(pre.image).permute(2, 0, 1)  # (3, H, W) uint8
-            masks = None if pre_masks is None else torch.from_numpy(pre_masks)
-        item: dict[str, Any] = {"image": image_to_tensor(image), "index": index}
-        if masks is not None:
-            item["masks"] = masks.float()
+            image, stack = torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(stack)
+        item: dict[str, Any] = {"image": image_to_tensor(image), "fov": stack[-1:].bool(), "index": index}
+        if lesions is not None:
+            item["masks"] = stack[:-1].float()
         if self.labels == "grade":
             item["grade"] = torch.tensor(record.grade, dtype=torch.int64)
         return item
+
+    def _augment(
+        self, image: np.ndarray, stack: np.ndarray, lesions: np.ndarray | None, fov: np.ndarray, seed: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flips, rotation and crop, jointly; centred crops cut a window around their centre first."""
+        cfg = self.augment_cfg
+        if not cfg.centred_crops:
+            return augment(self.transform, image.transpose(1, 2, 0), stack, seed)
+        y, x, _ = choose_centre(np.random.default_rng(seed), fov.shape, lesions, fov, cfg)
+        side = window_side(cfg)
+        image = window(image, (y, x), side, BACKGROUND)  # (3, side, side)
+        stack = window(stack, (y, x), side, 0)  # (K, side, side)
+        image, stack = augment(self.transform, image.transpose(1, 2, 0), stack, seed)
+        return centre_crop(image, cfg.crop), centre_crop(stack, cfg.crop)

@@ -27,6 +27,7 @@ from drcollab.training.config import STAGES
 from drcollab.training.data import TrainData, cycle, make_loader, train_sampler
 from drcollab.training.datasets import FundusDataset
 from drcollab.training.loop import Context, run_epochs
+from drcollab.training.schedule import lr_at, set_lr
 from drcollab.training.steps import Nets, grade_step, joint_step, seg_step
 from drcollab.training.validate import validate_generator, validate_grader
 
@@ -103,7 +104,7 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
     load = data.cache.get
     workers = cfg.data.workers
     if stage == "seg_pretrain":
-        ds = FundusDataset(data.pixel_train, load, s.augment, labels="masks")
+        ds = FundusDataset(data.pixel_train, data.seg_cache.get, s.augment, labels="masks")
         main_sampler = train_sampler(ds, seed, s.batch_size, dist)
         main_loader = make_loader(ds, main_sampler, s.batch_size, workers, dist.device)
 
@@ -111,7 +112,7 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
             return seg_step(nets, batch, cfg, ctx.autocast)
 
         def validate() -> dict[str, float]:
-            return validate_generator(nets.generator, data.pixel_val, data.cache, dist.device, ctx.autocast)
+            return validate_generator(nets.generator, data.pixel_val, data.seg_cache, dist.device, ctx.autocast)
     else:
         ds = FundusDataset(data.image_train, load, s.augment, labels="grade")
         main_sampler = train_sampler(ds, seed, s.batch_size, dist, balanced=cfg.data.balanced)
@@ -121,7 +122,7 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
         def validate() -> dict[str, float]:
             out = validate_grader(nets.grader, G, data.image_val, data.cache, dist.device, ctx.autocast)
             if G is not None and cfg.joint.train_generator and data.pixel_val:
-                out |= validate_generator(G, data.pixel_val, data.cache, dist.device, ctx.autocast)
+                out |= validate_generator(G, data.pixel_val, data.seg_cache, dist.device, ctx.autocast)
             return out
 
         if stage == "grade_pretrain":
@@ -136,6 +137,12 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
 
     steps = min(main_sampler.num_batches(), s.max_steps_per_epoch or 10**12)
     pixel_stream = _pixel_stream(ctx, stage, nets, data, seed, steps)
+    optimizers = [nets.opt_generator, nets.opt_grader, nets.opt_discriminator]
+
+    def scheduled(*args: object, epoch: int) -> dict[str, float]:
+        pos = ctx.position  # the step about to run: position counts the steps done
+        set_lr(optimizers, lr_at(s, pos.epoch * steps + pos.step, s.epochs * steps))
+        return step(*args, epoch=epoch)
 
     def batches(epoch: int, start: int) -> Iterator[tuple]:
         main_sampler.set_epoch(epoch, start)
@@ -145,7 +152,7 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
         else:
             yield from ((b,) for b in main_loader)
 
-    run_epochs(ctx, nets, batches, steps, step, validate)
+    run_epochs(ctx, nets, batches, steps, scheduled, validate)
 
 
 def _pixel_stream(ctx: Context, stage: str, nets: Nets, data: TrainData, seed: int, steps: int):  # noqa: ANN202
@@ -154,7 +161,7 @@ def _pixel_stream(ctx: Context, stage: str, nets: Nets, data: TrainData, seed: i
     if stage != "joint" or nets.generator is None or not cfg.joint.train_generator:
         return lambda start: repeat(None)
     j = cfg.joint
-    ds = FundusDataset(data.pixel_train, data.cache.get, j.augment, labels="masks")
+    ds = FundusDataset(data.pixel_train, data.seg_cache.get, j.augment, labels="masks")
     bs = j.pixel_batch_size or j.batch_size
     sampler = train_sampler(ds, seed + 5, bs, ctx.dist)
     loader = make_loader(ds, sampler, bs, cfg.data.workers, ctx.dist.device)

@@ -18,7 +18,7 @@ from drcollab.losses import (
     discriminator_loss,
     focal_loss,
     generator_adversarial_loss,
-    masked_bce_with_logits,
+    mask_loss,
     segmentation_loss,
 )
 from drcollab.training.config import TrainConfig
@@ -54,11 +54,17 @@ class Nets:
     opt_discriminator: torch.optim.Optimizer | None = None
 
 
+def g_mask_loss(logits: torch.Tensor, target: torch.Tensor, fov: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """L_CE of Eq. 3 as configured (``loss.mask_loss``), over the pixels inside the field of view ``(B, 1, H, W)``."""
+    loss = cfg.loss
+    return mask_loss(logits, target, fov, loss.mask_loss, loss.dice_weight, loss.pos_weight)
+
+
 def seg_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) -> dict[str, float]:
-    """Stage 1a: G's BCE on pixel-labelled images (Eq. 3 without the adversarial term)."""
+    """Stage 1a: G's mask loss on pixel-labelled images, inside the FOV (Eq. 3 without the adversarial term)."""
     with autocast():
         logits = nets.generator(batch["image"])  # (B, L, H, W)
-    loss = masked_bce_with_logits(logits.float(), batch["masks"])
+    loss = g_mask_loss(logits.float(), batch["masks"], batch["fov"], cfg)
     values = _finite({"bce": loss})
     nets.opt_generator.zero_grad(set_to_none=True)
     loss.backward()
@@ -112,7 +118,8 @@ def joint_step(
     4. D update (``joint.adversarial``): D learns real = (X^P, G(X^P)) [or X^P's ground truth] vs
        fake = (X^I, G(X^I)), on detached masks; D's optimizer steps.
     5. G and grader update from one backward pass of
-       ``focal(C) + L_adv(G) + lambda * [BCE(G(X^P), s^P) + semi_weight * BCE(G(X^I), pseudo)]``,
+       ``focal(C) + L_adv(G) + lambda * [BCE(G(X^P), s^P) + semi_weight * BCE(G(X^I), pseudo)]``
+       (both BCE terms over the pixels inside each image's field of view; ``loss.mask_loss`` may add Dice),
        with L_adv judged by the just-updated D; G's and the grader's optimizers step.
     """
     j = cfg.joint
@@ -135,10 +142,10 @@ def joint_step(
     losses["focal"] = focal_loss(out.logits.float(), y_i, cfg.loss.focal_gamma, cfg.loss.focal_alpha)
     total = losses["focal"]
     if logits_p is not None:
-        ce = losses["bce_p"] = masked_bce_with_logits(logits_p, s_p)
+        ce = losses["bce_p"] = g_mask_loss(logits_p, s_p, p_batch["fov"], cfg)
         if use_semi and out.attention is not None:
             pseudo = pseudo_masks(out.attention, masks_i, j.pseudo_mask, j.pseudo_threshold)
-            losses["bce_i"] = masked_bce_with_logits(logits_i, pseudo)
+            losses["bce_i"] = g_mask_loss(logits_i, pseudo, i_batch["fov"], cfg)
             ce = ce + j.semi_weight * losses["bce_i"]
         adv = torch.zeros((), device=x_i.device)
         if D is not None:
