@@ -77,7 +77,7 @@ def run(cfg: TrainConfig, variant: str, steps: int, dist: DistInfo) -> dict:
     optimised, source = VARIANTS[variant]
     bf16 = optimised and use_bf16(cfg.runtime.amp, dist.device)
     channels_last = optimised and use_channels_last(cfg.runtime.channels_last, dist.device)
-    data = build_data(cfg.data, dist)
+    data = build_data(cfg.data, dist)  # both sets: the joint step uses X^P and X^I
     if source == "raw":
         def load(record):  # noqa: ANN001, ANN202 (decode + preprocess every time, as without the cache)
             sample = load_sample(record)

@@ -154,7 +154,7 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     seg_keys = {(r.name, r.image_path) for r in eval_set.segmentation}
     grade_keys = {(r.name, r.image_path) for r in eval_set.grading}
-    cache = None if cache_dir is None else PreprocessCache(cache_dir, predictor.bundle.preprocess)
+    cache = None if cache_dir is None else PreprocessCache(cache_dir, predictor.input_preprocess)
     scores, drawn = Scores(bins), []
     with (out / "predictions.csv").open("w", newline="") as f, \
             tqdm(total=len(todo), desc="evaluate", unit="img", disable=not progress) as bar:

@@ -158,7 +158,7 @@ def predict_images(
     barrier()
     if not dist.is_main:
         return RunSummary(part.predicted, part.reused, part.failures, part.skipped, out_dir)
-    merged = merge_parts(out_dir, dist.world_size, engine.describe(), engine.predictor.bundle.preprocess)
+    merged = merge_parts(out_dir, dist.world_size, engine.describe(), engine.predictor.input_preprocess)
     return RunSummary(merged.predicted, merged.reused, merged.failures, merged.skipped, out_dir)
 
 

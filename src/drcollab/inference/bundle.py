@@ -35,6 +35,12 @@ class Bundle:
     preprocess: PreprocessConfig
     info: dict[str, Any]
     root: Path
+    generator_preprocess: PreprocessConfig | None = None  # G's own resolution when it differs from the grader's
+
+    @property
+    def input_preprocess(self) -> PreprocessConfig:
+        """How prediction preprocesses an image: at G's size when the bundle has one, else at ``preprocess``'s."""
+        return self.generator_preprocess or self.preprocess
 
 
 def find_bundle(path: str | Path) -> Path:
@@ -57,15 +63,20 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     try:
         info = json.loads(bundle_path.read_text())
         preprocess = PreprocessConfig.model_validate(info["preprocess"])
+        g_pre = info.get("generator_preprocess")
+        generator_preprocess = None if g_pre is None else PreprocessConfig.model_validate(g_pre)
         parts = info["parts"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise DataError(bundle_path, f"not a valid model bundle ({err})") from err
     except ValidationError as err:
-        raise DataError(bundle_path, format_validation_error(err, "its 'preprocess' entry")) from err
+        raise DataError(bundle_path, format_validation_error(err, "its 'preprocess' entries")) from err
+    if generator_preprocess is not None and generator_preprocess.size % preprocess.size:
+        raise DataError(bundle_path, f"generator_preprocess size {generator_preprocess.size} is not a whole multiple "
+                        f"of the grader's preprocess size {preprocess.size}")
     if "grader" not in parts and "generator" not in parts:
         raise DataError(bundle_path, "bundle has neither a generator nor a grader")
     generator = load_model(root / parts["generator"]["file"], device) if "generator" in parts else None
     grader = load_model(root / parts["grader"]["file"], device) if "grader" in parts else None
     if grader is not None and grader.config.mode != "ori" and generator is None:
         raise DataError(bundle_path, f"grader mode {grader.config.mode!r} needs the generator, which is missing")
-    return Bundle(generator, grader, preprocess, info, root)
+    return Bundle(generator, grader, preprocess, info, root, generator_preprocess)

@@ -106,7 +106,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> OnnxExport:
     out = Path(out)
     bundle = load_bundle(checkpoint)
     predictor = Predictor(bundle)  # fp32 on the CPU
-    size = bundle.preprocess.size
+    size = bundle.input_preprocess.size
     outputs = [name for name, part in ((LESION_OUTPUT, bundle.generator), (GRADE_OUTPUT, bundle.grader))
                if part is not None]
     graph = _ForwardGraph(predictor).eval()
@@ -130,7 +130,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> OnnxExport:
             "drcollab.format_version": FORMAT_VERSION,
             "drcollab.name": str(bundle.info.get("name", bundle.root.name)),
             "drcollab.fingerprint": bundle_fingerprint(bundle),
-            "drcollab.preprocess": bundle.preprocess.model_dump_json(),
+            "drcollab.preprocess": bundle.input_preprocess.model_dump_json(),
             "drcollab.lesions": json.dumps(list(LESIONS)),
             "drcollab.grades": json.dumps(list(GRADES)),
             "drcollab.outputs": json.dumps(outputs),

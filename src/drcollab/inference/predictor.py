@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from drcollab.config import PreprocessConfig
 from drcollab.constants import LESIONS, REFERABLE_FROM_GRADE
 from drcollab.data.preprocess import Preprocessed, preprocess
 from drcollab.data.transforms import image_to_tensor
@@ -89,12 +91,26 @@ class Predictor:
                 if channels_last:
                     model.to(memory_format=torch.channels_last)
 
+    @property
+    def input_preprocess(self) -> PreprocessConfig:
+        """The preprocessing of the images :meth:`forward` takes (G's size when the bundle has its own)."""
+        return self.bundle.input_preprocess
+
+    @property
+    def grader_factor(self) -> int:
+        """How many input pixels, per side, one grader pixel averages (1 when G and the grader share a size)."""
+        return self.input_preprocess.size // self.bundle.preprocess.size
+
     def preprocess(self, image: np.ndarray) -> Preprocessed:
-        return preprocess(image, None, self.bundle.preprocess)
+        return preprocess(image, None, self.input_preprocess)
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(B, 3, S, S)`` input -> lesion probabilities ``(B, L, S, S)`` and grade probabilities ``(B, G)``."""
+        """``(B, 3, S, S)`` input -> lesion probabilities ``(B, L, S, S)`` and grade probabilities ``(B, G)``.
+
+        ``S`` is :attr:`input_preprocess`'s size. When G has its own, larger size, the grader sees the image and
+        the masks averaged over ``grader_factor x grader_factor`` blocks, i.e. at the size it was trained at.
+        """
         images = images.to(self.device)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -107,7 +123,12 @@ class Predictor:
                 masks = torch.sigmoid(logits.float())
             grades = None
             if c is not None:
-                out = c(images) if c.config.mode == "ori" else c(images, masks)
+                k = self.grader_factor
+                small = images if k == 1 else F.avg_pool2d(images, k)  # (B, 3, S/k, S/k)
+                if c.config.mode == "ori":
+                    out = c(small)
+                else:
+                    out = c(small, masks if k == 1 else F.avg_pool2d(masks, k))
                 grades = torch.softmax(out.logits.float(), dim=1)
         return masks, grades
 

@@ -84,7 +84,7 @@ def create_app(
         return {
             "status": "ok",
             "model": {"name": eng.name, "fingerprint": eng.fingerprint, "engine": eng.kind},
-            "preprocess_size": eng.predictor.bundle.preprocess.size,
+            "preprocess_size": eng.predictor.input_preprocess.size,
             "lesions": list(LESIONS),
             "grades": list(GRADES),
             "max_upload_mb": max_upload_mb,

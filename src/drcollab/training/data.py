@@ -14,7 +14,7 @@ from drcollab.data.cache import PreprocessCache
 from drcollab.data.records import Record
 from drcollab.data.sources import DatasetSpec, read_records
 from drcollab.errors import DataError
-from drcollab.training.config import DataConfig
+from drcollab.training.config import DataConfig, TrainConfig
 from drcollab.training.datasets import FundusDataset
 from drcollab.training.distributed import DistInfo, barrier
 from drcollab.training.folds import split_records
@@ -23,13 +23,18 @@ from drcollab.training.sampling import EpochSampler, balanced_weights
 
 @dataclass
 class TrainData:
-    """Training and validation records of X^P and X^I, and the cache that serves their pixels."""
+    """Training and validation records of X^P and X^I, and the caches that serve their pixels.
+
+    ``cache`` holds the grader's size (``data.preprocess``), ``seg_cache`` G's (``data.seg_size``; the same
+    object when the sizes agree).
+    """
 
     pixel_train: list[Record]
     pixel_val: list[Record]
     image_train: list[Record]
     image_val: list[Record]
     cache: PreprocessCache
+    seg_cache: PreprocessCache
 
     def summary(self) -> str:
         return (
@@ -50,11 +55,13 @@ def _read_all(specs: list[DatasetSpec]) -> list[Record]:
     return records
 
 
-def build_data(cfg: DataConfig, dist: DistInfo | None = None) -> TrainData:
-    """Read the sources, split off the validation fold, and fill the preprocessing cache.
+def build_data(cfg: DataConfig, dist: DistInfo | None = None, pixel_used: bool = True,
+               image_used: bool = True) -> TrainData:
+    """Read the sources, split off the validation fold, and fill the preprocessing caches.
 
-    Rank 0 fills the cache (with a progress bar) while the other ranks wait, so a distributed run
-    never decodes the same full-size image twice.
+    Only the sets a run's stages use are preprocessed (``pixel_used``: X^P at G's size; ``image_used``: X^I at
+    the grader's), so a segmentation-only run never decodes the grading images. Rank 0 fills the caches (with a
+    progress bar) while the other ranks wait, so a distributed run never decodes the same full-size image twice.
     """
     dist = dist or DistInfo()
     # A source may mix labelled and unlabelled images (e.g. a synthetic set with --pixel-fraction):
@@ -77,14 +84,25 @@ def build_data(cfg: DataConfig, dist: DistInfo | None = None) -> TrainData:
     if cfg.limit_image is not None:
         image_val = image_val[: max(1, cfg.limit_image // 2)]
     cache = PreprocessCache(cfg.cache_dir, cfg.preprocess)
-    data = TrainData(pixel_train, pixel_val, image_train, image_val, cache)
+    seg_preprocess = cfg.seg_preprocess
+    seg_cache = cache if seg_preprocess == cfg.preprocess else PreprocessCache(cfg.cache_dir, seg_preprocess)
+    data = TrainData(pixel_train, pixel_val, image_train, image_val, cache, seg_cache)
     if dist.is_main:
-        everything = pixel_train + pixel_val + image_train + image_val
-        missing = [r for r in everything if not cache.path(r).is_file()]
-        for r in tqdm(missing, desc="preprocessing", unit="img", disable=not missing):
-            cache.get(r)
+        todo = [(seg_cache, r) for r in pixel_train + pixel_val if pixel_used]
+        todo += [(cache, r) for r in image_train + image_val if image_used]
+        missing = [(c, r) for c, r in todo if not c.path(r).is_file()]
+        for c, r in tqdm(missing, desc="preprocessing", unit="img", disable=not missing):
+            c.get(r)
     barrier()
     return data
+
+
+def sets_used(cfg: TrainConfig) -> tuple[bool, bool]:
+    """Whether the run's stages use X^P (G trains or is validated) and X^I (a grader trains)."""
+    j = cfg.joint
+    pixel = bool(cfg.seg_pretrain.epochs) or bool(j.epochs and j.train_generator)
+    image = bool(cfg.grade_pretrain.epochs) or bool(j.epochs)
+    return pixel, image
 
 
 def make_loader(

@@ -19,7 +19,7 @@ from drcollab.config import dump_config
 from drcollab.errors import ConfigError
 from drcollab.precision import use_bf16, use_channels_last
 from drcollab.training.config import STAGES, TrainConfig
-from drcollab.training.data import build_data
+from drcollab.training.data import build_data, sets_used
 from drcollab.training.distributed import DistInfo, barrier, setup, teardown
 from drcollab.training.launch import launch, should_launch
 from drcollab.training.loop import Context, Position, StopOnSignal
@@ -54,7 +54,7 @@ def run_training(cfg: TrainConfig | None, out: str | Path, resume: bool = False)
     try:
         if resume:
             folder.truncate_metrics(ctx.position.global_step)
-        data = build_data(cfg.data, dist)
+        data = build_data(cfg.data, dist, *sets_used(cfg))
         log.info("data: %s", data.summary())
         with StopOnSignal(ctx):
             for stage in STAGES:
@@ -150,6 +150,9 @@ def export_final(ctx: Context) -> Path:
             "parts": parts,
             "tile": ctx.cfg.seg_pretrain.augment.crop if trained_on_crops else None,
             "preprocess": ctx.cfg.data.preprocess.model_dump(mode="json"),
+            # G's own resolution, when it differs from the grader's (data.seg_size): predict preprocesses at it.
+            **({"generator_preprocess": ctx.cfg.data.seg_preprocess.model_dump(mode="json")}
+               if "generator" in parts and ctx.cfg.data.seg_preprocess != ctx.cfg.data.preprocess else {}),
             "trained_stages": ctx.position.completed,
         }
         tmp = final / ".bundle.json.tmp"
