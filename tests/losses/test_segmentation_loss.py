@@ -67,3 +67,37 @@ def test_shape_errors_name_the_shapes() -> None:
         masked_bce_with_logits(torch.zeros(1, 4, 4, 4), torch.zeros(1, 3, 4, 4))
     with pytest.raises(ValueError, match=r"valid \(1, 3, 1, 1\) does not broadcast to \(1, 4, 4, 4\)"):
         masked_bce_with_logits(torch.zeros(1, 4, 4, 4), torch.zeros(1, 4, 4, 4), torch.ones(1, 3, 1, 1))
+
+
+def test_soft_dice_hand_worked() -> None:
+    import math
+
+    from drcollab.losses import mask_loss, masked_soft_dice
+
+    # One lesion channel, p = sigmoid(0) = 0.5 on 4 pixels, target (1, 0, 0, 0), smoothing 1:
+    # dice = (2 * 0.5 + 1) / (2 + 1 + 1) = 0.5 -> loss 0.5.
+    logits = torch.zeros(1, 1, 2, 2)
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]]])
+    assert float(masked_soft_dice(logits, target)) == pytest.approx(0.5)
+    # Only the first row valid: dice = (2 * 0.5 + 1) / (1 + 1 + 1) = 2/3 -> loss 1/3.
+    valid = torch.tensor([[[[1.0, 1.0], [0.0, 0.0]]]])
+    assert float(masked_soft_dice(logits, target, valid)) == pytest.approx(1 / 3)
+    # bce_dice = BCE + weight * Dice; BCE at p = 0.5 is log 2.
+    assert float(mask_loss(logits, target, None, "bce_dice", 2.0)) == pytest.approx(math.log(2) + 1.0)
+
+
+def test_positive_weights_hand_worked() -> None:
+    import math
+
+    from drcollab.losses import mask_loss
+
+    # Logit 0 everywhere; 1 positive of 4 pixels with weight 3: mean of (3 log 2, log 2, log 2, log 2) = 1.5 log 2.
+    logits = torch.zeros(1, 4, 2, 2)
+    target = torch.zeros(1, 4, 2, 2)
+    target[:, :, 0, 0] = 1
+    loss = mask_loss(logits, target, None, "bce", pos_weight=(3.0, 3.0, 3.0, 3.0))
+    assert float(loss) == pytest.approx(1.5 * math.log(2))
+    valid = torch.zeros(1, 1, 2, 2)
+    valid[..., 0, :] = 1  # first row: (3 log 2 + log 2) / 2
+    loss = mask_loss(logits, target, valid, "bce", pos_weight=(3.0, 3.0, 3.0, 3.0))
+    assert float(loss) == pytest.approx(2 * math.log(2))

@@ -51,3 +51,25 @@ def test_variants_differ_only_in_the_convolution_type() -> None:
     n_x = sum(p.numel() for p in xception.parameters())
     n_c = sum(p.numel() for p in conv.parameters())
     assert n_x < n_c  # separable convolutions are the point of the Xception tuple
+
+
+@pytest.mark.parametrize("prior", [(0.01, 0.01, 0.01, 0.01), (0.001, 0.02, 0.05, 0.3)])
+def test_head_prior_gives_the_configured_mean_probability(prior: tuple[float, ...]) -> None:
+    torch.manual_seed(0)
+    g = LesionGenerator(GeneratorConfig(widths=(4, 8, 8, 16, 16), head_prior=prior))
+    with torch.no_grad():
+        probs = torch.sigmoid(g(torch.rand(2, 3, 64, 64) * 2 - 1))  # (2, L, 64, 64)
+    mean = probs.mean(dim=(0, 2, 3))
+    torch.testing.assert_close(mean, torch.tensor(prior), rtol=0.1, atol=0.0)
+    default = LesionGenerator(GeneratorConfig(widths=(4, 8, 8, 16, 16)))
+    with torch.no_grad():
+        assert torch.sigmoid(default(torch.rand(1, 3, 64, 64))).mean() > 0.2  # the paper's start: p ~ 0.5
+
+
+def test_head_prior_is_one_value_per_lesion_in_0_1() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="one per lesion"):
+        GeneratorConfig(head_prior=(0.01,))
+    with pytest.raises(ValidationError, match=r"in \(0, 1\)"):
+        GeneratorConfig(head_prior=(0.01, 0.0, 0.1, 0.1))

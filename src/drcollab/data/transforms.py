@@ -58,7 +58,7 @@ def build_augment(cfg: AugmentConfig) -> v2.Compose:
         ops.append(v2.RandomRotation(cfg.rotation, fill={tv_tensors.Image: BACKGROUND, tv_tensors.Mask: 0}))
     if cfg.crop is not None and not cfg.centred_crops:
         ops.append(v2.RandomCrop(cfg.crop))
-    return v2.Compose(ops)
+    return v2.Compose(ops or [v2.Identity()])  # Compose refuses an empty list
 
 
 def augment(
