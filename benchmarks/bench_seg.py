@@ -59,7 +59,7 @@ ROWS: dict[str, tuple[str, list[str]]] = {
                            ["data.seg_size=1152", *(o for o in NEW if not o.startswith("generator.head_prior")),
                             f"seg_pretrain.epochs={EPOCHS}"]),
 }
-for _epochs in (70, 140, 560):
+for _epochs in (35, 70, 140, 560):
     ROWS[f"budget_{_epochs}"] = (f"new recipe at 1152 px, {_epochs} epochs", new(1152, _epochs))
 
 
@@ -152,7 +152,8 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     parser.add_argument("--report", action="store_true", help="only collect finished rows into the table")
     parser.add_argument("--figure", type=Path, default=None, help="write the budget figure here")
-    parser.add_argument("--figure-rows", nargs="+", default=["budget_70", "budget_140", "new_1152", "budget_560"])
+    parser.add_argument("--figure-rows", nargs="+",
+                        default=["budget_35", "budget_70", "budget_140", "new_1152", "budget_560"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = []

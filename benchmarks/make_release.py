@@ -6,6 +6,11 @@
 The release folder is a model bundle (``drcollab predict --checkpoint release/...`` loads it) plus
 ``config.yaml`` (how it was trained) and ``metrics.json`` (how it did on its validation fold); its
 README.md (where it came from, how to re-train it) is written by hand.
+
+``--grader-from BUNDLE`` takes the grader from another bundle instead (e.g. a segmentation-only run's G with the
+previous release's stage-1b grader, which in ``ori`` mode does not use G); the bundle then names both sources in
+its ``"sources"`` entry, and ``--evaluation`` must be an evaluation of the combined release folder
+(``drcollab evaluate --checkpoint OUT ...``, run after a first call without ``--evaluation``).
 """
 
 from __future__ import annotations
@@ -21,16 +26,34 @@ MAX_BYTES = 50 * 1024 * 1024
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="run folder (holds model/ and config.yaml)")
-    parser.add_argument("--evaluation", type=Path, required=True, help="drcollab evaluate output of the run")
+    parser.add_argument("--evaluation", type=Path, default=None, help="drcollab evaluate output of the release")
+    parser.add_argument("--grader-from", type=Path, default=None, help="bundle folder to take the grader from")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     bundle = json.loads((args.run / "model/bundle.json").read_text())
-    for part in bundle["parts"].values():
+    sources = {kind: str(args.run / "model") for kind in bundle["parts"]}
+    if args.grader_from is not None:
+        other = json.loads((args.grader_from / "bundle.json").read_text())
+        grader = other["parts"]["grader"]
+        for suffix in (".safetensors", ".json"):
+            shutil.copyfile(args.grader_from / (grader["file"] + suffix), args.out / (grader["file"] + suffix))
+        if other["preprocess"]["size"] != bundle["preprocess"]["size"]:
+            raise SystemExit(f"the grader's preprocess size {other['preprocess']['size']} differs from the run's "
+                             f"{bundle['preprocess']['size']}")
+        bundle["parts"]["grader"] = grader
+        sources["grader"] = str(args.grader_from)
+    for kind, part in bundle["parts"].items():
+        if kind == "grader" and args.grader_from is not None:
+            continue
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(args.run / "model" / (part["file"] + suffix), args.out / (part["file"] + suffix))
+    bundle["sources"] = sources
     (args.out / "bundle.json").write_text(json.dumps(bundle, indent=2))
     shutil.copyfile(args.run / "config.yaml", args.out / "config.yaml")
+    if args.evaluation is None:
+        print(f"release {args.out} written without metrics.json: evaluate it, then re-run with --evaluation")
+        return
     metrics = json.loads((args.evaluation / "metrics.json").read_text())
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     size = sum(p.stat().st_size for p in args.out.iterdir() if p.is_file())
