@@ -1,5 +1,6 @@
 """Exceptions with messages that name the file or value at fault."""
 
+import errno
 from pathlib import Path
 
 
@@ -25,3 +26,17 @@ class ConfigError(DrcollabError):
 
 class TrainingError(DrcollabError):
     """Training cannot continue (e.g. a non-finite loss); names stage, epoch and step."""
+
+
+class WriteError(DataError):
+    """A file could not be written (read-only folder, full disk, ...); names the file and says what to do."""
+
+    def __init__(self, path: str | Path, err: OSError) -> None:
+        reason = err.strerror or str(err)
+        if err.errno == errno.ENOSPC:
+            advice = "free some disk space, then run the same command again"
+        elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            advice = "choose a folder you can write to"
+        else:
+            advice = "check the folder, then run the same command again"
+        super().__init__(path, f"cannot write ({reason}): {advice}")

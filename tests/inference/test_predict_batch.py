@@ -102,7 +102,7 @@ def test_a_crash_mid_image_leaves_no_result_and_the_rerun_completes_it(
         return real_save(array, path)
 
     monkeypatch.setattr(outputs, "save_png", failing_save)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DataError, match="disk full"):
         predict_images(load_engine(tiny_bundle), [mixed], out, batch_size=4, progress=False)
     done = sorted(p.parent.relative_to(out / "images").as_posix() for p in out.rglob("result.json"))
     assert done == ["scans/left/small.png"] and not list(out.rglob("*.tmp"))

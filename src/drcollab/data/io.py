@@ -14,17 +14,21 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from drcollab.constants import LESIONS
+from drcollab.data.header import ImageLimits, header_problem
 from drcollab.data.records import Record, Sample
 from drcollab.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 
 
-def _open(path: Path) -> Image.Image:
+def _open(path: Path, limits: ImageLimits | None = None) -> Image.Image:
     if not path.is_file():
         raise DataError(path, "file not found")
     try:
-        img = Image.open(path)
+        img = Image.open(path)  # the header only
+        problem = None if limits is None else header_problem(img, path.stat().st_size, limits)
+        if problem is not None:
+            raise DataError(path, f"refused: {problem}")
         img.load()  # force the decode now: truncated or corrupt data raises here, not later
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(path, f"cannot decode image ({err})") from err
@@ -33,10 +37,14 @@ def _open(path: Path) -> Image.Image:
     return img
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read a colour image as ``(H, W, 3)`` uint8 RGB. Grey images are repeated over 3 channels."""
+def read_image(path: str | Path, limits: ImageLimits | None = None) -> np.ndarray:
+    """Read a colour image as ``(H, W, 3)`` uint8 RGB. Grey images are repeated over 3 channels.
+
+    Args:
+        limits: When given, an image whose header falls below them is refused before its pixels are decoded.
+    """
     path = Path(path)
-    img = _open(path)
+    img = _open(path, limits)
     if img.mode != "RGB":
         img = img.convert("RGB")
     return np.asarray(img, dtype=np.uint8)

@@ -6,8 +6,10 @@ outputs and skips them. Under ``torchrun --nproc_per_node=N`` rank ``r`` takes e
 records to ``OUT/.parts/part-<r>-of-<N>.json``, and after a gloo barrier rank 0 merges the parts into
 ``predictions.csv`` and ``predictions.json`` (see :mod:`drcollab.inference.outputs` for the per-image files).
 
-Unreadable files do not stop the run: an image-suffixed file that cannot be decoded, or in which no field of
-view is found, is a *failure* (with its reason); a non-image file or a hidden one is *skipped* (with its reason).
+Unreadable files do not stop the run: an image-suffixed file that cannot be decoded, that its header shows is
+not a fundus photograph (too small, a strip, pixel data cut short; see :mod:`drcollab.data.header`), in which no
+field of view is found, or for which the model's output is not finite, is a *failure* (with its reason); a
+non-image file or a hidden one is *skipped* (with its reason). The output folder is never searched for inputs.
 """
 
 from __future__ import annotations
@@ -22,16 +24,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from drcollab.data.header import ImageLimits
 from drcollab.data.io import read_image
 from drcollab.data.preprocess import Preprocessed
-from drcollab.data.scan import scan_images
+from drcollab.data.scan import FAILURES, scan_images
 from drcollab.errors import DataError
 from drcollab.inference.engine import Engine
-from drcollab.inference.outputs import finished_record, write_image_outputs
+from drcollab.inference.outputs import finished_record, non_finite, write_image_outputs
 from drcollab.inference.parts import Part, merge_parts, write_part
 from drcollab.training.distributed import DistInfo, barrier
-
-HEADER_FAILURE = "unreadable image header"  # the one scan skip reason that is a failure, not a skip
 
 
 @dataclass(frozen=True)
@@ -81,10 +82,10 @@ def assign_ids(inputs: list[Path], paths: list[Path]) -> list[Item]:
     return sorted(items.values(), key=lambda it: it.id)
 
 
-def _load(engine: Engine, item: Item) -> tuple[np.ndarray, Preprocessed] | str:
+def _load(engine: Engine, item: Item, limits: ImageLimits) -> tuple[np.ndarray, Preprocessed] | str:
     """Decode and preprocess one image; a string is the reason it failed."""
     try:
-        image = read_image(item.path)
+        image = read_image(item.path, limits)  # refuses a degenerate header before decoding
         return image, engine.predictor.preprocess(image)
     except DataError as err:
         return err.problem
@@ -92,19 +93,27 @@ def _load(engine: Engine, item: Item) -> tuple[np.ndarray, Preprocessed] | str:
         return f"cannot preprocess: {err}"
 
 
-def _loaded_batches(engine: Engine, items: list[Item], batch_size: int) -> Iterator[list[tuple[Item, Any]]]:
+def _loaded_batches(
+    engine: Engine, items: list[Item], batch_size: int, limits: ImageLimits
+) -> Iterator[list[tuple[Item, Any]]]:
     """Batches of ``(item, load result)``; the next batch is decoded in threads while the caller predicts."""
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = [pool.submit(_load, engine, it) for it in batches[0]] if batches else []
+        pending = [pool.submit(_load, engine, it, limits) for it in batches[0]] if batches else []
         for k, batch in enumerate(batches):
             current = pending
-            pending = [pool.submit(_load, engine, it) for it in batches[k + 1]] if k + 1 < len(batches) else []
+            nxt = batches[k + 1] if k + 1 < len(batches) else []
+            pending = [pool.submit(_load, engine, it, limits) for it in nxt]
             yield [(it, f.result()) for it, f in zip(batch, current, strict=True)]
 
 
-def predict_share(engine: Engine, items: list[Item], out_dir: Path, batch_size: int, progress: bool) -> Part:
-    """Predict ``items`` (one rank's share), reusing finished outputs; returns this share's records and failures."""
+def predict_share(
+    engine: Engine, items: list[Item], out_dir: Path, batch_size: int, progress: bool, limits: ImageLimits
+) -> Part:
+    """Predict ``items`` (one rank's share), reusing finished outputs; returns this share's records and failures.
+
+    An image whose model output is not finite is a failure with that reason: it never gets a grade.
+    """
     part = Part()
     todo = []
     for item in items:
@@ -115,13 +124,17 @@ def predict_share(engine: Engine, items: list[Item], out_dir: Path, batch_size: 
             part.records.append(record)
             part.reused += 1
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not progress)
-    for batch in _loaded_batches(engine, todo, batch_size):
+    for batch in _loaded_batches(engine, todo, batch_size, limits):
         good = [(it, res) for it, res in batch if not isinstance(res, str)]
         part.failures += [{"path": str(it.path), "reason": res} for it, res in batch if isinstance(res, str)]
         preds = engine.predictor.predict_preprocessed([pre for _, (_, pre) in good]) if good else []
         for (item, (image, _)), pred in zip(good, preds, strict=True):
+            reason = non_finite(pred)
+            if reason is not None:
+                part.failures.append({"path": str(item.path), "reason": reason})
+                continue
             part.records.append(write_image_outputs(out_dir, item.id, item.path, image, pred, engine.fingerprint))
-        part.predicted += len(good)
+            part.predicted += 1
         bar.update(len(batch))
     bar.close()
     return part
@@ -134,32 +147,50 @@ def predict_images(
     batch_size: int = 4,
     dist: DistInfo | None = None,
     progress: bool = True,
+    limits: ImageLimits | None = None,
 ) -> RunSummary:
     """Predict every image under ``inputs`` into ``out_dir`` (this rank's share when ``dist`` spans processes).
 
     Returns the merged summary on rank 0 (after writing ``predictions.csv`` / ``.json``), this rank's own
     counts elsewhere.
 
+    Args:
+        limits: The size and aspect floor below which an image is refused (default: :class:`ImageLimits`'s).
+
     Raises:
-        DataError: an input that does not exist, or two images with the same id.
+        DataError: an input that does not exist or is the output folder, or two images with the same id.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     dist = dist or DistInfo()
     out_dir = Path(out_dir)
-    paths, report = scan_images(list(inputs))
+    _check_out_dir(list(inputs), out_dir)
+    paths, report = scan_images(list(inputs), exclude=[out_dir])
     items = assign_ids(list(inputs), paths)
-    part = predict_share(engine, items[dist.rank :: dist.world_size], out_dir, batch_size, progress and dist.is_main)
+    share = items[dist.rank :: dist.world_size]
+    part = predict_share(engine, share, out_dir, batch_size, progress and dist.is_main, limits or ImageLimits())
     if dist.is_main:  # scan results are the same on every rank: rank 0 reports them once
         for path, reason in report.skipped:
             entry = {"path": str(path), "reason": reason}
-            (part.failures if reason == HEADER_FAILURE else part.skipped).append(entry)
+            (part.failures if reason.startswith(FAILURES) else part.skipped).append(entry)
     write_part(out_dir, dist.rank, dist.world_size, part)
     barrier()
     if not dist.is_main:
         return RunSummary(part.predicted, part.reused, part.failures, part.skipped, out_dir)
     merged = merge_parts(out_dir, dist.world_size, engine.describe(), engine.predictor.input_preprocess)
     return RunSummary(merged.predicted, merged.reused, merged.failures, merged.skipped, out_dir)
+
+
+def _check_out_dir(inputs: list[Path], out_dir: Path) -> None:
+    """Refuse an output folder that is an input or holds one: outputs and inputs would mix.
+
+    (An output folder *inside* an input folder is fine: the scan never enters it.)
+    """
+    out = Path(os.path.abspath(out_dir))
+    for item in inputs:
+        absolute = Path(os.path.abspath(item))
+        if absolute == out or absolute.is_relative_to(out):
+            raise DataError(item, f"is inside the output folder {out_dir}: choose an --out outside the inputs")
 
 
 def describe(summary: RunSummary) -> str:

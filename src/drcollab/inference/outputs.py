@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import cv2
 import numpy as np
 
 from drcollab.constants import GRADES, LESIONS
+from drcollab.files import atomic_write_text, writing
 from drcollab.inference.predictor import Prediction
 from drcollab.viz import overlay_masks, save_png
 
@@ -34,13 +34,26 @@ OVERLAY_MAX_SIDE = 2048
 CSV_FILE, JSON_FILE = "predictions.csv", "predictions.json"
 
 
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+def strict_json(obj: Any) -> str:
+    """JSON that strict parsers accept: a NaN or infinity raises here instead of being written as ``NaN``."""
+    return json.dumps(obj, indent=2, allow_nan=False)
+
+
+def non_finite(pred: Prediction) -> str | None:
+    """Why a prediction must not be reported (NaN or infinite model outputs), or None when it is usable.
+
+    A damaged or diverged model gives NaN probabilities, whose arg-max reads as grade 0 "no DR": such an image
+    is a failure with this reason, never a grade.
+    """
+    bad = []
+    if pred.probabilities and not np.isfinite(pred.probabilities).all():
+        bad.append("grade probabilities")
+    if pred.lesion_probs is not None and not np.isfinite(pred.lesion_probs).all():
+        bad.append("lesion probabilities")
+    if not bad:
+        return None
+    return (f"the model output is not finite (NaN or infinity in its {' and '.join(bad)}): the model is damaged; "
+            "use another checkpoint, or train it again")
 
 
 def to_uint8(probs: np.ndarray) -> np.ndarray:
@@ -69,6 +82,13 @@ def write_image_outputs(
 ) -> dict[str, Any]:
     """Write one image's maps, overlay and ``result.json``; returns the record (see the module docstring)."""
     folder = out_dir / IMAGES_DIR / item_id
+    with writing(folder):
+        return _write_image_outputs(out_dir, folder, item_id, source, image, pred, model)
+
+
+def _write_image_outputs(
+    out_dir: Path, folder: Path, item_id: str, source: Path, image: np.ndarray, pred: Prediction, model: str
+) -> dict[str, Any]:
     h, w = image.shape[:2]
     outputs: dict[str, Any] = {}
     if pred.lesion_probs is not None and pred.pre is not None:
@@ -94,7 +114,7 @@ def write_image_outputs(
         "outputs": outputs,
         "model": model,
     }
-    atomic_write_text(folder / RESULT_FILE, json.dumps(record, indent=2))
+    atomic_write_text(folder / RESULT_FILE, strict_json(record))
     return record
 
 

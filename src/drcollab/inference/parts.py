@@ -21,7 +21,8 @@ from typing import Any
 from drcollab.config import PreprocessConfig
 from drcollab.constants import GRADES, LESIONS
 from drcollab.errors import DataError
-from drcollab.inference.outputs import CSV_FILE, JSON_FILE, atomic_write_text, csv_text
+from drcollab.files import atomic_write_text
+from drcollab.inference.outputs import CSV_FILE, JSON_FILE, csv_text, strict_json
 
 PARTS_DIR = ".parts"
 
@@ -87,6 +88,6 @@ def merge_parts(out_dir: Path, world_size: int, model: dict[str, str], preproces
         "skipped": merged.skipped,
     }
     atomic_write_text(out_dir / CSV_FILE, csv_text(merged.records))
-    atomic_write_text(out_dir / JSON_FILE, json.dumps(summary, indent=2))
+    atomic_write_text(out_dir / JSON_FILE, strict_json(summary))
     shutil.rmtree(out_dir / PARTS_DIR, ignore_errors=True)
     return merged

@@ -1,14 +1,13 @@
 """Model checkpoints: ``<path>.safetensors`` (weights) + ``<path>.json`` (kind, config, version, metadata).
 
 The two files alone rebuild the model; nothing is ever unpickled. Both are written atomically
-(temp file + ``os.replace``), weights first, so a readable JSON always has its weights beside it.
+(our own temp file + ``os.replace``, see ``files.py``), weights first, so a readable JSON always has its
+weights beside it. Loading refuses weights that are not finite (a damaged file), naming the tensor.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,12 +15,13 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 
 import drcollab
 from drcollab.config import DiscriminatorConfig, GeneratorConfig, GraderConfig, format_validation_error
 from drcollab.errors import DataError
+from drcollab.files import atomic_write_bytes, atomic_write_text
 from drcollab.models.discriminator import LesionDiscriminator
 from drcollab.models.generator import LesionGenerator
 from drcollab.models.grader import LesionGrader
@@ -73,17 +73,6 @@ def kind_of(model: nn.Module) -> str:
     raise TypeError(f"save_model: {type(model).__name__} is not one of the checkpointable models {sorted(KINDS)}")
 
 
-def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``<path>.safetensors`` and ``<path>.json``; return both paths.
 
@@ -94,7 +83,6 @@ def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | No
     """
     model = unwrap(model)
     weights_path, json_path = checkpoint_paths(path)
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in strip_prefixes(model.state_dict()).items()}
     info = {
         "format_version": FORMAT_VERSION,
@@ -104,8 +92,8 @@ def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | No
         "metadata": metadata or {},
     }
     text = json.dumps(info, indent=2)  # fails here, before any file is touched, if metadata is not JSON
-    _atomic_write(weights_path, lambda tmp: save_file(state, str(tmp)))
-    _atomic_write(json_path, lambda tmp: tmp.write_text(text))
+    atomic_write_bytes(weights_path, save(state))
+    atomic_write_text(json_path, text)
     return weights_path, json_path
 
 
@@ -146,6 +134,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
         state = strip_prefixes(load_file(str(weights_path)))
     except (SafetensorError, OSError) as err:
         raise DataError(weights_path, f"not a readable safetensors file: {err}") from err
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise DataError(weights_path, f"weights are not finite (NaN or infinity in {bad!r}): the file is damaged; "
+                        "copy it again from where it was trained, or train again")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

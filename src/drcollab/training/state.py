@@ -10,18 +10,18 @@ written beside it for people to read. Nothing is ever unpickled.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 from torch import nn
 
 from drcollab.errors import DrcollabError
+from drcollab.files import atomic_write_bytes, atomic_write_text
 from drcollab.models.checkpoint import unwrap
 
 _META_KEY = "drcollab"
@@ -94,14 +94,10 @@ def save_state(
     tensors.update(rng_tensors)
     full_meta = {**meta, "models": sorted(models), "optimizers": optim_meta, "rng": rng_meta}
     text = json.dumps(full_meta, indent=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(tensors, str(tmp), metadata={_META_KEY: text})
-    os.replace(tmp, path)
-    side = path.with_suffix(".json")
-    tmp_json = side.with_name(f".{side.name}.{os.getpid()}.tmp")
-    tmp_json.write_text(text)
-    os.replace(tmp_json, side)
+    # Serialised in memory and written through our own temporary file (files.py): safetensors' save_file
+    # would leave its own ``.tmpXXXXXX`` behind when killed, and give the checkpoint mode 0600.
+    atomic_write_bytes(path, save(tensors, metadata={_META_KEY: text}))
+    atomic_write_text(path.with_suffix(".json"), text)
     return path
 
 
@@ -113,8 +109,12 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         with safe_open(str(path), framework="pt") as f:
             meta = json.loads((f.metadata() or {})[_META_KEY])
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no items())
-    except (KeyError, OSError, ValueError) as err:
-        raise DrcollabError(f"{path}: not a readable drcollab training state ({err})") from err
+    except (KeyError, OSError, ValueError, SafetensorError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DrcollabError(
+            f"{path}: not a readable drcollab training state ({reason}); it is damaged, e.g. cut short by a full "
+            "disk: delete it (and last.json) and train again with the same --config and --out to restart the run"
+        ) from err
     return tensors, meta
 
 

@@ -1,0 +1,223 @@
+"""``drcollab predict`` never answers wrongly in silence: damaged models, degenerate images, its own outputs,
+bad bundles, full disks and Ctrl-C each give a failure with its reason or one line and exit code 2."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFile
+from predict_inputs import GOOD_SIZES, make_mixed_folder, wide_fundus
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from drcollab.cli import app
+from drcollab.inference import batch, outputs
+from drcollab.inference.predictor import Predictor
+
+
+def predict_cli(*args: str | Path):
+    return CliRunner().invoke(app, ["predict", *map(str, args), "--no-progress"])
+
+
+def strict_json(path: Path) -> dict:
+    """Parse as strict JSON: a bare NaN or Infinity raises."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"{path} holds {name}, which is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def one_error_line(output: str) -> str:
+    lines = output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in output, output
+    return lines[0]
+
+
+def flip_every_997th_byte(path: Path) -> None:
+    """Damage a safetensors file as a bad copy would: every 997th byte after the header inverted."""
+    data = bytearray(path.read_bytes())
+    header = struct.unpack("<Q", data[:8])[0]
+    for i in range(8 + header, len(data), 997):
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def png_declaring(width: int, height: int, rows: int) -> bytes:
+    """An RGB PNG whose header declares ``width x height`` but whose complete pixel stream holds ``rows`` rows."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress((b"\0" + b"\x80" * (3 * width)) * rows)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Path:
+    return make_mixed_folder(tmp_path / "in")
+
+
+def test_corrupted_grader_weights_fail_every_image_with_a_reason_and_never_grade(
+    tiny_bundle: Path, mixed: Path, tmp_path: Path
+) -> None:
+    flip_every_997th_byte(tiny_bundle / "grader.safetensors")  # finite but absurd weights: NaN probabilities
+    out = tmp_path / "out"
+    result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out)
+    assert result.exit_code == 1 and "no image was predicted" in result.output
+    summary = strict_json(out / "predictions.json")
+    assert summary["predictions"] == [] and not list(out.rglob("result.json"))
+    reasons = {Path(f["path"]).name: f["reason"] for f in summary["failures"]}
+    assert all("not finite" in reasons[Path(i).name] for i in GOOD_SIZES)
+    assert (out / "predictions.csv").read_text().count("\n") == 1  # the header: no "0,no DR,nan" row
+
+
+def test_non_finite_weights_are_refused_when_the_bundle_loads(tiny_bundle: Path, mixed: Path, tmp_path: Path) -> None:
+    weights = load_file(tiny_bundle / "generator.safetensors")
+    key = next(k for k, v in weights.items() if v.is_floating_point())
+    weights[key].view(-1)[0] = float("nan")
+    save_file(weights, tiny_bundle / "generator.safetensors")
+    result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", tmp_path / "out")
+    line = one_error_line(result.output)
+    assert result.exit_code == 2 and "generator.safetensors" in line and "not finite" in line and key in line
+    assert not (tmp_path / "out").exists()
+
+
+DEGENERATE = {
+    "dot.png": lambda: Image.new("RGB", (1, 1), (200, 80, 40)),
+    "strip.png": lambda: Image.new("RGB", (8000, 100), (200, 80, 40)),
+    "thread.png": lambda: Image.new("RGB", (65000, 2), (200, 80, 40)),
+}
+
+
+def test_degenerate_images_are_refused_from_the_header_before_decoding_or_fov_detection(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for name, make in DEGENERATE.items():
+        make().save(folder / name)
+    (folder / "one_row.png").write_bytes(png_declaring(7000, 7000, rows=1))  # decodes: 6999 rows of zeros
+    Image.fromarray(wide_fundus(0, 96, 128)).save(folder / "good.png")
+    decoded, preprocessed = [], []
+    real_load, real_preprocess = ImageFile.ImageFile.load, Predictor.preprocess
+
+    def load(self: ImageFile.ImageFile):  # noqa: ANN202
+        decoded.append(self.size)
+        return real_load(self)
+
+    def preprocess(self: Predictor, image: np.ndarray):  # noqa: ANN202
+        preprocessed.append(image.shape[:2])
+        return real_preprocess(self, image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load)
+    monkeypatch.setattr(Predictor, "preprocess", preprocess)
+    out = tmp_path / "out"
+    result = predict_cli(folder, "--checkpoint", tiny_bundle, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert set(decoded) == {(128, 96)} and preprocessed == [(96, 128)]  # only the good image was decoded
+    reasons = {Path(f["path"]).name: f["reason"] for f in strict_json(out / "predictions.json")["failures"]}
+    assert set(reasons) == {"dot.png", "strip.png", "thread.png", "one_row.png"}
+    assert "1x1 px, smaller than the 64 px minimum side" in reasons["dot.png"]
+    assert "aspect ratio of 80:1 over the 4:1 limit" in reasons["strip.png"]
+    assert "65000x2 px, smaller than" in reasons["thread.png"]
+    assert "cannot hold them" in reasons["one_row.png"]
+    assert [r.parent.name for r in out.rglob("result.json")] == ["good.png"]
+
+
+def test_min_side_is_a_command_line_value(tiny_bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "small"
+    folder.mkdir()
+    Image.fromarray(wide_fundus(0, 96, 128)).save(folder / "eye.png")
+    result = predict_cli(folder, "--checkpoint", tiny_bundle, "--out", tmp_path / "out", "--min-side", "100")
+    assert result.exit_code == 1 and "smaller than the 100 px minimum side (--min-side)" in result.output
+
+
+def test_an_output_folder_inside_the_input_is_never_read_back(tiny_bundle: Path, mixed: Path) -> None:
+    out = mixed / "predictions"
+    for _ in range(2):
+        result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out)
+        assert result.exit_code == 0, result.output
+        summary = strict_json(out / "predictions.json")
+        assert sorted(r["id"] for r in summary["predictions"]) == sorted(GOOD_SIZES)
+        listed = [e["path"] for e in summary["failures"] + summary["skipped"]]
+        assert not [p for p in listed if Path(p).is_relative_to(out)]
+    assert "0 now, 3 from an earlier run" in result.output
+    inside = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", mixed)  # outputs mixed into the input
+    assert inside.exit_code == 2 and "choose an --out outside the inputs" in one_error_line(inside.output)
+
+
+def test_a_dangling_symlink_is_listed_as_a_failure(tiny_bundle: Path, mixed: Path, tmp_path: Path) -> None:
+    (mixed / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    out = tmp_path / "out"
+    assert predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out).exit_code == 0
+    reasons = {Path(f["path"]).name: f["reason"] for f in strict_json(out / "predictions.json")["failures"]}
+    assert reasons["gone.jpg"].startswith("broken symbolic link") and "deleted.jpg" in reasons["gone.jpg"]
+
+
+def test_ctrl_c_says_how_to_continue(tiny_bundle: Path, mixed: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "predict_images", interrupted)
+    result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", tmp_path / "out")
+    assert result.exit_code == 130 and "run the same command again" in result.output
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"), [(errno.ENOSPC, "free some disk space"), (errno.EROFS, "choose a folder you can write to")]
+)
+def test_a_full_disk_or_read_only_output_is_one_line_naming_the_folder(
+    tiny_bundle: Path, mixed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, advice: str
+) -> None:
+    def failing_save(array: np.ndarray, path: Path) -> Path:
+        raise OSError(code, os.strerror(code), str(path))
+
+    monkeypatch.setattr(outputs, "save_png", failing_save)
+    result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", tmp_path / "out")
+    line = one_error_line(result.output)
+    assert result.exit_code == 2 and str(tmp_path / "out" / "images") in line and advice in line
+
+
+def _edit_bundle(bundle: Path, **changes: object) -> None:
+    info = json.loads((bundle / "bundle.json").read_text())
+    (bundle / "bundle.json").write_text(json.dumps({**info, **changes}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"parts": {"generator": "generator"}}, "parts.generator: Input should be a valid dictionary"),
+        ({"parts": ["generator"]}, "parts: Input should be a valid dictionary"),
+        ({"tile": -5}, "tile: Input should be greater than or equal to 0"),
+        ({"tile": 40}, "tile 40 must be a multiple of 16"),
+        ({"tile": 32, "tile_overlap": 32}, "tile_overlap 32 must be smaller than tile 32"),
+        ({"preprocess": "512"}, "preprocess: Input should be a valid dictionary"),
+        ({"parts": {"generator": {"file": "../outside/generator"}}}, "inside the bundle folder"),
+        ({"parts": {"generator": {"file": "/tmp/generator"}}}, "inside the bundle folder"),
+    ],
+)
+def test_a_malformed_bundle_is_one_line_naming_the_field(
+    tiny_bundle: Path, mixed: Path, tmp_path: Path, changes: dict, message: str
+) -> None:
+    _edit_bundle(tiny_bundle, **changes)
+    result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", tmp_path / "out")
+    line = one_error_line(result.output)
+    assert result.exit_code == 2 and "bundle.json" in line and message in line, line
+
+
+def test_bundle_part_paths_are_not_followed_outside_the_bundle(tiny_bundle: Path, mixed: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for suffix in (".safetensors", ".json"):  # a working generator, but outside the bundle folder
+        (outside / f"generator{suffix}").write_bytes((tiny_bundle / f"generator{suffix}").read_bytes())
+    _edit_bundle(tiny_bundle, parts={"generator": {"file": "../outside/generator"}, "grader": {"file": "grader"}})
+    result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "inside the bundle folder" in one_error_line(result.output)
