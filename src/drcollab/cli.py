@@ -8,6 +8,8 @@ from typing import Literal
 
 import typer
 
+from drcollab.data.header import ImageLimits
+
 app = typer.Typer(
     name="drcollab",
     help="Collaborative semi-supervised lesion segmentation and DR grading (Zhou et al., CVPR 2019).",
@@ -167,6 +169,9 @@ def compare_cmd(
     typer.echo(f"comparison: {path}")
 
 
+MIN_SIDE, MAX_ASPECT = ImageLimits().min_side, ImageLimits().max_aspect
+
+
 def _check_device(device: str) -> str:
     if device.split(":")[0] not in ("cpu", "cuda"):
         raise typer.BadParameter(f"--device {device!r}: use cpu, cuda or cuda:N")
@@ -184,10 +189,12 @@ def predict(
     amp: bool = typer.Option(False, "--amp", help="bf16 autocast (torch engine)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format (torch engine)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    min_side: int = typer.Option(MIN_SIDE, "--min-side", min=1, help="Refuse images with a shorter side (px)."),
+    max_aspect: float = typer.Option(MAX_ASPECT, "--max-aspect", min=1.0, help="Refuse longer/shorter side above."),
 ) -> None:
     """Grade images and map their lesions; writes per-image PNGs plus predictions.csv and predictions.json.
 
-    Exit codes: 0 at least one image predicted; 1 none succeeded; 2 usage or checkpoint error.
+    Exit codes: 0 at least one image predicted; 1 none succeeded; 2 usage or checkpoint error; 130 interrupted.
     Under torchrun --nproc_per_node=N each rank takes every N-th image and rank 0 merges the results.
     """
     from drcollab.errors import DrcollabError
@@ -199,10 +206,14 @@ def predict(
     try:
         dev = f"cuda:{dist.local_rank}" if device == "cuda" and dist.enabled else device
         summary = predict_images(load_engine(checkpoint, engine, dev, amp, channels_last), inputs, out,
-                                 batch_size, dist, progress)
+                                 batch_size, dist, progress, ImageLimits(min_side=min_side, max_aspect=max_aspect))
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
+    except KeyboardInterrupt as err:
+        typer.echo(f"interrupted; finished images are kept in {out}: run the same command again to predict "
+                   "the rest", err=True)
+        raise typer.Exit(130) from err
     finally:
         teardown()
     if not dist.is_main:
@@ -249,19 +260,22 @@ def serve(
     max_upload_mb: float = typer.Option(20.0, "--max-upload-mb", min=0.01, help="Larger uploads get HTTP 413."),
     device: str = typer.Option("cpu", "--device", callback=_check_device, help="cpu or cuda (torch engine)."),
     engine: str | None = typer.Option(None, "--engine", help="torch or onnx (default: onnx for a .onnx file)."),
+    min_side: int = typer.Option(MIN_SIDE, "--min-side", min=1, help="Refuse images with a shorter side (px)."),
+    max_aspect: float = typer.Option(MAX_ASPECT, "--max-aspect", min=1.0, help="Refuse longer/shorter side above."),
 ) -> None:
-    """Serve the model: web page at /, POST /predict, GET /health, API docs at /docs."""
+    """Serve the model: web page at /, POST /predict, GET /health, OpenAPI schema at /openapi.json."""
     import uvicorn
 
     from drcollab.errors import DrcollabError
     from drcollab.service.app import create_app
 
     try:
-        web_app = create_app(checkpoint, engine, device, max_upload_mb)
+        limits = ImageLimits(min_side=min_side, max_aspect=max_aspect)
+        web_app = create_app(checkpoint, engine, device, max_upload_mb, limits=limits)
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
-    typer.echo(f"serving {checkpoint} on http://{host}:{port}/ (API docs: /docs)")
+    typer.echo(f"serving {checkpoint} on http://{host}:{port}/ (API schema: /openapi.json)")
     uvicorn.run(web_app, host=host, port=port)
 
 

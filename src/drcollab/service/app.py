@@ -1,8 +1,10 @@
-"""``drcollab serve``: a FastAPI app with ``POST /predict``, ``GET /health``, OpenAPI docs and a web page at ``/``.
+"""``drcollab serve``: a FastAPI app with ``POST /predict``, ``GET /health``, API docs and a web page at ``/``.
 
 The model runs in Starlette's thread pool (never on the event loop) and behind a lock, so one request at a
 time uses it while others wait; decoding, preprocessing and PNG encoding run in the pool outside the lock.
-Bad requests get a 4xx JSON ``{"detail": "..."}`` and the server stays up.
+Bad requests get a 4xx JSON ``{"detail": "..."}`` and the server stays up. A model whose output is not finite
+(damaged weights) answers 500 with the reason, never a grade. The API docs at ``/docs`` are one plain page built
+from the OpenAPI schema (``/openapi.json``), with no script or style from a CDN, so they work offline.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, File, HTTPException, UploadFile
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 import drcollab
 from drcollab.constants import GRADES, LESIONS
+from drcollab.data.header import ImageLimits
 from drcollab.inference.engine import Engine, load_engine
+from drcollab.inference.outputs import non_finite
+from drcollab.service.apidocs import api_docs_html
 from drcollab.service.render import PredictResponse, render_response
 from drcollab.service.uploads import FORMATS, UploadLimit, decode_upload
 
@@ -34,7 +39,7 @@ class ModelService:
         self.lock = threading.Lock()
 
     def predict(self, image: np.ndarray) -> PredictResponse:
-        """Runs in a worker thread. Raises HTTPException 422 when no field of view is found."""
+        """Runs in a worker thread. Raises HTTPException 422: no field of view found; 500: non-finite output."""
         predictor = self.engine.predictor
         try:
             pre = predictor.preprocess(image)
@@ -42,6 +47,9 @@ class ModelService:
             raise HTTPException(422, f"cannot use this image as a fundus photograph: {err}") from err
         with self.lock:
             pred = predictor.predict_preprocessed([pre])[0]
+        reason = non_finite(pred)
+        if reason is not None:
+            raise HTTPException(500, reason)
         return render_response(image, pred, self.display_side)
 
 
@@ -52,6 +60,7 @@ def create_app(
     max_upload_mb: float = 20.0,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     display_side: int = 768,
+    limits: ImageLimits | None = None,
 ) -> FastAPI:
     """Build the app around a model bundle or an exported ``.onnx`` file (see :func:`load_engine`).
 
@@ -62,12 +71,16 @@ def create_app(
         max_upload_mb: Larger request bodies get 413.
         max_pixels: Images declaring more pixels get 413 before their pixel data is decoded.
         display_side: Longer side of the PNGs in the answer.
+        limits: Images whose header falls below them get 422 before decoding (default :class:`ImageLimits`'s).
     """
+    limits = limits or ImageLimits()
     service = ModelService(load_engine(checkpoint, engine, device), display_side)
     app = FastAPI(
         title="drcollab",
         version=drcollab.__version__,
         description="Diabetic retinopathy grade and lesion maps (MA, HE, EX, SE) for a fundus photograph.",
+        docs_url=None,  # FastAPI's Swagger and ReDoc pages load their scripts from a CDN: blank offline
+        redoc_url=None,
     )
     app.add_middleware(UploadLimit, max_bytes=int(max_upload_mb * 2**20))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -76,6 +89,10 @@ def create_app(
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(api_docs_html(app.openapi()))
 
     @app.get("/health")
     def health() -> dict:
@@ -89,6 +106,8 @@ def create_app(
             "grades": list(GRADES),
             "max_upload_mb": max_upload_mb,
             "max_pixels": max_pixels,
+            "min_side": limits.min_side,
+            "max_aspect": limits.max_aspect,
             "formats": list(FORMATS),
         }
 
@@ -99,7 +118,9 @@ def create_app(
             400: {"description": "Empty or corrupt image."},
             413: {"description": "Upload over --max-upload-mb, or an image declaring more than max_pixels."},
             415: {"description": "Not an image, or not JPEG / PNG / TIFF / BMP."},
-            422: {"description": "No 'file' field, or no field of view found in the image."},
+            422: {"description": "No 'file' field, an image below --min-side / over --max-aspect, pixel data "
+                  "cut short, or no field of view found in the image."},
+            500: {"description": "The model's output is not finite (damaged weights): no grade is given."},
         },
     )
     async def predict(
@@ -107,7 +128,7 @@ def create_app(
     ) -> PredictResponse:
         """Grade one fundus photograph and map its lesions."""
         data = await file.read()
-        image = await run_in_threadpool(decode_upload, data, max_pixels)
+        image = await run_in_threadpool(decode_upload, data, max_pixels, limits)
         return await run_in_threadpool(service.predict, image)
 
     return app

@@ -1,6 +1,7 @@
 """Guarding the upload: a request-body size limit (413) and a careful image decode (413 / 415 / 400).
 
-The decode reads the image header first and refuses a declared size above the pixel limit before any pixel
+The decode reads the image header first and refuses a declared size above the pixel limit, and one that cannot
+be a fundus photograph (too small, a strip, pixel data cut short: :mod:`drcollab.data.header`), before any pixel
 data is decompressed, so a small file that claims 100000 x 100000 pixels costs nothing. Pillow's own
 decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) stays in place behind it.
 """
@@ -15,6 +16,8 @@ from PIL import Image, UnidentifiedImageError
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from drcollab.data.header import ImageLimits, header_problem
+
 FORMATS = ("JPEG", "PNG", "TIFF", "BMP")  # what fundus cameras and archives produce
 
 
@@ -25,8 +28,8 @@ def _too_large(limit: int) -> str:
 class UploadLimit:
     """ASGI middleware: answer 413 when a request body is (or declares itself) larger than ``max_bytes``.
 
-    A declared ``Content-Length`` is checked before anything is read; a body streamed without one is
-    counted as it arrives and cut off at the limit.
+    A declared ``Content-Length`` is checked before anything is read (one that is not a number gets a 400); a
+    body streamed without one is counted as it arrives and cut off at the limit.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -37,7 +40,11 @@ class UploadLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared is not None and not declared.strip().isdigit():
+            detail = f"Content-Length header {declared.decode(errors='replace')!r} is not a number of bytes"
+            await JSONResponse({"detail": detail}, status_code=400)(scope, receive, send)
+            return
+        if declared is not None and int(declared) > self.max_bytes:
             await JSONResponse({"detail": _too_large(self.max_bytes)}, status_code=413)(scope, receive, send)
             return
         received = 0
@@ -53,12 +60,13 @@ class UploadLimit:
         await self.app(scope, counted, send)
 
 
-def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
+def decode_upload(data: bytes, max_pixels: int, limits: ImageLimits | None = None) -> np.ndarray:
     """Decode an uploaded image to ``(H, W, 3)`` uint8 RGB.
 
     Raises:
         HTTPException: 400 empty or corrupt data; 413 more than ``max_pixels`` pixels declared;
-            415 not an image, or an image format other than JPEG, PNG, TIFF or BMP.
+            415 not an image, or an image format other than JPEG, PNG, TIFF or BMP; 422 a header below
+            ``limits`` (default :class:`ImageLimits`'s).
     """
     if not data:
         raise HTTPException(400, "empty upload: send a JPEG, PNG or TIFF fundus photograph in the 'file' field")
@@ -74,6 +82,9 @@ def decode_upload(data: bytes, max_pixels: int) -> np.ndarray:
     if w * h > max_pixels:
         declared = f"{w}x{h} = {w * h / 1e6:.1f} Mpx"
         raise HTTPException(413, f"image declares {declared}, over the {max_pixels / 1e6:g} Mpx limit")
+    problem = header_problem(img, len(data), limits or ImageLimits())
+    if problem is not None:
+        raise HTTPException(422, f"image refused: {problem}")
     try:
         img.load()  # the pixel data: a truncated or damaged file fails here
         rgb = img if img.mode == "RGB" else img.convert("RGB")

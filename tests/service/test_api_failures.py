@@ -1,0 +1,101 @@
+"""The API refuses degenerate images from their header, never grades from a damaged model, answers every bad
+request in JSON, and documents itself without the internet."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from PIL import Image, ImageFile
+
+from drcollab.data.synthetic import generate_fundus
+from drcollab.inference.predictor import Predictor
+from drcollab.service.app import create_app
+
+
+def png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_declaring(width: int, height: int, rows: int) -> bytes:
+    """An RGB PNG whose header declares ``width x height`` but whose complete pixel stream holds ``rows`` rows."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress((b"\0" + b"\x80" * (3 * width)) * rows)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+GOOD = png(Image.fromarray(generate_fundus(0, 128).image))
+
+
+@pytest.fixture
+def client(tiny_bundle: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(tiny_bundle, max_upload_mb=1, display_side=96)) as c:
+        yield c
+
+
+def post(client: TestClient, data: bytes):
+    return client.post("/predict", files={"file": ("eye.png", data, "image/png")})
+
+
+@pytest.mark.parametrize(
+    ("data", "detail"),
+    [
+        (png(Image.new("RGB", (1, 1))), "1x1 px, smaller than the 64 px minimum side"),
+        (png(Image.new("RGB", (8000, 100))), "aspect ratio of 80:1"),
+        (png(Image.new("RGB", (65000, 2))), "65000x2 px, smaller than"),
+        (png_declaring(7000, 7000, rows=1), "cannot hold them"),
+    ],
+    ids=["1x1", "8000x100", "65000x2", "7000x7000-one-row"],
+)
+def test_degenerate_images_get_422_from_the_header_before_decoding_or_fov_detection(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, data: bytes, detail: str
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: calls.append("decode"))
+    monkeypatch.setattr(Predictor, "preprocess", lambda self, image: calls.append("fov"))
+    response = post(client, data)
+    assert response.status_code == 422 and detail in response.json()["detail"]
+    assert calls == []
+
+
+def test_a_damaged_model_answers_500_with_the_reason_never_a_grade(client: TestClient) -> None:
+    grader = client.app.state.service.engine.predictor.bundle.grader
+    with torch.no_grad():
+        for p in grader.parameters():
+            p.mul_(3e37)  # finite, absurd weights: the softmax gives NaN
+    response = post(client, GOOD)
+    assert response.status_code == 500 and "not finite" in response.json()["detail"]
+    assert "grade" not in response.json()
+
+
+def test_a_non_numeric_content_length_gets_a_json_400(client: TestClient) -> None:
+    response = client.post("/predict", content=b"x", headers={"content-length": "lots", "content-type": "image/png"})
+    assert response.status_code == 400 and "not a number" in response.json()["detail"]
+
+
+def test_the_api_docs_page_loads_nothing_from_the_network(client: TestClient) -> None:
+    page = client.get("/docs")
+    assert page.status_code == 200 and "POST /predict" in page.text and "/openapi.json" in page.text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text)  # no script, style or font from a CDN
+    assert client.get("/redoc").status_code == 404
+
+
+def test_min_side_is_a_serve_value(tiny_bundle: Path) -> None:
+    from drcollab.data.header import ImageLimits  # here, so the other tests run on code without it
+
+    with TestClient(create_app(tiny_bundle, limits=ImageLimits(min_side=200))) as c:
+        response = post(c, GOOD)
+        assert response.status_code == 422 and "200 px minimum side" in response.json()["detail"]
+        assert c.get("/health").json()["min_side"] == 200
