@@ -24,3 +24,16 @@ def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64
     }
     (root / "bundle.json").write_text(json.dumps(bundle))
     return root
+
+
+def png_declaring(width: int, height: int, rows: int) -> bytes:
+    """An RGB PNG whose header declares ``width x height`` but whose complete pixel stream holds ``rows`` rows."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress((b"\0" + b"\x80" * (3 * width)) * rows)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

@@ -7,7 +7,6 @@ import errno
 import json
 import os
 import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from typer.testing import CliRunner
 from drcollab.cli import app
 from drcollab.inference import batch, outputs
 from drcollab.inference.predictor import Predictor
+from helpers import png_declaring
 
 
 def predict_cli(*args: str | Path):
@@ -47,16 +47,6 @@ def flip_every_997th_byte(path: Path) -> None:
     for i in range(8 + header, len(data), 997):
         data[i] ^= 0xFF
     path.write_bytes(bytes(data))
-
-
-def png_declaring(width: int, height: int, rows: int) -> bytes:
-    """An RGB PNG whose header declares ``width x height`` but whose complete pixel stream holds ``rows`` rows."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress((b"\0" + b"\x80" * (3 * width)) * rows)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import struct
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,22 +16,13 @@ from PIL import Image, ImageFile
 from drcollab.data.synthetic import generate_fundus
 from drcollab.inference.predictor import Predictor
 from drcollab.service.app import create_app
+from helpers import png_declaring
 
 
 def png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
-
-
-def png_declaring(width: int, height: int, rows: int) -> bytes:
-    """An RGB PNG whose header declares ``width x height`` but whose complete pixel stream holds ``rows`` rows."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    idat = zlib.compress((b"\0" + b"\x80" * (3 * width)) * rows)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 GOOD = png(Image.fromarray(generate_fundus(0, 128).image))
