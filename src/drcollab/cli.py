@@ -71,8 +71,9 @@ def train(
 ) -> None:
     """Train G, D and the grader with the paper's schedule (pre-training, then the joint stage)."""
     from drcollab.config import load_config
-    from drcollab.errors import DrcollabError, TrainingError
+    from drcollab.errors import DrcollabError, TrainingError, WriteError
     from drcollab.training.config import TrainConfig
+    from drcollab.training.run_folder import STATE_FILE
     from drcollab.training.trainer import run_training
 
     run_dir = resume
@@ -89,7 +90,9 @@ def train(
         typer.echo(f"training stopped: {err}", err=True)
         raise typer.Exit(1) from err
     except DrcollabError as err:
-        typer.echo(f"error: {err}", err=True)
+        resumable = isinstance(err, WriteError) and run_dir is not None and (run_dir / STATE_FILE).is_file()
+        then = f"; then continue with: drcollab train --resume {run_dir}" if resumable else ""
+        typer.echo(f"error: {err}{then}", err=True)
         raise typer.Exit(2) from err
     except KeyboardInterrupt as err:
         typer.echo(f"interrupted ({err}); continue with: drcollab train --resume {run_dir}", err=True)

@@ -34,9 +34,9 @@ class WriteError(DataError):
     def __init__(self, path: str | Path, err: OSError) -> None:
         reason = err.strerror or str(err)
         if err.errno == errno.ENOSPC:
-            advice = "free some disk space, then run the same command again"
+            advice = "free some disk space"
         elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             advice = "choose a folder you can write to"
         else:
-            advice = "check the folder, then run the same command again"
+            advice = "check the folder and the disk"
         super().__init__(path, f"cannot write ({reason}): {advice}")

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import csv
-import os
+import io
 import time
 from pathlib import Path
 
@@ -19,8 +19,10 @@ import yaml
 
 from drcollab.config import dump_config
 from drcollab.errors import ConfigError
+from drcollab.files import atomic_write_text, remove_stale_temps, writing
 
 CSV_FIELDS = ("time", "stage", "epoch", "step", "global_step", "key", "value")
+STATE_FILE = "checkpoints/last.safetensors"  # inside the run folder
 
 
 def _diff_keys(a: object, b: object, prefix: str = "") -> list[str]:
@@ -46,7 +48,7 @@ class RunFolder:
 
     @property
     def state_path(self) -> Path:
-        return self.root / "checkpoints" / "last.safetensors"
+        return self.root / STATE_FILE
 
     @property
     def metrics_path(self) -> Path:
@@ -74,33 +76,38 @@ class RunFolder:
             if self.state_path.exists():
                 raise ConfigError(f"{self.root}: run folder already has a checkpoint; continue it with --resume")
         if self.writer:
-            self.root.mkdir(parents=True, exist_ok=True)
-            _atomic_write(self.config_path, config_text)
+            atomic_write_text(self.config_path, config_text)
+
+    def remove_stale_temps(self) -> None:
+        """Delete the temporary files of a writer killed mid-write (rank 0, at the start of a run)."""
+        if self.writer:
+            remove_stale_temps(self.root)
 
     def write_config(self, config: object) -> None:
         self.claim(dump_config(config))  # type: ignore[arg-type]
 
     def truncate_metrics(self, global_step: int) -> None:
-        """Drop rows logged after the checkpoint a resumed run starts from, so none is duplicated."""
+        """Drop rows logged after the checkpoint a resumed run starts from, so none is duplicated, and any row
+        a killed run left half-written."""
         if not self.writer or not self.metrics_path.exists():
             return
-        with self.metrics_path.open(newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["global_step"]) <= global_step]
-        tmp = self.metrics_path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-            w.writeheader()
-            w.writerows(rows)
-        os.replace(tmp, self.metrics_path)
+        text = self.metrics_path.read_text()
+        if not text.endswith("\n"):  # the last row was cut short by a kill: drop it, even if it parses
+            text = text[: text.rfind("\n") + 1]
+        rows = [r for r in csv.DictReader(io.StringIO(text)) if _complete(r) and int(r["global_step"]) <= global_step]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write_text(self.metrics_path, buf.getvalue())
 
     def log(self, stage: str, epoch: int, step: int, global_step: int, values: dict[str, float]) -> None:
         """Append scalars to metrics.csv and TensorBoard (rank 0 only)."""
         if not self.writer or not values:
             return
         new = not self.metrics_path.exists()
-        self.root.mkdir(parents=True, exist_ok=True)
         now = f"{time.time():.3f}"
-        with self.metrics_path.open("a", newline="") as f:
+        with writing(self.metrics_path), self.metrics_path.open("a", newline="") as f:
             w = csv.writer(f)
             if new:
                 w.writerow(CSV_FIELDS)
@@ -124,7 +131,8 @@ class RunFolder:
             self._tb = None
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _complete(row: dict[str | None, str | None]) -> bool:
+    """Whether a metrics row has every field and no extra one."""
+    if None in row or any(not row.get(f) for f in CSV_FIELDS):
+        return False
+    return row["global_step"].isdigit()  # type: ignore[union-attr]
