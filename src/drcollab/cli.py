@@ -266,7 +266,7 @@ def serve(
     min_side: int = typer.Option(MIN_SIDE, "--min-side", min=1, help="Refuse images with a shorter side (px)."),
     max_aspect: float = typer.Option(MAX_ASPECT, "--max-aspect", min=1.0, help="Refuse longer/shorter side above."),
 ) -> None:
-    """Serve the model: web page at /, POST /predict, GET /health, OpenAPI schema at /openapi.json."""
+    """Serve the model: web page at /, POST /predict, GET /health, API docs at /docs (offline)."""
     import uvicorn
 
     from drcollab.errors import DrcollabError
@@ -278,7 +278,7 @@ def serve(
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
-    typer.echo(f"serving {checkpoint} on http://{host}:{port}/ (API schema: /openapi.json)")
+    typer.echo(f"serving {checkpoint} on http://{host}:{port}/ (API docs: /docs, schema: /openapi.json)")
     uvicorn.run(web_app, host=host, port=port)
 
 

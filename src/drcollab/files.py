@@ -61,13 +61,13 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:
-    """Delete temporary files a killed writer left anywhere under ``folder``; returns what was removed.
+    """Delete temporary files a killed writer left in ``folder`` (not below it); returns what was removed.
 
     Only call this where no other process is writing (a run folder at the start of its run).
     """
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.rglob(".*") if p.is_file() and STALE_TEMP.match(p.name)]
+    stale = [p for p in folder.glob(".*") if p.is_file() and STALE_TEMP.match(p.name)]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale

@@ -28,9 +28,10 @@ def train_cli(*args: str | Path):
 
 
 def one_error_line(output: str) -> str:
-    lines = [line for line in output.strip().splitlines() if line and not line.startswith("preprocessing:")]
-    assert len(lines) == 1 and "Traceback" not in output, output
-    return lines[0]
+    """The error: one line (progress bars and the precision line of a run that started may precede it)."""
+    lines = output.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "Traceback" not in output, output
+    return lines[-1]
 
 
 @pytest.fixture

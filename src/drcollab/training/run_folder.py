@@ -79,9 +79,16 @@ class RunFolder:
             atomic_write_text(self.config_path, config_text)
 
     def remove_stale_temps(self) -> None:
-        """Delete the temporary files of a writer killed mid-write (rank 0, at the start of a run)."""
-        if self.writer:
-            remove_stale_temps(self.root)
+        """Delete the temporary files of a writer killed mid-write (rank 0, at the start of a run).
+
+        Only the folders a run writes into are searched, never the rest of a folder passed as ``--out``.
+        """
+        if not self.writer:
+            return
+        models = self.root / "models"
+        stage_dirs = sorted(p for p in models.iterdir() if p.is_dir()) if models.is_dir() else []
+        for folder in (self.root, self.state_path.parent, self.root / "model", *stage_dirs):
+            remove_stale_temps(folder)
 
     def write_config(self, config: object) -> None:
         self.claim(dump_config(config))  # type: ignore[arg-type]
