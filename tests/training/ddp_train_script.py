@@ -1,4 +1,5 @@
-"""Run by test_ddp.py under ``torchrun``: trains, records each rank's final weights and every file it wrote."""
+"""Run by test_ddp.py under ``torchrun``: trains, records each rank's final weights, every file it wrote and the
+size of every batch its steps received."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from drcollab.training.config import TrainConfig
 config_path, out, probe = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 rank = int(os.environ["RANK"])
 writes = probe / f"writes-rank{rank}.txt"
+batches = probe / f"batches-rank{rank}.txt"
 real_replace = os.replace
 
 
@@ -38,6 +40,21 @@ def finish_and_dump(ctx, stage, nets):
     real_finish(ctx, stage, nets)
 
 
+def recording(stage, step):
+    """``step`` that first writes ``stage images [pixel images]`` of the batches it gets to ``batches``."""
+
+    def wrapped(nets, *args, **kwargs):
+        sizes = [str(len(b["image"])) for b in args if isinstance(b, dict)]
+        with batches.open("a") as f:
+            f.write(f"{stage} {' '.join(reversed(sizes))}\n")  # joint: X^I then X^P
+        return step(nets, *args, **kwargs)
+
+    return wrapped
+
+
 os.replace = recording_replace
 trainer.finish_stage = finish_and_dump
+stages.seg_step = recording("seg_pretrain", stages.seg_step)
+stages.grade_step = recording("grade_pretrain", stages.grade_step)
+stages.joint_step = recording("joint", stages.joint_step)
 trainer.run_training(load_config(TrainConfig, config_path), out)

@@ -43,7 +43,7 @@ class AugmentConfig(StrictModel):
 
 
 def image_to_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """``(H, W, 3)`` uint8 array or ``(3, H, W)`` uint8 tensor -> ``(3, H, W)`` float32 in about [-1, 1]."""
+    """``(H, W, 3)`` uint8 array or ``(..., 3, H, W)`` uint8 tensor -> ``(..., 3, H, W)`` float32 in about [-1, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1) if isinstance(image, np.ndarray) else image
     return t.float().div_(127.5).sub_(1.0)
 

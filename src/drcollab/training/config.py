@@ -76,7 +76,14 @@ class StageConfig(StrictModel):
     """One training stage: Adam with the paper's lr 2e-4 and beta1 0.5."""
 
     epochs: int = Field(ge=0, description="0 skips the stage.")
-    batch_size: int = Field(ge=1, description="Per-process batch size (the paper's is global, on one machine).")
+    batch_size: int = Field(
+        ge=1, description="Global batch: images per optimisation step over all processes (the paper's meaning). "
+        "Each of N processes takes batch_size / N, in `accumulation` micro-batches; the lr is not rescaled."
+    )
+    accumulation: int = Field(
+        1, ge=1, description="Micro-batches per step in each process, gradients accumulated (for memory): "
+        "batch_size must be a multiple of processes x accumulation."
+    )
     lr: float = Field(2e-4, gt=0)
     betas: tuple[float, float] = (0.5, 0.999)
     max_steps_per_epoch: int | None = Field(None, ge=1, description="Cap on steps per epoch (CPU budgets).")
@@ -93,23 +100,24 @@ class SegPretrainConfig(StageConfig):
     """Stage 1a: G on X^P with BCE (paper: 60 epochs, batch 32)."""
 
     epochs: int = Field(60, ge=0, description="0 skips the stage.")
-    batch_size: int = Field(32, ge=1, description="Per-process batch size.")
+    batch_size: int = Field(32, ge=1, description="Global batch size.")
 
 
 class GradePretrainConfig(StageConfig):
     """Stage 1b: the plain grader on X^I with focal loss (paper: 30 epochs, batch 128)."""
 
     epochs: int = Field(30, ge=0, description="0 skips the stage.")
-    batch_size: int = Field(128, ge=1, description="Per-process batch size.")
+    batch_size: int = Field(128, ge=1, description="Global batch size.")
 
 
 class JointConfig(StageConfig):
     """Stage 2, the joint end-to-end stage (Sec. 3.4, paper: 50 epochs, batch 16), and the ablation switches."""
 
     epochs: int = Field(50, ge=0, description="0 skips the stage.")
-    batch_size: int = Field(16, ge=1, description="X^I images per step and process.")
+    batch_size: int = Field(16, ge=1, description="X^I images per step over all processes (global).")
     pixel_batch_size: int | None = Field(
-        None, ge=1, description="X^P images per step (default: batch_size); each step also takes batch_size X^I images."
+        None, ge=1, description="X^P images per step over all processes (default: batch_size); each step also "
+        "takes batch_size X^I images."
     )
     train_generator: bool = Field(True, description="Update G in stage 2 (false: G stays as pre-trained).")
     semi: bool = Field(True, description="Attention maps are pseudo masks for G's BCE on X^I (Eq. 1).")
@@ -131,20 +139,35 @@ class JointConfig(StageConfig):
         "prediction", description="D's real branch: G(X^P) as in Eq. 3, or X^P's ground-truth masks."
     )
 
+    @model_validator(mode="after")
+    def _no_accumulation(self) -> JointConfig:
+        # D's update must come before G's judged by it, within one step: micro-batches would need every
+        # micro-batch's G graph kept until D has seen them all, which is the memory accumulation is meant to save.
+        if self.accumulation != 1:
+            raise ValueError(f"joint.accumulation {self.accumulation}: stage 2 does not accumulate gradients (D is "
+                             "updated before G within each step); use more GPUs, activation checkpointing "
+                             "(generator.checkpointing, grader.checkpointing) or a smaller joint.batch_size")
+        return self
+
 
 class RuntimeConfig(StrictModel):
     """Devices, precision, checkpoints and logging."""
 
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N (under torchrun: each rank's own GPU).")
-    amp: Literal["auto", "bf16", "off"] = Field(
-        "auto", description="auto = bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), else off."
+    amp: Literal["auto", "bf16", "fp16", "off"] = Field(
+        "auto", description="auto = bf16 autocast on GPUs of compute capability >= 8.0 and on CPUs with native bf16 "
+        "(AVX512-BF16/AMX), fp16 autocast with a GradScaler on older GPUs, else off (drcollab/precision.py)."
     )
     channels_last: Literal["auto", "on", "off"] = Field("auto", description="auto = on wherever bf16 is on.")
     compile: bool = Field(False, description="torch.compile the networks.")
     deterministic: bool = Field(False, description="Deterministic algorithms (bit-reproducible on CPU).")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads per process (default: torch's).")
     cpu_processes: int = Field(
-        1, ge=1, description="On a CPU, train in this many single-threaded DDP processes (batch sizes are per process)."
+        1, ge=1, description="On a CPU, train in this many single-threaded DDP processes (sharing each global batch)."
+    )
+    dist_timeout_s: int = Field(
+        3600, ge=60, description="Process-group timeout: how long a rank waits for the others at a collective "
+        "(e.g. while the preprocessing cache is filled) before the run fails."
     )
     sync_bn: bool = Field(False, description="Synchronised batch norm across DDP processes (CUDA only).")
     checkpoint_every: int = Field(50, ge=1, description="Write the training state every N steps (and each epoch).")

@@ -13,8 +13,8 @@ from drcollab.constants import NUM_GRADES
 from drcollab.data.cache import PreprocessCache
 from drcollab.data.records import Record
 from drcollab.data.sources import DatasetSpec, read_records
-from drcollab.errors import DataError
-from drcollab.training.config import DataConfig, TrainConfig
+from drcollab.errors import ConfigError, DataError
+from drcollab.training.config import STAGES, DataConfig, TrainConfig
 from drcollab.training.datasets import FundusDataset
 from drcollab.training.distributed import DistInfo, barrier
 from drcollab.training.folds import split_records
@@ -60,8 +60,9 @@ def build_data(cfg: DataConfig, dist: DistInfo | None = None, pixel_used: bool =
     """Read the sources, split off the validation fold, and fill the preprocessing caches.
 
     Only the sets a run's stages use are preprocessed (``pixel_used``: X^P at G's size; ``image_used``: X^I at
-    the grader's), so a segmentation-only run never decodes the grading images. Rank 0 fills the caches (with a
-    progress bar) while the other ranks wait, so a distributed run never decodes the same full-size image twice.
+    the grader's), so a segmentation-only run never decodes the grading images. Every rank fills its own share
+    of the missing entries (rank 0 with a progress bar), then all wait for each other: no full-size image is
+    decoded twice, and N ranks fill the cache N times as fast.
     """
     dist = dist or DistInfo()
     # A source may mix labelled and unlabelled images (e.g. a synthetic set with --pixel-fraction):
@@ -87,14 +88,22 @@ def build_data(cfg: DataConfig, dist: DistInfo | None = None, pixel_used: bool =
     seg_preprocess = cfg.seg_preprocess
     seg_cache = cache if seg_preprocess == cfg.preprocess else PreprocessCache(cfg.cache_dir, seg_preprocess)
     data = TrainData(pixel_train, pixel_val, image_train, image_val, cache, seg_cache)
-    if dist.is_main:
-        todo = [(seg_cache, r) for r in pixel_train + pixel_val if pixel_used]
-        todo += [(cache, r) for r in image_train + image_val if image_used]
-        missing = [(c, r) for c, r in todo if not c.path(r).is_file()]
-        for c, r in tqdm(missing, desc="preprocessing", unit="img", disable=not missing):
-            c.get(r)
+    todo = [(seg_cache, r) for r in pixel_train + pixel_val if pixel_used]
+    todo += [(cache, r) for r in image_train + image_val if image_used]
+    missing = [(c, r) for c, r in todo if not c.path(r).is_file()]
+    barrier()  # every rank has listed the same missing entries before any writes one: the shares are disjoint
+    fill_share(missing, dist.rank, dist.world_size, progress=dist.is_main)
     barrier()
     return data
+
+
+def fill_share(missing: list[tuple[PreprocessCache, Record]], rank: int, world_size: int,
+               progress: bool = False) -> int:
+    """Build this rank's share of ``missing`` (every ``world_size``-th entry, from ``rank``); returns how many."""
+    share = missing[rank::world_size]
+    for c, r in tqdm(share, desc="preprocessing", unit="img", disable=not (progress and share)):
+        c.get(r)
+    return len(share)
 
 
 def sets_used(cfg: TrainConfig) -> tuple[bool, bool]:
@@ -105,9 +114,65 @@ def sets_used(cfg: TrainConfig) -> tuple[bool, bool]:
     return pixel, image
 
 
+@dataclass(frozen=True)
+class StageBatches:
+    """How one stage's global batches split: ``per_rank`` images per process and step, in ``accumulation`` parts."""
+
+    per_rank: int
+    accumulation: int = 1
+    pixel_per_rank: int | None = None  # stage 2's X^P images per process and step
+
+    @property
+    def micro(self) -> int:
+        return self.per_rank // self.accumulation
+
+
+def _split(field: str, global_batch: int, n_images: int, world_size: int, accumulation: int) -> int:
+    """Per-process share of ``global_batch``; fails naming ``field`` when no batch can be formed."""
+    parts = world_size * accumulation
+    if global_batch % parts:
+        fits = ", ".join(str(parts * m) for m in range(max(1, global_batch // parts), global_batch // parts + 3))
+        raise ConfigError(f"{field} {global_batch} does not split into {world_size} processes x {accumulation} "
+                          f"micro-batches: use a multiple of {parts} (e.g. {fits})")
+    if n_images < global_batch:
+        raise ConfigError(f"{field} {global_batch}: the stage has only {n_images} training images, fewer than "
+                          "one global batch (incomplete batches are dropped); lower it")
+    return global_batch // world_size
+
+
+def stage_batches(cfg: TrainConfig, stage: str, data: TrainData, world_size: int) -> StageBatches:
+    """The per-process batches of ``stage`` (the configs' batch sizes are global, as in the paper).
+
+    Raises:
+        ConfigError: naming the stage's field when its global batch does not split over the processes and
+            accumulation steps, or is larger than its training set.
+    """
+    s = cfg.stage(stage)
+    if stage == "seg_pretrain":
+        return StageBatches(_split(f"{stage}.batch_size", s.batch_size, len(data.pixel_train), world_size,
+                                   s.accumulation), s.accumulation)
+    per_rank = _split(f"{stage}.batch_size", s.batch_size, len(data.image_train), world_size, s.accumulation)
+    pixel = None
+    if stage == "joint" and cfg.joint.train_generator:
+        pixel = _split("joint.pixel_batch_size", cfg.joint.pixel_batch_size or s.batch_size, len(data.pixel_train),
+                       world_size, 1)
+    return StageBatches(per_rank, s.accumulation, pixel)
+
+
+def check_batches(cfg: TrainConfig, data: TrainData, world_size: int) -> None:
+    """Fail before any training when a stage that will run cannot form its batches."""
+    for stage in STAGES:
+        if cfg.stage(stage).epochs:
+            stage_batches(cfg, stage, data, world_size)
+
+
 def make_loader(
     dataset: FundusDataset, sampler: EpochSampler, batch_size: int, workers: int, device: torch.device
 ) -> DataLoader:
+    """Batches of uint8 images (normalised on the device by the steps), pinned on CUDA.
+
+    Workers are persistent: they start once per loader, not at every epoch or every pass of :func:`cycle`.
+    """
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -115,6 +180,7 @@ def make_loader(
         num_workers=workers,
         pin_memory=device.type == "cuda",
         drop_last=False,
+        persistent_workers=workers > 0,
     )
 
 

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from drcollab.data.crops import centre_crop, choose_centre, window, window_side
 from drcollab.data.preprocess import Preprocessed
 from drcollab.data.records import Record
-from drcollab.data.transforms import BACKGROUND, AugmentConfig, augment, build_augment, image_to_tensor
+from drcollab.data.transforms import BACKGROUND, AugmentConfig, augment, build_augment
 
 Loader = Callable[[Record], Preprocessed]
 
@@ -23,9 +23,11 @@ class FundusDataset(Dataset):
     Items are looked up by the ``(index, augmentation_seed)`` pairs that
     :class:`~drcollab.training.sampling.EpochSampler` yields (a plain ``int`` means no augmentation).
 
-    Returns dicts with ``image`` ``(3, H, W)`` float32, ``fov`` ``(1, H, W)`` bool (the field of view, moved
+    Returns dicts with ``image`` ``(3, H, W)`` uint8, ``fov`` ``(1, H, W)`` bool (the field of view, moved
     with the image: pixels outside it do not count in G's losses), ``index``, and the ``labels`` asked for:
-    ``masks`` ``(L, H, W)`` float32 or ``grade`` (int64 scalar). Crops centred on lesions or inside the FOV
+    ``masks`` ``(L, H, W)`` bool or ``grade`` (int64 scalar). Images and masks stay 8-bit until they reach the
+    device (a quarter of float32's bytes through the loader queues and pinned memory); the steps normalise
+    them there (``training/steps.py`` ``network_inputs``). Crops centred on lesions or inside the FOV
     (``augment.lesion_crops`` / ``augment.crop_centre``) are cut by :mod:`drcollab.data.crops`.
     """
 
@@ -59,9 +61,9 @@ class FundusDataset(Dataset):
             image, stack = self._augment(image, stack, lesions, pre.fov, seed)
         else:
             image, stack = torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(stack)
-        item: dict[str, Any] = {"image": image_to_tensor(image), "fov": stack[-1:].bool(), "index": index}
+        item: dict[str, Any] = {"image": image, "fov": stack[-1:].bool(), "index": index}
         if lesions is not None:
-            item["masks"] = stack[:-1].float()
+            item["masks"] = stack[:-1].bool()
         if self.labels == "grade":
             item["grade"] = torch.tensor(record.grade, dtype=torch.int64)
         return item

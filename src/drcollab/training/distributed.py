@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -25,11 +26,12 @@ class DistInfo:
         return self.world_size > 1
 
 
-def setup(device: str = "auto") -> DistInfo:
+def setup(device: str = "auto", timeout_s: float | None = None) -> DistInfo:
     """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1), pick the device.
 
     ``device="auto"`` takes this rank's CUDA device when there is one, else the CPU; the backend is
-    NCCL on CUDA and gloo on the CPU.
+    NCCL on CUDA and gloo on the CPU. ``timeout_s`` bounds every collective's wait (None: torch's default,
+    10 minutes), e.g. the barrier while the other ranks fill their share of the preprocessing cache.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -42,7 +44,8 @@ def setup(device: str = "auto") -> DistInfo:
         dev = torch.device("cuda", index)
         torch.cuda.set_device(dev)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+        timeout = None if timeout_s is None else timedelta(seconds=timeout_s)
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo", timeout=timeout)
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=dev)
 
 

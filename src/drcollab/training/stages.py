@@ -23,9 +23,11 @@ from drcollab.models import (
     load_model,
     save_model,
 )
+from drcollab.precision import resolve_precision
 from drcollab.training.config import STAGES
-from drcollab.training.data import TrainData, cycle, make_loader, train_sampler
+from drcollab.training.data import TrainData, cycle, make_loader, stage_batches, train_sampler
 from drcollab.training.datasets import FundusDataset
+from drcollab.training.distributed import barrier
 from drcollab.training.loop import Context, run_epochs
 from drcollab.training.schedule import lr_at, set_lr
 from drcollab.training.steps import Nets, grade_step, joint_step, seg_step
@@ -67,7 +69,7 @@ def build_nets(ctx: Context, stage: str) -> Nets:
     """Fresh (seeded) or pre-trained networks for ``stage``, with their optimizers."""
     cfg = ctx.cfg
     torch.manual_seed(cfg.seed * 10 + STAGES.index(stage))  # fresh weights do not depend on earlier stages
-    nets = Nets()
+    nets = Nets(scaler=resolve_precision(cfg.runtime.amp, ctx.dist.device).grad_scaler())
     if stage == "seg_pretrain":
         nets.generator = _prepare(ctx, LesionGenerator(cfg.generator), True)
         nets.opt_generator = _adam(ctx, nets.generator, stage)
@@ -103,10 +105,11 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
     seed = cfg.seed * 10 + STAGES.index(stage)
     load = data.cache.get
     workers = cfg.data.workers
+    batch = stage_batches(cfg, stage, data, dist.world_size)  # the config's batches are global
     if stage == "seg_pretrain":
         ds = FundusDataset(data.pixel_train, data.seg_cache.get, s.augment, labels="masks")
-        main_sampler = train_sampler(ds, seed, s.batch_size, dist)
-        main_loader = make_loader(ds, main_sampler, s.batch_size, workers, dist.device)
+        main_sampler = train_sampler(ds, seed, batch.per_rank, dist)
+        main_loader = make_loader(ds, main_sampler, batch.per_rank, workers, dist.device)
 
         def step(batch: dict, epoch: int) -> dict[str, float]:
             return seg_step(nets, batch, cfg, ctx.autocast)
@@ -115,8 +118,8 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
             return validate_generator(nets.generator, data.pixel_val, data.seg_cache, dist.device, ctx.autocast)
     else:
         ds = FundusDataset(data.image_train, load, s.augment, labels="grade")
-        main_sampler = train_sampler(ds, seed, s.batch_size, dist, balanced=cfg.data.balanced)
-        main_loader = make_loader(ds, main_sampler, s.batch_size, workers, dist.device)
+        main_sampler = train_sampler(ds, seed, batch.per_rank, dist, balanced=cfg.data.balanced)
+        main_loader = make_loader(ds, main_sampler, batch.per_rank, workers, dist.device)
         G = nets.generator
 
         def validate() -> dict[str, float]:
@@ -136,7 +139,7 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
                 return joint_step(nets, p_batch, i_batch, cfg, ctx.autocast, use_semi)
 
     steps = min(main_sampler.num_batches(), s.max_steps_per_epoch or 10**12)
-    pixel_stream = _pixel_stream(ctx, stage, nets, data, seed, steps)
+    pixel_stream = _pixel_stream(ctx, stage, nets, data, seed, batch.pixel_per_rank)
     optimizers = [nets.opt_generator, nets.opt_grader, nets.opt_discriminator]
 
     def scheduled(*args: object, epoch: int) -> dict[str, float]:
@@ -155,21 +158,24 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
     run_epochs(ctx, nets, batches, steps, scheduled, validate)
 
 
-def _pixel_stream(ctx: Context, stage: str, nets: Nets, data: TrainData, seed: int, steps: int):  # noqa: ANN202
-    """For the joint stage with a trained G: X^P batches cycled in lock-step with X^I's (else None)."""
+def _pixel_stream(ctx: Context, stage: str, nets: Nets, data: TrainData, seed: int,  # noqa: ANN202
+                  bs: int | None):
+    """For the joint stage with a trained G: X^P batches of ``bs`` per process, cycled in lock-step with X^I's."""
     cfg = ctx.cfg
     if stage != "joint" or nets.generator is None or not cfg.joint.train_generator:
         return lambda start: repeat(None)
     j = cfg.joint
     ds = FundusDataset(data.pixel_train, data.seg_cache.get, j.augment, labels="masks")
-    bs = j.pixel_batch_size or j.batch_size
     sampler = train_sampler(ds, seed + 5, bs, ctx.dist)
     loader = make_loader(ds, sampler, bs, cfg.data.workers, ctx.dist.device)
     return lambda start: cycle(loader, sampler, start)
 
 
 def finish_stage(ctx: Context, stage: str, nets: Nets) -> None:
-    """Save the stage's networks under ``RUN/models/<stage>/`` and record the stage as done."""
+    """Save the stage's networks under ``RUN/models/<stage>/`` and record the stage as done.
+
+    Ends in a barrier: the next stage's networks are read from these files by every rank.
+    """
     if ctx.dist.is_main:
         meta = {"stage": stage, "epochs": ctx.cfg.stage(stage).epochs, "run": ctx.cfg.name}
         for kind in KINDS:
@@ -178,3 +184,4 @@ def finish_stage(ctx: Context, stage: str, nets: Nets) -> None:
                 save_model(model, ctx.folder.stage_dir(stage) / kind, metadata=meta)
     ctx.position.completed.append(stage)
     ctx.checkpoint(nets)
+    barrier()

@@ -1,19 +1,23 @@
 """One optimisation step of each stage: ``seg_step`` (1a), ``grade_step`` (1b), ``joint_step`` (2).
 
 Each step returns its losses as floats for logging. A non-finite loss raises
-:class:`NonFiniteLoss` *before* any optimizer step, so the weights never see it.
+:class:`NonFiniteLoss` *before* any optimizer step, so the weights never see it. Batches arrive on the
+device as the loaders make them (uint8 images, boolean masks) and are normalised here; stages 1a and 1b
+split them into ``accumulation`` micro-batches whose gradients add up to the whole batch's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from drcollab.data.transforms import image_to_tensor
 from drcollab.losses import (
     discriminator_loss,
     focal_loss,
@@ -52,6 +56,63 @@ class Nets:
     opt_generator: torch.optim.Optimizer | None = None
     opt_grader: torch.optim.Optimizer | None = None
     opt_discriminator: torch.optim.Optimizer | None = None
+    scaler: torch.amp.GradScaler | None = None  # fp16 autocast only (runtime.amp, drcollab/precision.py)
+
+
+def network_inputs(batch: dict) -> dict:
+    """uint8 images -> float in about [-1, 1] and boolean masks -> float, on the batch's device."""
+    out = dict(batch)
+    if batch["image"].dtype == torch.uint8:
+        out["image"] = image_to_tensor(batch["image"])  # (B, 3, H, W), keeps channels_last
+    if "masks" in batch:
+        out["masks"] = batch["masks"].float()  # (B, L, H, W)
+    return out
+
+
+def micro_batches(batch: dict, parts: int) -> list[dict]:
+    """``batch`` cut into ``parts`` equal micro-batches along dim 0, each normalised by :func:`network_inputs`."""
+    n = len(batch["image"])
+    if n % parts:
+        raise ValueError(f"a batch of {n} images does not split into {parts} micro-batches")
+    size = n // parts
+    chunks = [{k: v[i * size : (i + 1) * size] if torch.is_tensor(v) else v for k, v in batch.items()}
+              for i in range(parts)]
+    return [network_inputs(c) for c in chunks]
+
+
+def _backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
+    (loss if scaler is None else scaler.scale(loss)).backward()
+
+
+def _step(optimizers: list[torch.optim.Optimizer | None], scaler: torch.amp.GradScaler | None) -> None:
+    """Step each optimizer; with a scaler, one that saw inf/NaN gradients skips its step (fp16 overflow)."""
+    for opt in optimizers:
+        if opt is not None:
+            opt.step() if scaler is None else scaler.step(opt)
+
+
+def _accumulated(
+    model: nn.Module, opt: torch.optim.Optimizer, batch: dict, parts: int, scaler: torch.amp.GradScaler | None,
+    name: str, loss_of: Callable[[dict], torch.Tensor],
+) -> dict[str, float]:
+    """One update of ``model`` from ``batch`` in ``parts`` micro-batches: the mean of their losses' gradients.
+
+    DDP synchronises the gradients once, at the last micro-batch's backward.
+    """
+    opt.zero_grad(set_to_none=True)
+    total = 0.0
+    chunks = micro_batches(batch, parts)
+    for i, chunk in enumerate(chunks):
+        last = i == len(chunks) - 1
+        sync = nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync()
+        with sync:
+            loss = loss_of(chunk)
+            total += _finite({name: loss})[name]
+            _backward(loss / parts if parts > 1 else loss, scaler)
+    _step([opt], scaler)
+    if scaler is not None:
+        scaler.update()
+    return {name: total / parts}
 
 
 def g_mask_loss(logits: torch.Tensor, target: torch.Tensor, fov: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -62,26 +123,26 @@ def g_mask_loss(logits: torch.Tensor, target: torch.Tensor, fov: torch.Tensor, c
 
 def seg_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) -> dict[str, float]:
     """Stage 1a: G's mask loss on pixel-labelled images, inside the FOV (Eq. 3 without the adversarial term)."""
-    with autocast():
-        logits = nets.generator(batch["image"])  # (B, L, H, W)
-    loss = g_mask_loss(logits.float(), batch["masks"], batch["fov"], cfg)
-    values = _finite({"bce": loss})
-    nets.opt_generator.zero_grad(set_to_none=True)
-    loss.backward()
-    nets.opt_generator.step()
-    return values
+
+    def loss_of(b: dict) -> torch.Tensor:
+        with autocast():
+            logits = nets.generator(b["image"])  # (B, L, H, W)
+        return g_mask_loss(logits.float(), b["masks"], b["fov"], cfg)
+
+    parts = cfg.seg_pretrain.accumulation
+    return _accumulated(nets.generator, nets.opt_generator, batch, parts, nets.scaler, "bce", loss_of)
 
 
 def grade_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) -> dict[str, float]:
     """Stage 1b: the plain ("ori") grader with focal loss on grade-labelled images."""
-    with autocast():
-        out = nets.grader(batch["image"])
-    loss = focal_loss(out.logits.float(), batch["grade"], cfg.loss.focal_gamma, cfg.loss.focal_alpha)
-    values = _finite({"focal": loss})
-    nets.opt_grader.zero_grad(set_to_none=True)
-    loss.backward()
-    nets.opt_grader.step()
-    return values
+
+    def loss_of(b: dict) -> torch.Tensor:
+        with autocast():
+            out = nets.grader(b["image"])
+        return focal_loss(out.logits.float(), b["grade"], cfg.loss.focal_gamma, cfg.loss.focal_alpha)
+
+    parts = cfg.grade_pretrain.accumulation
+    return _accumulated(nets.grader, nets.opt_grader, batch, parts, nets.scaler, "focal", loss_of)
 
 
 def pseudo_masks(
@@ -124,6 +185,8 @@ def joint_step(
     """
     j = cfg.joint
     G, C, D = nets.generator, nets.grader, nets.discriminator
+    i_batch = network_inputs(i_batch)
+    p_batch = None if p_batch is None else network_inputs(p_batch)
     x_i, y_i = i_batch["image"], i_batch["grade"]
     losses: dict[str, torch.Tensor] = {}
     logits_p = logits_i = None
@@ -159,10 +222,10 @@ def joint_step(
     for opt in (nets.opt_generator, nets.opt_grader):
         if opt is not None:
             opt.zero_grad(set_to_none=True)
-    total.backward()
-    for opt in (nets.opt_generator, nets.opt_grader):
-        if opt is not None:
-            opt.step()
+    _backward(total, nets.scaler)
+    _step([nets.opt_generator, nets.opt_grader], nets.scaler)
+    if nets.scaler is not None:
+        nets.scaler.update()  # once per step, after every optimizer of it (D's included) stepped
     return values
 
 
@@ -176,6 +239,6 @@ def _disc_update(
     loss = discriminator_loss(logits[: len(x_p)], logits[len(x_p) :])
     _finite({"disc": loss})
     nets.opt_discriminator.zero_grad(set_to_none=True)
-    loss.backward()
-    nets.opt_discriminator.step()
+    _backward(loss, nets.scaler)
+    _step([nets.opt_discriminator], nets.scaler)
     return loss.detach()

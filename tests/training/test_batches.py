@@ -1,0 +1,88 @@
+"""Global batch sizes: the per-process split, the errors that name the stage, micro-batches that add up."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from drcollab.errors import ConfigError
+from drcollab.training.config import TrainConfig
+from drcollab.training.data import stage_batches
+from drcollab.training.steps import Nets, network_inputs, seg_step
+
+
+def _data(pixel: int, image: int) -> SimpleNamespace:
+    return SimpleNamespace(pixel_train=[None] * pixel, image_train=[None] * image)
+
+
+def _paper(**sections) -> TrainConfig:
+    return TrainConfig.model_validate({"data": {"pixel": [{"format": "generic", "root": "x"}],
+                                                "image": [{"format": "generic", "root": "x"}]}, **sections})
+
+
+@pytest.mark.parametrize(("ranks", "seg", "grade", "joint"), [(1, 32, 128, (16, 16)), (8, 4, 16, (2, 2))])
+def test_paper_batches_are_global_and_split_over_the_ranks(ranks, seg, grade, joint):
+    cfg, data = _paper(), _data(43, 413)  # IDRiD's X^P and X^I training sets of fold 0
+    assert stage_batches(cfg, "seg_pretrain", data, ranks).per_rank == seg
+    assert stage_batches(cfg, "grade_pretrain", data, ranks).per_rank == grade
+    b = stage_batches(cfg, "joint", data, ranks)
+    assert (b.per_rank, b.pixel_per_rank) == joint
+
+
+def test_accumulation_splits_each_ranks_share_into_micro_batches():
+    cfg = _paper(grade_pretrain={"batch_size": 128, "accumulation": 4})
+    b = stage_batches(cfg, "grade_pretrain", _data(43, 413), 8)
+    assert (b.per_rank, b.accumulation, b.micro) == (16, 4, 4)
+
+
+@pytest.mark.parametrize(("sections", "ranks", "words"), [
+    ({"seg_pretrain": {"batch_size": 32}}, 3, ["seg_pretrain.batch_size 32", "3 processes", "multiple of 3"]),
+    ({"seg_pretrain": {"batch_size": 64}}, 8, ["seg_pretrain.batch_size 64", "only 43 training images"]),
+    ({"grade_pretrain": {"batch_size": 16, "accumulation": 3}}, 2, ["grade_pretrain.batch_size 16", "x 3 micro"]),
+    ({"joint": {"pixel_batch_size": 12}}, 8, ["joint.pixel_batch_size 12", "multiple of 8"]),
+])
+def test_a_batch_that_cannot_be_formed_names_its_stage(sections, ranks, words):
+    cfg = _paper(**sections)
+    stage = next(iter(sections))
+    with pytest.raises(ConfigError) as err:
+        stage_batches(cfg, stage, _data(43, 413), ranks)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_stage_two_refuses_accumulation_with_the_reason():
+    with pytest.raises(ValueError, match="joint.accumulation 2: stage 2 does not accumulate"):
+        _paper(joint={"accumulation": 2})
+
+
+def test_uint8_batches_normalise_on_the_device_exactly_as_before():
+    image = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
+    out = network_inputs({"image": image, "masks": torch.rand(2, 4, 8, 8) > 0.5})
+    # The loader workers used to send image.float() / 127.5 - 1 (data/transforms.py image_to_tensor).
+    assert torch.equal(out["image"], image.float().div_(127.5).sub_(1.0))
+    assert out["masks"].dtype == torch.float32
+
+
+def _seg_nets(seed: int) -> Nets:
+    torch.manual_seed(seed)
+    g = nn.Conv2d(3, 4, 3, padding=1)  # no batch norm: micro-batches then see exactly the whole batch's function
+    return Nets(generator=g, opt_generator=torch.optim.SGD(g.parameters(), lr=1.0))
+
+
+@pytest.mark.parametrize("parts", [2, 4])
+def test_micro_batches_give_the_whole_batchs_update(parts):
+    cfg = _paper(seg_pretrain={"batch_size": 8, "accumulation": parts})
+    whole = _paper(seg_pretrain={"batch_size": 8})
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=g),
+             "masks": torch.rand(8, 4, 16, 16, generator=g) > 0.9, "fov": torch.ones(8, 1, 16, 16, dtype=torch.bool)}
+    a, b = _seg_nets(1), _seg_nets(1)
+    la = seg_step(a, batch, whole, nullcontext)
+    lb = seg_step(b, batch, cfg, nullcontext)
+    assert la["bce"] == pytest.approx(lb["bce"], rel=1e-6)
+    for p, q in zip(a.generator.parameters(), b.generator.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
