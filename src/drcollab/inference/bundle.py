@@ -13,17 +13,60 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePath
+from typing import Any, Literal
 
 import torch
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from drcollab.config import PreprocessConfig, format_validation_error
+from drcollab.config import PreprocessConfig
 from drcollab.errors import DataError
 from drcollab.models import LesionGenerator, LesionGrader, load_model
+from drcollab.models.generator import SIZE_MULTIPLE
 
 BUNDLE_FILE = "bundle.json"
+
+
+class PartEntry(BaseModel):
+    """One network of ``bundle.json``'s ``parts``: its checkpoint stem, a name inside the bundle folder."""
+
+    model_config = ConfigDict(extra="allow")
+    file: str
+
+    @field_validator("file")
+    @classmethod
+    def _inside_bundle(cls, file: str) -> str:
+        if not file or PurePath(file).is_absolute() or ".." in PurePath(file).parts or "\\" in file:
+            raise ValueError("must name a file inside the bundle folder (no absolute path, no '..')")
+        return file
+
+
+class BundleSpec(BaseModel):
+    """The structure of ``bundle.json``, checked before any file it names is opened."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str | None = None
+    parts: dict[Literal["generator", "grader"], PartEntry]
+    preprocess: PreprocessConfig
+    generator_preprocess: PreprocessConfig | None = None
+    tile: int | None = Field(None, ge=0, description="G's tile side; null or 0 runs G on the whole image.")
+    tile_overlap: int = Field(0, ge=0, description="Minimum overlap of the tiles (absent: tile // 4).")
+
+    @model_validator(mode="after")
+    def _usable_tiles(self) -> BundleSpec:
+        if self.tile and self.tile % SIZE_MULTIPLE:
+            raise ValueError(f"tile {self.tile} must be a multiple of {SIZE_MULTIPLE} (G's input size), or 0")
+        if self.tile and "tile_overlap" in self.model_fields_set and self.tile_overlap >= self.tile:
+            raise ValueError(f"tile_overlap {self.tile_overlap} must be smaller than tile {self.tile}")
+        return self
+
+
+def _first_problem(err: ValidationError) -> str:
+    e = err.errors()[0]
+    msg = e["msg"].removeprefix("Value error, ")
+    where = f"{'.'.join(str(p) for p in e['loc'])}: {msg} (got {e.get('input')!r})" if e["loc"] else msg
+    more = f" (and {err.error_count() - 1} more problems)" if err.error_count() > 1 else ""
+    return f"{where}{more}; fix or re-export the bundle"
 
 
 @dataclass
@@ -62,21 +105,20 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     bundle_path = root / BUNDLE_FILE
     try:
         info = json.loads(bundle_path.read_text())
-        preprocess = PreprocessConfig.model_validate(info["preprocess"])
-        g_pre = info.get("generator_preprocess")
-        generator_preprocess = None if g_pre is None else PreprocessConfig.model_validate(g_pre)
-        parts = info["parts"]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise DataError(bundle_path, f"not a valid model bundle ({err})") from err
+        spec = BundleSpec.model_validate(info)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(bundle_path, f"not valid JSON ({err}); fix or re-export the bundle") from err
     except ValidationError as err:
-        raise DataError(bundle_path, format_validation_error(err, "its 'preprocess' entries")) from err
+        raise DataError(bundle_path, _first_problem(err)) from err
+    preprocess, generator_preprocess = spec.preprocess, spec.generator_preprocess
+    parts = {kind: part.file for kind, part in spec.parts.items()}
     if generator_preprocess is not None and generator_preprocess.size % preprocess.size:
         raise DataError(bundle_path, f"generator_preprocess size {generator_preprocess.size} is not a whole multiple "
                         f"of the grader's preprocess size {preprocess.size}")
     if "grader" not in parts and "generator" not in parts:
         raise DataError(bundle_path, "bundle has neither a generator nor a grader")
-    generator = load_model(root / parts["generator"]["file"], device) if "generator" in parts else None
-    grader = load_model(root / parts["grader"]["file"], device) if "grader" in parts else None
+    generator = load_model(root / parts["generator"], device) if "generator" in parts else None
+    grader = load_model(root / parts["grader"], device) if "grader" in parts else None
     if grader is not None and grader.config.mode != "ori" and generator is None:
         raise DataError(bundle_path, f"grader mode {grader.config.mode!r} needs the generator, which is missing")
     return Bundle(generator, grader, preprocess, info, root, generator_preprocess)
