@@ -106,13 +106,19 @@ MESSIDOR_GRADES = {  # base -> [(image stem, grade)]
 }
 
 
+def messidor_dme(grade: int) -> int:
+    """The fake sheets' macular edema risk: 0, 1 and 2 all occur."""
+    return grade % 3
+
+
 def make_messidor(root: Path) -> Path:
     """Two bases: Base11 with an .xls sheet, Base12 with a ';'-separated CSV export (French Excel)."""
     for base, graded in MESSIDOR_GRADES.items():
         for stem, _ in graded:
             write_image(root / base / f"{stem}.tif")
-    rows = [[f"{stem}.tif", "Lariboisière", grade, 0] for stem, grade in MESSIDOR_GRADES["Base11"]]
+    rows = [[f"{stem}.tif", "Lariboisière", grade, messidor_dme(grade)] for stem, grade in MESSIDOR_GRADES["Base11"]]
     write_xls(root / "Base11" / "Annotation_Base11.xls", [MESSIDOR_HEADER, *rows])
-    lines = [";".join(MESSIDOR_HEADER)] + [f"{stem}.tif;CHU de Brest;{g};0" for stem, g in MESSIDOR_GRADES["Base12"]]
+    lines = [";".join(MESSIDOR_HEADER)] + [f"{stem}.tif;CHU de Brest;{g};{messidor_dme(g)}"
+                                           for stem, g in MESSIDOR_GRADES["Base12"]]
     write_text(root / "Base12" / "Annotation_Base12.csv", "\n".join(lines) + "\n")
     return root

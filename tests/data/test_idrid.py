@@ -54,6 +54,13 @@ def test_real_grading_counts(idrid_root: Path) -> None:
     assert all(r.image_path.is_file() and r.mask_paths is None for r in records)
 
 
+def test_real_macular_edema_counts(idrid_root: Path) -> None:
+    """IDRiD's "Risk of macular edema" column: the official training distribution 177 / 41 / 195."""
+    records = read_idrid_grading(idrid_root)
+    assert Counter(r.dme for r in records) == {0: 177, 1: 41, 2: 195}
+    assert records[0].dme == 2  # IDRiD_001,3,2
+
+
 def test_real_masks_sized_like_their_image(idrid_root: Path) -> None:
     checked = 0
     for record in read_idrid_segmentation(idrid_root):

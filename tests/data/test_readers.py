@@ -6,17 +6,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_layouts import MESSIDOR_GRADES, make_eyepacs, make_generic, make_idrid, make_messidor, write_image, write_text
+from fake_layouts import (
+    MESSIDOR_GRADES,
+    make_eyepacs,
+    make_generic,
+    make_idrid,
+    make_messidor,
+    messidor_dme,
+    write_image,
+    write_text,
+)
 
 from drcollab.config import load_config
 from drcollab.data.eyepacs import read_eyepacs
 from drcollab.data.generic import read_generic
+from drcollab.data.idrid import read_idrid_grading
 from drcollab.data.io import load_sample
 from drcollab.data.messidor import messidor_normal, messidor_referable, read_messidor
 from drcollab.data.records import Record
 from drcollab.data.scan import scan_images
 from drcollab.data.sources import DatasetSpec, read_records
-from drcollab.errors import ConfigError
+from drcollab.errors import ConfigError, DataError
 
 
 def test_eyepacs_default_layout(tmp_path: Path) -> None:
@@ -44,6 +54,7 @@ def test_messidor_xls_and_csv(tmp_path: Path) -> None:
     expected = [(stem, grade) for graded in MESSIDOR_GRADES.values() for stem, grade in graded]
     assert [(r.name, r.grade) for r in records] == expected
     assert all(r.grade_scale == "messidor" and r.source == "messidor" for r in records)
+    assert [r.dme for r in records] == [messidor_dme(g) for _, g in expected]  # xls floats and CSV text alike
     assert [r.image_path.parent.name for r in records] == ["Base11", "Base11", "Base12", "Base12"]
     # A Windows Excel export (cp1252) reads too.
     sheet = tmp_path / "Messidor" / "Base12" / "Annotation_Base12.csv"
@@ -130,3 +141,18 @@ def test_scan_images_keeps_images_and_reports_the_rest(tmp_path: Path) -> None:
         ("a.jpg", "listed twice"),
     }
     assert report.summary().startswith("kept 3 images, skipped 4")
+
+
+def test_a_macular_edema_risk_outside_0_2_names_file_and_row(tmp_path: Path) -> None:
+    root = make_messidor(tmp_path / "Messidor")
+    sheet = root / "Base12" / "Annotation_Base12.csv"
+    sheet.write_text(sheet.read_text().replace(";2;2", ";2;7"))
+    with pytest.raises(DataError, match=r"Annotation_Base12.csv.*row 3: macular edema risk '7' is not an integer"):
+        read_messidor(root)
+
+
+def test_a_table_without_the_edema_column_gives_unknown_dme(tmp_path: Path) -> None:
+    root = make_idrid(tmp_path / "IDRiD")
+    csv = next((root / "B. Disease Grading" / "2. Groundtruths").iterdir())
+    csv.write_text("Image name,Retinopathy grade\r\n" + "".join(f"IDRiD_00{i},1\r\n" for i in range(1, 5)))
+    assert [r.dme for r in read_idrid_grading(root)] == [None] * 4

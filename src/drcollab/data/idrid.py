@@ -32,6 +32,7 @@ GRADE_CSVS: dict[str, str] = {
     "test": "b. IDRiD_Disease Grading_Testing Labels.csv",
 }
 MASK_SUFFIXES = (".tif", ".tiff")
+DME_COLUMN = "Risk of macular edema"  # the CSV's header cell has a trailing space; read_table strips it
 
 
 def _part(root: Path, name: str) -> Path:
@@ -83,7 +84,7 @@ def read_idrid_segmentation(root: Path, split: Split = "train") -> list[Record]:
 
 
 def read_idrid_grading(root: Path, split: Split = "train") -> list[Record]:
-    """Records of IDRiD part B: one per row of the split's label CSV, with its DR grade 0-4.
+    """Records of IDRiD part B: one per row of the split's label CSV, with its DR grade 0-4 and DME risk 0-2.
 
     Raises:
         DataError: a missing part, split folder or CSV, a missing column, a grade outside 0-4, a name
@@ -92,4 +93,5 @@ def read_idrid_grading(root: Path, split: Split = "train") -> list[Record]:
     part = _part(root, GRADING)
     folder = _split_dir(find_child(part, "1. Original Images"), split)
     csv_path = find_child(find_child(part, "2. Groundtruths"), GRADE_CSVS[split], f"IDRiD {split!r} label file", False)
-    return graded_records(csv_path, ("Image name", "Retinopathy grade"), folder, suffix=".jpg", source="idrid-grade")
+    return graded_records(csv_path, ("Image name", "Retinopathy grade"), folder, suffix=".jpg", source="idrid-grade",
+                          dme_column=DME_COLUMN)

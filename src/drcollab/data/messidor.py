@@ -19,6 +19,7 @@ from drcollab.errors import DataError
 
 SHEET_PATTERNS = ("Annotation_Base*.xls", "Annotation_Base*.csv")
 COLUMNS = ("Image name", "Retinopathy grade")
+DME_COLUMN = "Risk of macular edema"  # 0-2, as IDRiD's
 
 
 def messidor_referable(grade: int) -> bool:
@@ -57,7 +58,7 @@ def find_sheets(root: Path) -> list[Path]:
 
 
 def read_messidor(root: Path) -> list[Record]:
-    """Records for every row of every annotation sheet, grades on the Messidor 0-3 scale.
+    """Records for every row of every annotation sheet, grades on the Messidor 0-3 scale, DME risk 0-2.
 
     Raises:
         DataError: no sheet, a missing column, a grade outside 0-3, an image name listed twice
@@ -67,7 +68,8 @@ def read_messidor(root: Path) -> list[Record]:
     records: list[Record] = []
     sheet_of: dict[str, Path] = {}
     for sheet in find_sheets(root):
-        for record in graded_records(sheet, COLUMNS, sheet.parent, suffix=".tif", source="messidor", scale="messidor"):
+        for record in graded_records(sheet, COLUMNS, sheet.parent, suffix=".tif", source="messidor", scale="messidor",
+                                     dme_column=DME_COLUMN):
             if record.name in sheet_of:
                 raise DataError(sheet, f"duplicate image name {record.name!r}: also listed in {sheet_of[record.name]}")
             sheet_of[record.name] = sheet

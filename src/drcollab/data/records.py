@@ -17,6 +17,7 @@ from drcollab.constants import LESIONS
 
 # Highest grade of each grading scale a Record may carry.
 GRADE_SCALES: dict[str, int] = {"icdr": 4, "messidor": 3}
+MAX_DME = 2  # risk of macular edema, 0-2 (IDRiD and Messidor)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,8 @@ class Record:
         source: Short dataset tag, e.g. ``"idrid-seg"``, ``"eyepacs"``, ``"synthetic"``.
         grade_scale: ``"icdr"`` (international scale, grades 0-4) or ``"messidor"`` (Messidor's own
             0-3 scale, which does not map onto ICDR grades; see :mod:`drcollab.data.messidor`).
+        dme: Risk of diabetic macular edema 0-2 where the dataset gives it (IDRiD, Messidor: 0 = no hard
+            exudate, 1 = exudates away from the macula's centre, 2 = within one disc diameter of it), else ``None``.
     """
 
     name: str
@@ -40,8 +43,11 @@ class Record:
     grade: int | None = None
     source: str = ""
     grade_scale: str = "icdr"
+    dme: int | None = None
 
     def __post_init__(self) -> None:
+        if self.dme is not None and not 0 <= self.dme <= MAX_DME:
+            raise ValueError(f"{self.image_path}: macular edema risk {self.dme} outside 0-{MAX_DME}")
         top = GRADE_SCALES.get(self.grade_scale)
         if top is None:
             raise ValueError(f"{self.image_path}: unknown grade scale {self.grade_scale!r}, use one of {GRADE_SCALES}")

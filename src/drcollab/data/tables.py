@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drcollab.data.paths import index_files, strip_image_suffix
-from drcollab.data.records import GRADE_SCALES, Record
+from drcollab.data.records import GRADE_SCALES, MAX_DME, Record
 from drcollab.errors import DataError
 
 
@@ -82,7 +82,8 @@ def read_table(path: Path, required: tuple[str, ...]) -> list[Row]:
     return [Row(n, {h: cells[i] for i, h in enumerate(header) if h}) for n, cells in padded]
 
 
-def parse_grade(text: str, path: Path, row: Row, top: int, allow_empty: bool = False) -> int | None:
+def parse_grade(text: str, path: Path, row: Row, top: int, allow_empty: bool = False,
+                label: str = "grade") -> int | None:
     """Parse a grade cell as an integer in ``0..top`` (``"2.0"`` is accepted as 2).
 
     Raises:
@@ -95,7 +96,7 @@ def parse_grade(text: str, path: Path, row: Row, top: int, allow_empty: bool = F
     except ValueError:
         value = float("nan")
     if not value.is_integer() or not 0 <= value <= top:
-        raise DataError(path, f"row {row.number}: grade {text!r} is not an integer in 0-{top}")
+        raise DataError(path, f"row {row.number}: {label} {text!r} is not an integer in 0-{top}")
     return int(value)
 
 
@@ -118,6 +119,7 @@ def graded_records(
     suffix: str,
     source: str,
     scale: str = "icdr",
+    dme_column: str | None = None,
 ) -> list[Record]:
     """One graded :class:`Record` per row of a label table; files of ``folder`` not listed are not read.
 
@@ -128,19 +130,25 @@ def graded_records(
         suffix: The dataset's usual image suffix, only used to name a missing file.
         source: Tag stored in each record.
         scale: Grading scale, a key of :data:`GRADE_SCALES`.
+        dme_column: The risk-of-macular-edema column (0-2), read into ``Record.dme`` when the table has it;
+            a table without it gives ``dme=None`` (an older export, or a dataset that does not grade DME).
 
     Raises:
         DataError: a missing column, a grade outside the scale, a name listed twice, or a missing image.
     """
     name_col, grade_col = columns
     rows = read_table(table, columns)
+    has_dme = dme_column is not None and bool(rows) and dme_column in rows[0].values
     names = [strip_image_suffix(row.values[name_col]) for row in rows]
     check_unique([(name, table, row.number) for name, row in zip(names, rows, strict=True)])
     files = index_files(folder)
     records = []
     for name, row in zip(names, rows, strict=True):
         grade = parse_grade(row.values[grade_col], table, row, top=GRADE_SCALES[scale])
+        dme = (parse_grade(row.values[dme_column], table, row, top=MAX_DME, allow_empty=True,
+                           label="macular edema risk") if has_dme else None)
         if name not in files:
             raise DataError(folder / f"{name}{suffix}", f"image listed in {table.name} row {row.number} not found")
-        records.append(Record(name=name, image_path=files[name], grade=grade, source=source, grade_scale=scale))
+        records.append(Record(name=name, image_path=files[name], grade=grade, source=source, grade_scale=scale,
+                              dme=dme))
     return records
