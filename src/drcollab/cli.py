@@ -101,6 +101,31 @@ def train(
         typer.echo(f"model bundle: {bundle}")
 
 
+@app.command("plan")
+def plan_cmd(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML training config (see configs/)."),
+    gpus: int = typer.Option(1, "--gpus", min=1, help="GPUs (DDP processes) the global batches split over."),
+    gpu_memory: str = typer.Option("80GB", "--gpu-memory", help="Memory of each GPU, e.g. 80GB or 141GB."),
+    precision: str = typer.Option("bf16", "--precision", help="GPU autocast: bf16 (A100/H100), fp16 (V100), off."),
+    measure_size: int = typer.Option(128, "--measure-size", min=32, help="Image side measured at on this machine."),
+    overrides: list[str] | None = typer.Argument(None, help="key=value overrides, e.g. joint.batch_size=32"),
+) -> None:
+    """Memory per GPU of each stage, measured small on this machine and scaled to the config's image size."""
+    import torch
+
+    from drcollab.config import load_config
+    from drcollab.precision import resolve_precision
+    from drcollab.training.config import TrainConfig
+    from drcollab.training.plan import format_rows, measure, parse_memory, plan_rows, quiet_native_logs
+
+    cfg = load_config(TrainConfig, config, overrides or [])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    with quiet_native_logs():
+        memories = measure(cfg, device, resolve_precision(precision, device), measure_size)
+    typer.echo(f"measured on {device} at {measure_size} px in {precision}; memory includes 2 GB reserved per GPU")
+    typer.echo(format_rows(plan_rows(cfg, memories, gpus, parse_memory(gpu_memory))))
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder, its model/ bundle folder or bundle.json."),

@@ -8,11 +8,14 @@ variant (the paper's CE1) is the same network with normal 3x3 convolutions in ev
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from drcollab.config import GeneratorConfig
 from drcollab.models.blocks import Down, FeatureTuple, Up
+from drcollab.models.memory import checkpointed
 
 # Four 2x2 max-pools: H and W must be multiples of 2**4.
 SIZE_MULTIPLE = 16
@@ -45,8 +48,13 @@ def init_head_prior(head: nn.Conv2d, prior: tuple[float, ...]) -> None:
 class LesionGenerator(nn.Module):
     """G: image ``(B, C, H, W)`` -> lesion mask logits ``(B, L, H, W)``.
 
-    Returns logits; the sigmoid lives in the prediction code and in BCE-with-logits.
+    Returns logits; the sigmoid lives in the prediction code and in BCE-with-logits. With ``checkpointing``
+    (a training setting, ``runtime.activation_checkpointing``, not part of the config) each tuple keeps only
+    its inputs and output and recomputes the rest in the backward pass, one tuple at a time; the
+    full-resolution ones (x0, u0) hold most of the activations.
     """
+
+    checkpointing: bool = False
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
         super().__init__()
@@ -72,13 +80,18 @@ class LesionGenerator(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Mask logits ``(B, L, H, W)`` for an image ``(B, C, H, W)`` with H, W divisible by 16."""
         check_input_size(image.shape[-2], image.shape[-1])
-        x0 = self.enc0(image)  # (B, w0, H, W)
-        x1 = self.down1(x0)  # (B, w1, H/2, W/2)
-        x2 = self.down2(x1)  # (B, w2, H/4, W/4)
-        x3 = self.down3(x2)  # (B, w3, H/8, W/8)
-        x4 = self.down4(x3)  # (B, w4, H/16, W/16)
-        u3 = self.up3(x4, x3)  # (B, w3, H/8, W/8)
-        u2 = self.up2(u3, x2)  # (B, w2, H/4, W/4)
-        u1 = self.up1(u2, x1)  # (B, w1, H/2, W/2)
-        u0 = self.up0(u1, x0)  # (B, w0, H, W)
+        level = self._level
+        x0 = level(self.enc0, image)  # (B, w0, H, W)
+        x1 = level(self.down1, x0)  # (B, w1, H/2, W/2)
+        x2 = level(self.down2, x1)  # (B, w2, H/4, W/4)
+        x3 = level(self.down3, x2)  # (B, w3, H/8, W/8)
+        x4 = level(self.down4, x3)  # (B, w4, H/16, W/16)
+        u3 = level(self.up3, x4, x3)  # (B, w3, H/8, W/8)
+        u2 = level(self.up2, u3, x2)  # (B, w2, H/4, W/4)
+        u1 = level(self.up1, u2, x1)  # (B, w1, H/2, W/2)
+        u0 = level(self.up0, u1, x0)  # (B, w0, H, W)
         return self.head(u0)  # (B, L, H, W) logits
+
+    def _level(self, tuple_: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+        """One feature-mapping tuple; with ``checkpointing`` only its inputs and output are kept for backward."""
+        return checkpointed(self, tuple_, *inputs) if self.checkpointing else tuple_(*inputs)

@@ -14,6 +14,7 @@ is globally pooled, and the L vectors are concatenated and classified into the g
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import timm
@@ -25,6 +26,7 @@ from torch import nn
 from drcollab.config import GraderConfig
 from drcollab.errors import ConfigError
 from drcollab.models.blocks import LesionAttention
+from drcollab.models.memory import checkpointed
 
 
 class GraderOutput(NamedTuple):
@@ -81,8 +83,12 @@ class LesionGrader(nn.Module):
     """C and att of Eq. 2: ``forward(image (B, 3, H, W), masks (B, L, H, W) | None) -> GraderOutput``.
 
     ``masks`` are G's mask probabilities at the image's resolution (required unless mode is ori).
-    Returns logits; softmax lives in the prediction code.
+    Returns logits; softmax lives in the prediction code. With ``checkpointing`` (a training setting,
+    ``runtime.activation_checkpointing``) each of the L + 1 passes through ``rest`` is recomputed in the
+    backward pass instead of keeping its activations.
     """
+
+    checkpointing: bool = False
 
     def __init__(self, config: GraderConfig | None = None) -> None:
         super().__init__()
@@ -120,18 +126,24 @@ class LesionGrader(nn.Module):
     def forward(self, image: torch.Tensor, masks: torch.Tensor | None = None) -> GraderOutput:
         f_low = self.stem(image)  # (B, C_low, h, w)
         if self.config.mode == "ori":
-            return GraderOutput(self.classify(self.rest(f_low).unsqueeze(1)), None)
+            return GraderOutput(self.classify(self._rest(self.rest, f_low).unsqueeze(1)), None)
         m = pool_masks(self.check_masks(image, masks), f_low.shape[-2:])  # (B, L, h, w)
         if self.attention is None or self.context_stats is None:
             alpha = m  # Lesion (Pretrained): the initial masks weight f_low directly
         else:
-            f_top = self.context_stats.run(self.rest, f_low)  # (B, C_top, h', w'), source of f_high
+            f_top = self._rest(self._context, f_low)  # (B, C_top, h', w'), source of f_high
             alpha = self.attention(f_low, f_top, m)  # (B, L, h, w), Eqs. 4-6
         b, num_lesions = alpha.shape[:2]
         attended = alpha.unsqueeze(2) * f_low.unsqueeze(1)  # (B, L, C_low, h, w)
-        top = self.rest(attended.flatten(0, 1))  # (B*L, C_top, h', w'), shared weights over lesions
+        top = self._rest(self.rest, attended.flatten(0, 1))  # (B*L, C_top, h', w'), shared weights over lesions
         top = top.unflatten(0, (b, num_lesions))  # (B, L, C_top, h', w')
         return GraderOutput(self.classify(top), alpha)
+
+    def _context(self, f_low: torch.Tensor) -> torch.Tensor:
+        return self.context_stats.run(self.rest, f_low)
+
+    def _rest(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return checkpointed(self, fn, x) if self.checkpointing else fn(x)
 
     def classify(self, top: torch.Tensor) -> torch.Tensor:
         """Global-average-pool each branch's top feature ``(B, n, C_top, h', w')``, concatenate, classify."""

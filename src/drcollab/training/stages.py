@@ -39,6 +39,8 @@ KINDS = ("generator", "grader", "discriminator")
 def _prepare(ctx: Context, model: nn.Module, trainable: bool) -> nn.Module:
     """Device, memory format, synchronised BN and DDP for one network."""
     model = model.to(ctx.dist.device)
+    if hasattr(model, "checkpointing"):  # G and the grader
+        model.checkpointing = trainable and ctx.cfg.runtime.activation_checkpointing
     if ctx.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if not trainable:
