@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder (holds model/ and config.yaml)")
     parser.add_argument("--evaluation", type=Path, default=None, help="drcollab evaluate output of the release")
     parser.add_argument("--grader-from", type=Path, default=None, help="bundle folder to take the grader from")
+    parser.add_argument("--name", default=None, help="the bundle's name (default: the run's)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -43,12 +44,16 @@ def main() -> None:
                              f"{bundle['preprocess']['size']}")
         bundle["parts"]["grader"] = grader
         sources["grader"] = str(args.grader_from)
+        if (args.grader_from / "config.yaml").is_file():  # how the grader was trained
+            shutil.copyfile(args.grader_from / "config.yaml", args.out / "grader_config.yaml")
     for kind, part in bundle["parts"].items():
         if kind == "grader" and args.grader_from is not None:
             continue
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(args.run / "model" / (part["file"] + suffix), args.out / (part["file"] + suffix))
     bundle["sources"] = sources
+    if args.name:
+        bundle["name"] = args.name
     (args.out / "bundle.json").write_text(json.dumps(bundle, indent=2))
     shutil.copyfile(args.run / "config.yaml", args.out / "config.yaml")
     if args.evaluation is None:
