@@ -3,9 +3,10 @@
 Runs the ``configs/cpu/`` (or ``configs/paper/``) rows and evaluates each on the fold its run held
 out (``drcollab evaluate --val-fold-of``), then merges them (``drcollab compare``). To spend the
 budget on what differs between rows, the rows share their pre-training: one run trains stages 1a
-and 1b (``pretrain``: its G is the CE2 row, its grader the start of every Table 1 row), and the
-Table 1 rows start stage 2 from it with ``init.generator`` / ``init.grader``; CE1 pre-trains its own
-(conv) G. Every run is an ordinary ``drcollab train`` command, printed before it starts.
+and 1b (``pretrain``: its grader, and its G at the grader's 384 px, start every Table 1 row), and the
+Table 1 rows start stage 2 from it with ``init.generator`` / ``init.grader``; CE1 and CE2 pre-train their own G
+at its own 1152 px (``configs/cpu/ce1.yaml``, ``ce2.yaml``), because stage 2 does not yet run G at another size
+than the grader's. Every run is an ordinary ``drcollab train`` command, printed before it starts.
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/reproduce_idrid.py --family cpu --out runs/idrid
 
@@ -36,6 +37,8 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
     return {
         "pretrain": ("lesion_pretrained.yaml", ["name=pretrain", "joint.epochs=0"]),
         "ce1": ("ce1.yaml", []),
+        # Table 3's CE2: G at its own 1152 px (ce2.yaml); pretrain's G, at the grader's 384 px, starts stage 2.
+        "ce2": ("ce2.yaml", []),
         "ori": ("ori.yaml", [*SKIP_PRETRAIN, f"init.grader={pre / 'grade_pretrain/grader'}"]),
         "lesion_pretrained": ("lesion_pretrained.yaml", [*SKIP_PRETRAIN, *init]),
         "lesion_semi": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init]),
@@ -46,7 +49,7 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
     }
 
 
-PAPER_ROWS = ["pretrain", "ce1", "ori", "lesion_pretrained", "lesion_semi", "lesion_semi_adv"]
+PAPER_ROWS = ["pretrain", "ce1", "ce2", "ori", "lesion_pretrained", "lesion_semi", "lesion_semi_adv"]
 
 
 def sh(cmd: list[str], log: Path) -> float:
