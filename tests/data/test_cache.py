@@ -189,3 +189,16 @@ def test_stale_temporary_files_are_removed(tmp_path: Path) -> None:
     os.utime(stale, (old, old))
     PreprocessCache(tmp_path / "cache", CFG)
     assert not stale.exists() and fresh.exists()
+
+
+def test_file_identity_resolves_like_path_resolve_through_linked_folders_and_files(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.png").write_bytes(b"x")
+    (real / "deep").mkdir()
+    (tmp_path / "linked").symlink_to(real, target_is_directory=True)
+    (tmp_path / "to_deep").symlink_to(real / "deep", target_is_directory=True)
+    (tmp_path / "b.png").symlink_to(real / "a.png")
+    paths = (real / "a.png", tmp_path / "linked/a.png", tmp_path / "b.png", tmp_path / "to_deep/../a.png")
+    for path in paths:
+        assert cache_mod.file_identity(path)[0] == str(path.resolve()), path

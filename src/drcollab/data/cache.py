@@ -12,6 +12,7 @@ Deleting the whole folder is always safe.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -39,13 +40,26 @@ STALE_TMP_S = 3600  # temporary files older than this were left by a crashed wri
 _UNREADABLE = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 
 
+@functools.lru_cache(maxsize=4096)
+def _real_folder(folder: str) -> str:
+    return os.path.realpath(folder)
+
+
 def file_identity(path: Path) -> list[str | int]:
-    """``[resolved path, size, mtime_ns]`` of a source file."""
+    """``[resolved path, size, mtime_ns]`` of a source file.
+
+    The resolved path equals ``path.resolve()``; a file that is not itself a link costs two system calls, its
+    folder being resolved once per process (``Path.resolve`` checks every component of every path: at 100,000
+    images that was most of the time to plan a cache fill, BENCHMARKS.md).
+    """
     try:
         st = path.stat()
     except FileNotFoundError as err:
         raise DataError(path, "file not found") from err
-    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+    text = os.fspath(path) if path.is_absolute() else os.path.join(os.getcwd(), path)  # ".." left to realpath
+    if os.path.islink(text):
+        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+    return [os.path.join(_real_folder(os.path.dirname(text)), os.path.basename(text)), st.st_size, st.st_mtime_ns]
 
 
 def _write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:

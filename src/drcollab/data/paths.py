@@ -6,6 +6,7 @@ sometimes in spacing of folder names; matching on a normalised name absorbs that
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from drcollab.data.io import IMAGE_SUFFIXES
@@ -50,8 +51,10 @@ def index_files(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dic
         DataError: when two files share a stem (e.g. ``a.jpg`` and ``a.png``): which one is meant is unclear.
     """
     index: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and path.suffix.lower() in suffixes:
+    with os.scandir(folder) as entries:  # the file type comes with the listing: no stat per file
+        files = sorted(Path(e.path) for e in entries if e.is_file())
+    for path in files:
+        if path.suffix.lower() in suffixes:
             if path.stem in index:
                 raise DataError(path, f"two files share the name {path.stem!r}: {index[path.stem].name}, {path.name}")
             index[path.stem] = path

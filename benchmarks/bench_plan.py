@@ -1,0 +1,95 @@
+"""Memory plan of every configs/paper/ stage on 1 and 8 GPUs of 80 GB and 141 GB, without and with checkpointing.
+
+Each distinct stage is measured once (``training/plan.py`` ``measure_stage``: the stage's real step at
+``--measure-size`` px for per-GPU batches of 1 and 2, on this machine's device, in ``--precision``) and scaled to
+the config's image size; the tables are ``drcollab plan`` rows for each GPU count and memory.
+
+    .venv/bin/python benchmarks/bench_plan.py --measure-size 128 > plan.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from drcollab.config import load_config
+from drcollab.precision import resolve_precision
+from drcollab.training.config import STAGES, TrainConfig
+from drcollab.training.plan import GB, format_rows, measure_stage, plan_rows, quiet_native_logs
+
+PAPER = Path(__file__).resolve().parents[1] / "configs/paper"
+SETUPS = [(1, 80), (8, 80), (1, 141), (8, 141)]
+
+
+def stage_key(cfg: TrainConfig, stage: str) -> str:
+    """What a stage's memory depends on: its networks, sizes and batches (rows that share it are measured once)."""
+    parts = {"data": cfg.data.model_dump(mode="json", include={"preprocess", "seg_size"}),
+             "stage": cfg.stage(stage).model_dump(mode="json")}
+    if stage in ("seg_pretrain", "joint"):
+        parts["generator"] = cfg.generator.model_dump(mode="json")
+    if stage in ("grade_pretrain", "joint"):
+        parts["grader"] = cfg.grader.model_dump(mode="json")
+    if stage == "joint":
+        parts["discriminator"] = cfg.discriminator.model_dump(mode="json")
+    return stage + json.dumps(parts, sort_keys=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--measure-size", type=int, default=128)
+    parser.add_argument("--precision", default="bf16")
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(args.precision, device)
+    rows = sorted(p.stem for p in PAPER.glob("*.yaml") if p.stem != "base")
+    measured: dict[tuple[str, bool], object] = {}
+    per_row: dict[str, list] = {}
+    start = time.perf_counter()
+    for row in rows:
+        cfg = load_config(TrainConfig, PAPER / f"{row}.yaml")
+        per_row[row] = []
+        for stage in STAGES:
+            if not cfg.stage(stage).epochs:
+                continue
+            for ckpt in (False, True):
+                key = (stage_key(cfg, stage), ckpt)
+                if key not in measured:
+                    with quiet_native_logs():
+                        measured[key] = measure_stage(cfg, stage, device, precision, args.measure_size, ckpt)
+                per_row[row].append(measured[key])
+    took = time.perf_counter() - start
+    print(f"Measured on {device} ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads) at {args.measure_size} px in {args.precision}: "
+          f"{len(measured)} distinct stage measurements in {took:.0f} s. Memory per GPU includes 2 GB reserved.\n")
+    print("Activations per image (stage 2: per X^I + X^P pair) at the stage's size, GB:\n")
+    print("| stage | px | ckpt off | ckpt on | weights + Adam | rows |")
+    print("|---|---|---|---|---|---|")
+    seen: dict[str, list[str]] = {}
+    for row, memories in per_row.items():
+        cfg = load_config(TrainConfig, PAPER / f"{row}.yaml")
+        for m in memories[::2]:
+            seen.setdefault(stage_key(cfg, m.stage), []).append(row)
+    for (key, ckpt), m in measured.items():
+        if ckpt:
+            continue
+        on = measured[(key, True)]
+        print(f"| {m.stage} | {m.size} | {m.unit_bytes / GB:.2f} | {on.unit_bytes / GB:.2f} | "
+              f"{m.state_bytes / GB:.2f} | {', '.join(seen[key])} |")
+    for gpus, gb in SETUPS:
+        print(f"\n#### {gpus} GPU{'s' if gpus > 1 else ''} of {gb} GB\n")
+        for row, memories in per_row.items():
+            cfg = load_config(TrainConfig, PAPER / f"{row}.yaml")
+            print(f"{row}:\n")
+            print(format_rows(plan_rows(cfg, memories, gpus, gb * GB)) + "\n")
+
+
+if __name__ == "__main__":
+    main()
