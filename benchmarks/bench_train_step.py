@@ -8,7 +8,7 @@ config (default ``configs/cpu/base.yaml`` on the IDRiD training split):
   decoded and preprocessed in the training process at every step (no cache, no loader workers);
 - ``default``: what ``drcollab train`` does with the config: the preprocessing cache, its DataLoader
   workers, bf16 autocast and channels_last where ``auto`` turns them on, and
-  ``runtime.cpu_processes`` single-threaded DDP ranks (the config's batch sizes are per rank);
+  ``runtime.cpu_processes`` single-threaded DDP ranks, each taking its share of the config's global batches;
 - each of the two again with its batch already in memory (``compute only``), to separate the
   networks' speed from the data pipeline's.
 
@@ -86,7 +86,7 @@ def run(cfg: TrainConfig, variant: str, steps: int, dist: DistInfo) -> dict:
     else:
         load, workers = data.cache.get, cfg.data.workers
     j = cfg.joint
-    p_bs, i_bs = j.pixel_batch_size or j.batch_size, j.batch_size
+    p_bs, i_bs = (j.pixel_batch_size or j.batch_size) // dist.world_size, j.batch_size // dist.world_size  # global
     p_ds = FundusDataset(data.pixel_train, load, j.augment, labels="masks")
     i_ds = FundusDataset(data.image_train, load, j.augment, labels="grade")
     p_loader = make_loader(p_ds, train_sampler(p_ds, 0, p_bs, dist), p_bs, workers, dist.device)
@@ -112,13 +112,6 @@ def run(cfg: TrainConfig, variant: str, steps: int, dist: DistInfo) -> dict:
     return {"step_s": statistics.median(totals), "wait_s": statistics.median(waits), "bf16": bf16,
             "channels_last": channels_last, "data": data_text[source], "processes": dist.world_size,
             "threads": torch.get_num_threads()}
-
-
-def whole_batch(cfg: TrainConfig) -> TrainConfig:
-    """The config for one process: the batch that ``runtime.cpu_processes`` ranks share (batch sizes are per rank)."""
-    j, n = cfg.joint, cfg.runtime.cpu_processes
-    update = {"batch_size": j.batch_size * n, "pixel_batch_size": (j.pixel_batch_size or j.batch_size) * n}
-    return cfg.model_copy(update={"joint": j.model_copy(update=update)})
 
 
 def run_ranks(args: argparse.Namespace, variant: str, processes: int) -> dict:
@@ -156,8 +149,8 @@ def main() -> None:
         if optimised and processes > 1 and "1 process" not in variant:
             results[variant] = run_ranks(args, variant, processes)
         else:
-            results[variant] = run(whole_batch(cfg), variant, args.steps, DistInfo())
-    report(args, whole_batch(cfg), results)
+            results[variant] = run(cfg, variant, args.steps, DistInfo())
+    report(args, cfg, results)
 
 
 def report(args: argparse.Namespace, cfg: TrainConfig, results: dict[str, dict]) -> None:
