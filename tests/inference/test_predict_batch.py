@@ -53,7 +53,8 @@ def test_mixed_folder_predicts_good_images_and_lists_failures(tiny_bundle: Path,
     assert set(failures) == BAD_FILES
     assert "truncated" in failures["broken.jpg"] and "header" in failures["notes.jpg"]
     assert [Path(s["path"]).name for s in summary["skipped"]] == ["readme.txt"]
-    assert summary["counts"] == {"predicted": 3, "predicted_now": 3, "reused": 0, "failed": 2, "skipped": 1}
+    assert summary["counts"] == {"predicted": 3, "graded": 3, "ungradable": 0, "predicted_now": 3, "reused": 0,
+                                 "failed": 2, "skipped": 1}
     assert not list(out.rglob("*.tmp")) and not (out / ".parts").exists()
 
 
@@ -115,11 +116,12 @@ def test_exit_code_1_when_nothing_succeeds(tiny_bundle: Path, tmp_path: Path) ->
     folder = tmp_path / "bad"
     folder.mkdir()
     (folder / "notes.jpg").write_text("not an image")
-    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(folder / "black.png")  # decodes, but has no FOV
+    Image.fromarray(wide_fundus(0, 96, 128)).save(folder / "eye.jpg")
+    (folder / "eye.jpg").write_bytes((folder / "eye.jpg").read_bytes()[:300])  # a JPEG cut short
     out = tmp_path / "out"
     result = predict_cli(folder, "--checkpoint", tiny_bundle, "--out", out)
     assert result.exit_code == 1
-    assert "no image was predicted" in result.output and "no field of view" in result.output
+    assert "no image was predicted" in result.output and "eye.jpg" in result.output
     summary = json.loads((out / "predictions.json").read_text())
     assert summary["counts"]["predicted"] == 0 and len(summary["failures"]) == 2
     assert (out / "predictions.csv").read_text().count("\n") == 1  # the header only

@@ -17,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from drcollab.cli import app
+from drcollab.constants import LESIONS
 from drcollab.inference import batch, outputs
 from drcollab.inference.predictor import Predictor
 from helpers import png_declaring
@@ -112,13 +113,21 @@ def test_degenerate_images_are_refused_from_the_header_before_decoding_or_fov_de
     result = predict_cli(folder, "--checkpoint", tiny_bundle, "--out", out)
     assert result.exit_code == 0, result.output
     assert set(decoded) == {(128, 96)} and preprocessed == [(96, 128)]  # only the good image was decoded
-    reasons = {Path(f["path"]).name: f["reason"] for f in strict_json(out / "predictions.json")["failures"]}
-    assert set(reasons) == {"dot.png", "strip.png", "thread.png", "one_row.png"}
-    assert "1x1 px, smaller than the 64 px minimum side" in reasons["dot.png"]
-    assert "aspect ratio of 80:1 over the 4:1 limit" in reasons["strip.png"]
-    assert "65000x2 px, smaller than" in reasons["thread.png"]
-    assert "cannot hold them" in reasons["one_row.png"]
-    assert [r.parent.name for r in out.rglob("result.json")] == ["good.png"]
+    summary = strict_json(out / "predictions.json")
+    reasons = {Path(f["path"]).name: f["reason"] for f in summary["failures"]}
+    assert set(reasons) == {"one_row.png"} and "cannot hold them" in reasons["one_row.png"]  # a damaged file
+    records = {r["id"]: r for r in summary["predictions"]}  # too small or a strip: ungradable, with the reason
+    ungradable = {i.split("/")[-1]: "; ".join(r["ungradable_reasons"]) for i, r in records.items() if not r["gradable"]}
+    assert set(ungradable) == {"dot.png", "strip.png", "thread.png"}
+    assert ungradable["dot.png"].startswith("too small: image is 1x1 px, smaller than the 64 px minimum side")
+    assert ungradable["strip.png"].startswith("implausible shape: image is 8000x100 px, an aspect ratio of 80:1")
+    assert ungradable["thread.png"].startswith("too small: image is 65000x2 px, smaller than")
+    assert all(r["grade"] is None and r["referable"] is None and r["outputs"] == {}
+               for i, r in records.items() if not r["gradable"])
+    assert (records["odd/thread.png"]["width"], records["odd/thread.png"]["height"]) == (65000, 2)
+    assert records["odd/good.png"]["gradable"] and records["odd/good.png"]["grade"] is not None
+    maps = sorted(p.name for p in out.rglob("*.png") if p.is_file())
+    assert maps == sorted([f"lesion_{k}.png" for k in LESIONS] + ["overlay.png"])  # the good image's only
 
 
 def test_min_side_is_a_command_line_value(tiny_bundle: Path, tmp_path: Path) -> None:
@@ -126,7 +135,10 @@ def test_min_side_is_a_command_line_value(tiny_bundle: Path, tmp_path: Path) -> 
     folder.mkdir()
     Image.fromarray(wide_fundus(0, 96, 128)).save(folder / "eye.png")
     result = predict_cli(folder, "--checkpoint", tiny_bundle, "--out", tmp_path / "out", "--min-side", "100")
-    assert result.exit_code == 1 and "smaller than the 100 px minimum side (--min-side)" in result.output
+    assert result.exit_code == 0 and "1 ungradable" in result.output
+    assert "ungradable: " in result.output and "smaller than the 100 px minimum side (--min-side)" in result.output
+    rerun = predict_cli(folder, "--checkpoint", tiny_bundle, "--out", tmp_path / "out")  # a new floor: redone
+    assert rerun.exit_code == 0 and "1 now" in rerun.output and "0 ungradable" in rerun.output
 
 
 def test_an_output_folder_inside_the_input_is_never_read_back(tiny_bundle: Path, mixed: Path) -> None:

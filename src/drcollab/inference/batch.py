@@ -6,10 +6,15 @@ outputs and skips them. Under ``torchrun --nproc_per_node=N`` rank ``r`` takes e
 records to ``OUT/.parts/part-<r>-of-<N>.json``, and after a gloo barrier rank 0 merges the parts into
 ``predictions.csv`` and ``predictions.json`` (see :mod:`drcollab.inference.outputs` for the per-image files).
 
-Unreadable files do not stop the run: an image-suffixed file that cannot be decoded, that its header shows is
-not a fundus photograph (too small, a strip, pixel data cut short; see :mod:`drcollab.data.header`), in which no
-field of view is found, or for which the model's output is not finite, is a *failure* (with its reason); a
-non-image file or a hidden one is *skipped* (with its reason). The output folder is never searched for inputs.
+Before the model sees an image, the gradability check (:mod:`drcollab.inference.gradability`) may find it
+*ungradable*: too small or a strip (from its header, before decoding), no field of view, out of focus, over- or
+under-exposed, or cropped inside the retina. Such an image is listed among the predictions with
+``gradable: false`` and its reasons, and gets no grade, no referable flag and no lesion maps.
+
+Unreadable files do not stop the run: an image-suffixed file that cannot be decoded (its pixel data cut short,
+see :mod:`drcollab.data.header`, or damaged), or for which the model's output is not finite, is a *failure*
+(with its reason); a non-image file or a hidden one is *skipped* (with its reason). The output folder is never
+searched for inputs.
 """
 
 from __future__ import annotations
@@ -22,15 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
-from drcollab.data.header import ImageLimits
+from drcollab.data.header import ImageLimits, shape_problem
 from drcollab.data.io import read_image
 from drcollab.data.preprocess import Preprocessed
 from drcollab.data.scan import FAILURES, scan_images
 from drcollab.errors import DataError
 from drcollab.inference.engine import Engine
-from drcollab.inference.outputs import finished_record, non_finite, write_image_outputs
+from drcollab.inference.gradability import GradabilityConfig, check_gradable, header_reasons
+from drcollab.inference.outputs import finished_record, non_finite, write_image_outputs, write_ungradable
 from drcollab.inference.parts import Part, merge_parts, write_part
 from drcollab.training.distributed import DistInfo, barrier
 
@@ -49,14 +56,36 @@ class RunSummary:
 
     predicted: int = 0
     reused: int = 0
+    ungradable: int = 0
     failures: list[dict[str, str]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     out_dir: Path | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def succeeded(self) -> int:
-        """Images with a prediction, made now or found from an earlier run."""
+        """Images with a record (graded or ungradable), made now or found from an earlier run."""
         return self.predicted + self.reused
+
+
+@dataclass(frozen=True)
+class Checks:
+    """The checks an image passes before the model sees it; a record made under other checks is redone."""
+
+    limits: ImageLimits
+    quality: GradabilityConfig
+
+    def describe(self) -> dict:
+        return {"limits": self.limits.model_dump(), "gradability": self.quality.model_dump()}
+
+
+@dataclass(frozen=True)
+class Ungradable:
+    """An image the checks refused: its size, the reasons and the measures taken (none from the header)."""
+
+    size_wh: tuple[int, int]
+    reasons: list[str]
+    measures: dict[str, float]
 
 
 def assign_ids(inputs: list[Path], paths: list[Path]) -> list[Item]:
@@ -82,58 +111,87 @@ def assign_ids(inputs: list[Path], paths: list[Path]) -> list[Item]:
     return sorted(items.values(), key=lambda it: it.id)
 
 
-def _load(engine: Engine, item: Item, limits: ImageLimits) -> tuple[np.ndarray, Preprocessed] | str:
-    """Decode and preprocess one image; a string is the reason it failed."""
+def _header_size(path: Path) -> tuple[int, int] | None:
+    """``(width, height)`` from the header, or None when it cannot be read (``read_image`` then says why)."""
     try:
-        image = read_image(item.path, limits)  # refuses a degenerate header before decoding
-        return image, engine.predictor.preprocess(image)
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def _load(engine: Engine, item: Item, checks: Checks) -> tuple[np.ndarray, Preprocessed, dict] | Ungradable | str:
+    """Check, decode and preprocess one image: the image, its preprocessed input and its gradability measures;
+    an :class:`Ungradable`; or a string, the reason it failed."""
+    size = _header_size(item.path)
+    shape = None if size is None else shape_problem(*size, checks.limits)
+    if shape is not None:  # refused from the header: nothing decoded
+        return Ungradable(size, header_reasons(shape), {})
+    try:
+        image = read_image(item.path, checks.limits)  # refuses pixel data cut short before decoding
+        gradable, reasons, measures = check_gradable(image, checks.quality)
+        if not gradable:
+            return Ungradable((image.shape[1], image.shape[0]), reasons, measures)
+        return image, engine.predictor.preprocess(image), measures
     except DataError as err:
         return err.problem
-    except ValueError as err:  # no field of view, unusable shape
+    except ValueError as err:  # unusable shape
         return f"cannot preprocess: {err}"
 
 
 def _loaded_batches(
-    engine: Engine, items: list[Item], batch_size: int, limits: ImageLimits
+    engine: Engine, items: list[Item], batch_size: int, checks: Checks
 ) -> Iterator[list[tuple[Item, Any]]]:
     """Batches of ``(item, load result)``; the next batch is decoded in threads while the caller predicts."""
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     with ThreadPoolExecutor(max_workers=2) as pool:
-        pending = [pool.submit(_load, engine, it, limits) for it in batches[0]] if batches else []
+        pending = [pool.submit(_load, engine, it, checks) for it in batches[0]] if batches else []
         for k, batch in enumerate(batches):
             current = pending
             nxt = batches[k + 1] if k + 1 < len(batches) else []
-            pending = [pool.submit(_load, engine, it, limits) for it in nxt]
+            pending = [pool.submit(_load, engine, it, checks) for it in nxt]
             yield [(it, f.result()) for it, f in zip(batch, current, strict=True)]
 
 
 def predict_share(
-    engine: Engine, items: list[Item], out_dir: Path, batch_size: int, progress: bool, limits: ImageLimits
+    engine: Engine, items: list[Item], out_dir: Path, batch_size: int, progress: bool, checks: Checks
 ) -> Part:
     """Predict ``items`` (one rank's share), reusing finished outputs; returns this share's records and failures.
 
-    An image whose model output is not finite is a failure with that reason: it never gets a grade.
+    An ungradable image gets a record without a grade; one whose model output is not finite is a failure with
+    that reason: neither ever gets a grade.
     """
     part = Part()
     todo = []
+    check = checks.describe()
     for item in items:
-        record = finished_record(out_dir, item.id, engine.fingerprint)
+        record = finished_record(out_dir, item.id, engine.fingerprint, check)
         if record is None:
             todo.append(item)
         else:
             part.records.append(record)
             part.reused += 1
     bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not progress)
-    for batch in _loaded_batches(engine, todo, batch_size, limits):
-        good = [(it, res) for it, res in batch if not isinstance(res, str)]
+    for batch in _loaded_batches(engine, todo, batch_size, checks):
+        good = [(it, res) for it, res in batch if isinstance(res, tuple)]
         part.failures += [{"path": str(it.path), "reason": res} for it, res in batch if isinstance(res, str)]
-        preds = engine.predictor.predict_preprocessed([pre for _, (_, pre) in good]) if good else []
-        for (item, (image, _)), pred in zip(good, preds, strict=True):
+        for it, res in batch:
+            if isinstance(res, Ungradable):
+                quality = {"measures": res.measures, "check": check}
+                part.records.append(
+                    write_ungradable(out_dir, it.id, it.path, res.size_wh, res.reasons, engine.fingerprint, quality)
+                )
+                part.predicted += 1
+        preds = engine.predictor.predict_preprocessed([pre for _, (_, pre, _) in good]) if good else []
+        for (item, (image, _, measures)), pred in zip(good, preds, strict=True):
             reason = non_finite(pred)
             if reason is not None:
                 part.failures.append({"path": str(item.path), "reason": reason})
                 continue
-            part.records.append(write_image_outputs(out_dir, item.id, item.path, image, pred, engine.fingerprint))
+            quality = {"measures": measures, "check": check}
+            part.records.append(
+                write_image_outputs(out_dir, item.id, item.path, image, pred, engine.fingerprint, quality)
+            )
             part.predicted += 1
         bar.update(len(batch))
     bar.close()
@@ -148,6 +206,7 @@ def predict_images(
     dist: DistInfo | None = None,
     progress: bool = True,
     limits: ImageLimits | None = None,
+    quality: GradabilityConfig | None = None,
 ) -> RunSummary:
     """Predict every image under ``inputs`` into ``out_dir`` (this rank's share when ``dist`` spans processes).
 
@@ -155,7 +214,8 @@ def predict_images(
     counts elsewhere.
 
     Args:
-        limits: The size and aspect floor below which an image is refused (default: :class:`ImageLimits`'s).
+        limits: The size and aspect floor below which an image is ungradable (default: :class:`ImageLimits`'s).
+        quality: The gradability thresholds (default: :class:`GradabilityConfig`'s).
 
     Raises:
         DataError: an input that does not exist or is the output folder, or two images with the same id.
@@ -168,7 +228,8 @@ def predict_images(
     paths, report = scan_images(list(inputs), exclude=[out_dir])
     items = assign_ids(list(inputs), paths)
     share = items[dist.rank :: dist.world_size]
-    part = predict_share(engine, share, out_dir, batch_size, progress and dist.is_main, limits or ImageLimits())
+    checks = Checks(limits or ImageLimits(), quality or GradabilityConfig())
+    part = predict_share(engine, share, out_dir, batch_size, progress and dist.is_main, checks)
     if dist.is_main:  # scan results are the same on every rank: rank 0 reports them once
         for path, reason in report.skipped:
             entry = {"path": str(path), "reason": reason}
@@ -176,9 +237,15 @@ def predict_images(
     write_part(out_dir, dist.rank, dist.world_size, part)
     barrier()
     if not dist.is_main:
-        return RunSummary(part.predicted, part.reused, part.failures, part.skipped, out_dir)
+        return RunSummary(part.predicted, part.reused, _ungradable(part.records), part.failures, part.skipped,
+                          out_dir)
     merged = merge_parts(out_dir, dist.world_size, engine.describe(), engine.predictor.input_preprocess)
-    return RunSummary(merged.predicted, merged.reused, merged.failures, merged.skipped, out_dir)
+    return RunSummary(merged.predicted, merged.reused, _ungradable(merged.records), merged.failures,
+                      merged.skipped, out_dir, merged.records)
+
+
+def _ungradable(records: list[dict[str, Any]]) -> int:
+    return sum(not r["gradable"] for r in records)
 
 
 def _check_out_dir(inputs: list[Path], out_dir: Path) -> None:
@@ -194,11 +261,14 @@ def _check_out_dir(inputs: list[Path], out_dir: Path) -> None:
 
 
 def describe(summary: RunSummary) -> str:
-    """A few lines for the terminal: counts, then every failure with its reason."""
+    """A few lines for the terminal: counts, then every ungradable image and failure with its reason."""
     lines = [
-        f"predicted {summary.succeeded} images ({summary.predicted} now, {summary.reused} from an earlier run), "
-        f"{len(summary.failures)} failed, {len(summary.skipped)} skipped; outputs in {summary.out_dir}"
+        f"predicted {summary.succeeded} images ({summary.predicted} now, {summary.reused} from an earlier run; "
+        f"{summary.ungradable} ungradable, not graded), {len(summary.failures)} failed, {len(summary.skipped)} "
+        f"skipped; outputs in {summary.out_dir}"
     ]
+    lines += [f"  ungradable: {r['path']}: {'; '.join(r['ungradable_reasons'])}"
+              for r in summary.records if not r["gradable"]]
     lines += [f"  failed: {f['path']}: {f['reason']}" for f in summary.failures]
     lines += [f"  skipped: {s['path']}: {s['reason']}" for s in summary.skipped]
     return "\n".join(lines)

@@ -5,7 +5,11 @@ Per image, in ``OUT/images/<id>/`` (``<id>``: the image's stable id, see :func:`
     lesion_MA.png ... lesion_SE.png   8-bit grey lesion probability (0-255 = 0-1) at the ORIGINAL resolution
     overlay.png                       the image with the lesion probabilities blended in colour, longer side
                                       capped at OVERLAY_MAX_SIDE px (smaller images keep their size)
-    result.json                       the record: grade, probabilities, referable, lesion areas, output paths
+    result.json                       the record: gradable, grade, probabilities, referable, lesion areas, outputs
+
+Every record has ``gradable`` and ``ungradable_reasons``, and ``quality`` (the gradability measures, see
+:mod:`drcollab.inference.gradability`). An ungradable image has only ``result.json``: its grade, probabilities,
+referable flag and lesion areas are null or empty and it has no maps, since the model never ran on it.
 
 Every file is written atomically (temporary file, then rename) and ``result.json`` last, so an image counts as
 predicted exactly when its ``result.json`` exists, names the same model, and every output it lists exists.
@@ -78,16 +82,38 @@ def overlay_image(image: np.ndarray, maps: np.ndarray, max_side: int) -> np.ndar
 
 
 def write_image_outputs(
-    out_dir: Path, item_id: str, source: Path, image: np.ndarray, pred: Prediction, model: str
+    out_dir: Path, item_id: str, source: Path, image: np.ndarray, pred: Prediction, model: str, quality: dict
 ) -> dict[str, Any]:
-    """Write one image's maps, overlay and ``result.json``; returns the record (see the module docstring)."""
+    """Write one image's maps, overlay and ``result.json``; returns the record (see the module docstring).
+
+    Args:
+        quality: ``{"measures": ..., "check": ...}``: the gradability measures and the check's settings.
+    """
     folder = out_dir / IMAGES_DIR / item_id
     with writing(folder):
-        return _write_image_outputs(out_dir, folder, item_id, source, image, pred, model)
+        return _write_image_outputs(out_dir, folder, item_id, source, image, pred, model, quality)
+
+
+def write_ungradable(
+    out_dir: Path, item_id: str, source: Path, size_wh: tuple[int, int], reasons: list[str], model: str,
+    quality: dict,
+) -> dict[str, Any]:
+    """Write the ``result.json`` of an image the gradability check refused; returns its record."""
+    folder = out_dir / IMAGES_DIR / item_id
+    record = {
+        "id": item_id, "path": str(source), "width": size_wh[0], "height": size_wh[1],
+        "gradable": False, "ungradable_reasons": reasons, "quality": quality["measures"],
+        "grade": None, "grade_name": None, "probabilities": [], "referable": None, "referable_probability": None,
+        "lesion_area": {}, "outputs": {}, "model": model, "quality_check": quality["check"],
+    }
+    with writing(folder):
+        atomic_write_text(folder / RESULT_FILE, strict_json(record))
+    return record
 
 
 def _write_image_outputs(
-    out_dir: Path, folder: Path, item_id: str, source: Path, image: np.ndarray, pred: Prediction, model: str
+    out_dir: Path, folder: Path, item_id: str, source: Path, image: np.ndarray, pred: Prediction, model: str,
+    quality: dict,
 ) -> dict[str, Any]:
     h, w = image.shape[:2]
     outputs: dict[str, Any] = {}
@@ -105,6 +131,9 @@ def _write_image_outputs(
         "path": str(source),
         "width": w,
         "height": h,
+        "gradable": True,
+        "ungradable_reasons": [],
+        "quality": quality["measures"],
         "grade": pred.grade,
         "grade_name": None if pred.grade is None else GRADES[pred.grade],
         "probabilities": pred.probabilities,
@@ -113,6 +142,7 @@ def _write_image_outputs(
         "lesion_area": pred.lesion_area,
         "outputs": outputs,
         "model": model,
+        "quality_check": quality["check"],
     }
     atomic_write_text(folder / RESULT_FILE, strict_json(record))
     return record
@@ -123,8 +153,9 @@ def _listed_outputs(record: dict[str, Any]) -> list[str]:
     return list(outputs.get("lesion_maps", {}).values()) + ([outputs["overlay"]] if "overlay" in outputs else [])
 
 
-def finished_record(out_dir: Path, item_id: str, model: str) -> dict[str, Any] | None:
-    """The record of an image already predicted by ``model`` with every output in place, else None."""
+def finished_record(out_dir: Path, item_id: str, model: str, check: dict) -> dict[str, Any] | None:
+    """The record of an image already predicted by ``model`` under the same quality ``check`` (its size floor
+    and gradability thresholds) with every output in place, else None."""
     path = out_dir / IMAGES_DIR / item_id / RESULT_FILE
     try:
         record = json.loads(path.read_text())
@@ -132,12 +163,15 @@ def finished_record(out_dir: Path, item_id: str, model: str) -> dict[str, Any] |
         return None
     if not isinstance(record, dict) or record.get("model") != model or record.get("id") != item_id:
         return None
+    if record.get("quality_check") != check:
+        return None
     return record if all((out_dir / rel).is_file() for rel in _listed_outputs(record)) else None
 
 
 def csv_text(records: list[dict[str, Any]]) -> str:
-    """One row per predicted image: id, path, size, grade, per-grade probabilities, referable, lesion areas."""
-    header = ["id", "path", "width", "height", "grade", "grade_name"]
+    """One row per image: id, path, size, gradable and its reasons (``; ``-separated), grade, per-grade
+    probabilities, referable, lesion areas, overlay. An ungradable image's grade columns are empty."""
+    header = ["id", "path", "width", "height", "gradable", "ungradable_reasons", "grade", "grade_name"]
     header += [f"p_grade{g}" for g in range(len(GRADES))] + ["referable", "referable_probability"]
     header += [f"area_{lesion}" for lesion in LESIONS] + ["overlay"]
     buf = io.StringIO()
@@ -146,7 +180,8 @@ def csv_text(records: list[dict[str, Any]]) -> str:
     for r in records:
         probs = r["probabilities"] or [""] * len(GRADES)
         areas = [r["lesion_area"].get(lesion, "") for lesion in LESIONS]
-        row = [r["id"], r["path"], r["width"], r["height"], r["grade"], r["grade_name"], *probs]
+        row = [r["id"], r["path"], r["width"], r["height"], r["gradable"], "; ".join(r["ungradable_reasons"])]
+        row += [r["grade"], r["grade_name"], *probs]
         row += [r["referable"], r["referable_probability"], *areas, r["outputs"].get("overlay", "")]
         writer.writerow(["" if v is None else v for v in row])
     return buf.getvalue()

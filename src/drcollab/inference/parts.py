@@ -4,8 +4,9 @@
 
     {"model": {"name", "fingerprint", "engine", "checkpoint"}, "preprocess": {...},
      "lesions": [...], "grades": [...],
-     "counts": {"predicted", "predicted_now", "reused", "failed", "skipped"},
-     "predictions": [record, ...],              # sorted by id, see outputs.write_image_outputs
+     "counts": {"predicted", "graded", "ungradable", "predicted_now", "reused", "failed", "skipped"},
+     "predictions": [record, ...],              # sorted by id, see outputs.write_image_outputs; ungradable
+                                                # images too, with "gradable": false and no grade
      "failures": [{"path", "reason"}, ...],     # image files that could not be decoded or preprocessed
      "skipped": [{"path", "reason"}, ...]}      # non-image or hidden files
 """
@@ -78,6 +79,8 @@ def merge_parts(out_dir: Path, world_size: int, model: dict[str, str], preproces
         "grades": list(GRADES),
         "counts": {
             "predicted": len(merged.records),
+            "graded": sum(r["gradable"] for r in merged.records),
+            "ungradable": sum(not r["gradable"] for r in merged.records),
             "predicted_now": merged.predicted,
             "reused": merged.reused,
             "failed": len(merged.failures),
