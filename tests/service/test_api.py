@@ -76,7 +76,6 @@ def test_good_upload_gets_grade_probabilities_and_display_pngs(client: TestClien
         (png_header_only(100_000, 100_000), "bomb.png", 413, "image refused"),  # Pillow's bomb guard
         (png_header_only(9_000, 9_000), "huge.png", 413, "over the 50 Mpx limit"),  # our header check
         (encode(generate_fundus(1, 64).image, "GIF"), "eye.gif", 415, "unsupported image format GIF"),
-        (encode(np.zeros((64, 64, 3), np.uint8)), "black.png", 422, "no field of view"),
         (b"", "empty.jpg", 400, "empty upload"),
     ],
 )
@@ -87,6 +86,27 @@ def test_bad_upload_gets_4xx_json_and_the_next_good_request_succeeds(
     assert response.status_code == status, response.text
     assert detail in response.json()["detail"]
     assert post(client, GOOD).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("image", "reason"),
+    [
+        (np.zeros((64, 64, 3), np.uint8), "no field of view: "),
+        (np.clip(generate_fundus(0, 128).image * 0.1, 0, 255).astype(np.uint8), "under-exposed: "),
+        (np.clip(generate_fundus(0, 128).image * 5.0, 0, 255).astype(np.uint8), "over-exposed: "),
+    ],
+    ids=["black", "dark", "saturated"],
+)
+def test_an_ungradable_upload_gets_its_reasons_and_no_grade(client: TestClient, image: np.ndarray, reason: str) -> None:
+    response = post(client, encode(image), "eye.png", "image/png")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["gradable"] is False and body["ungradable_reasons"][0].startswith(reason)
+    assert (body["grade"], body["grade_name"], body["referable"], body["referable_probability"]) == (None,) * 4
+    assert body["probabilities"] == [] and body["lesion_area"] == {} and body["lesion_png"] == {}
+    assert body["overlay_png"] is None and body["image_png"] is not None
+    good = post(client, GOOD).json()
+    assert good["gradable"] is True and good["ungradable_reasons"] == [] and good["quality"]["sharpness"] > 0
 
 
 def test_a_streamed_body_without_length_is_cut_off_at_the_limit(client: TestClient) -> None:

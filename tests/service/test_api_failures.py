@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageFile
 
 from drcollab.data.synthetic import generate_fundus
+from drcollab.inference import gradability
 from drcollab.inference.predictor import Predictor
 from drcollab.service.app import create_app
 from helpers import png_declaring
@@ -39,24 +40,31 @@ def post(client: TestClient, data: bytes):
 
 
 @pytest.mark.parametrize(
-    ("data", "detail"),
+    ("data", "status", "detail"),
     [
-        (png(Image.new("RGB", (1, 1))), "1x1 px, smaller than the 64 px minimum side"),
-        (png(Image.new("RGB", (8000, 100))), "aspect ratio of 80:1"),
-        (png(Image.new("RGB", (65000, 2))), "65000x2 px, smaller than"),
-        (png_declaring(7000, 7000, rows=1), "cannot hold them"),
+        (png(Image.new("RGB", (1, 1))), 200, "too small: image is 1x1 px, smaller than the 64 px minimum side"),
+        (png(Image.new("RGB", (8000, 100))), 200, "implausible shape: image is 8000x100 px, an aspect ratio of 80:1"),
+        (png(Image.new("RGB", (65000, 2))), 200, "too small: image is 65000x2 px, smaller than"),
+        (png_declaring(7000, 7000, rows=1), 422, "cannot hold them"),
     ],
     ids=["1x1", "8000x100", "65000x2", "7000x7000-one-row"],
 )
-def test_degenerate_images_get_422_from_the_header_before_decoding_or_fov_detection(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch, data: bytes, detail: str
+def test_degenerate_images_are_refused_from_the_header_before_decoding_or_fov_detection(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, data: bytes, status: int, detail: str
 ) -> None:
     calls: list[str] = []
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: calls.append("decode"))
     monkeypatch.setattr(Predictor, "preprocess", lambda self, image: calls.append("fov"))
+    monkeypatch.setattr(gradability, "detect_fov", lambda *a: calls.append("fov"))
     response = post(client, data)
-    assert response.status_code == 422 and detail in response.json()["detail"]
-    assert calls == []
+    assert response.status_code == status and calls == []
+    if status == 422:  # a damaged file
+        assert detail in response.json()["detail"]
+    else:  # too small or a strip: ungradable, never graded
+        body = response.json()
+        assert body["gradable"] is False and len(body["ungradable_reasons"]) == 1
+        assert body["ungradable_reasons"][0].startswith(detail)
+        assert body["grade"] is None and body["referable"] is None and body["image_png"] is None
 
 
 def test_a_damaged_model_answers_500_with_the_reason_never_a_grade(client: TestClient) -> None:
@@ -85,6 +93,6 @@ def test_min_side_is_a_serve_value(tiny_bundle: Path) -> None:
     from drcollab.data.header import ImageLimits  # here, so the other tests run on code without it
 
     with TestClient(create_app(tiny_bundle, limits=ImageLimits(min_side=200))) as c:
-        response = post(c, GOOD)
-        assert response.status_code == 422 and "200 px minimum side" in response.json()["detail"]
+        body = post(c, GOOD).json()
+        assert body["gradable"] is False and "200 px minimum side" in body["ungradable_reasons"][0]
         assert c.get("/health").json()["min_side"] == 200

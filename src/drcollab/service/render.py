@@ -20,6 +20,12 @@ class PredictResponse(BaseModel):
 
     width: int = Field(description="Width of the uploaded image in pixels.")
     height: int = Field(description="Height of the uploaded image in pixels.")
+    gradable: bool = Field(description="False: the photo cannot be graded (see `ungradable_reasons`); then the "
+                           "grade, referable flag, probabilities and lesion maps are null or empty.")
+    ungradable_reasons: list[str] = Field(description="Why it cannot be graded, e.g. 'out of focus: ...'.")
+    quality: dict[str, float] = Field(
+        description="The gradability measures (sharpness, brightness, ...); empty when refused from the header."
+    )
     grade: int | None = Field(description="Most probable DR grade 0-4 (null when the model has no grader).")
     grade_name: str | None = Field(description="Name of that grade.")
     grades: list[str] = Field(description="Names of grades 0-4, in the order of `probabilities`.")
@@ -31,7 +37,9 @@ class PredictResponse(BaseModel):
     colours: dict[str, list[int]] = Field(description="RGB colour of each lesion in the overlay.")
     display_width: int = Field(description="Width of the PNGs below (the image scaled to the display size).")
     display_height: int = Field(description="Height of the PNGs below.")
-    image_png: str = Field(description="The uploaded image at display size, base64 PNG.")
+    image_png: str | None = Field(
+        description="The uploaded image at display size, base64 PNG (null when refused from its header)."
+    )
     overlay_png: str | None = Field(description="The image with every lesion blended in colour, base64 PNG.")
     lesion_png: dict[str, str] = Field(
         description="Per lesion, its probability map at display size as an 8-bit grey base64 PNG (255 = 1.0)."
@@ -44,7 +52,25 @@ def png_base64(array: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def render_response(image: np.ndarray, pred: Prediction, display_side: int) -> PredictResponse:
+def render_ungradable(
+    size_wh: tuple[int, int], image: np.ndarray | None, reasons: list[str], quality: dict, display_side: int
+) -> PredictResponse:
+    """The answer for an image the gradability check refused: no grade, no maps; the image when decoded."""
+    w, h = size_wh
+    dh, dw = fit_side((h, w), display_side)
+    shown = None
+    if image is not None:
+        shown = png_base64(cv2.resize(image, (dw, dh), interpolation=cv2.INTER_AREA) if (dh, dw) != (h, w) else image)
+    return PredictResponse(
+        width=w, height=h, gradable=False, ungradable_reasons=reasons, quality=quality,
+        grade=None, grade_name=None, grades=list(GRADES), probabilities=[], referable=None,
+        referable_probability=None, lesions=list(LESIONS), lesion_area={},
+        colours={k: list(v) for k, v in LESION_COLOURS.items()}, display_width=dw, display_height=dh,
+        image_png=shown, overlay_png=None, lesion_png={},
+    )
+
+
+def render_response(image: np.ndarray, pred: Prediction, display_side: int, quality: dict) -> PredictResponse:
     """Scale the image and lesion maps to a longer side of at most ``display_side`` and encode them."""
     h, w = image.shape[:2]
     dh, dw = fit_side((h, w), display_side)
@@ -59,6 +85,9 @@ def render_response(image: np.ndarray, pred: Prediction, display_side: int) -> P
     return PredictResponse(
         width=w,
         height=h,
+        gradable=True,
+        ungradable_reasons=[],
+        quality=quality,
         grade=pred.grade,
         grade_name=None if pred.grade is None else GRADES[pred.grade],
         grades=list(GRADES),

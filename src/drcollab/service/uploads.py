@@ -1,14 +1,16 @@
 """Guarding the upload: a request-body size limit (413) and a careful image decode (413 / 415 / 400).
 
-The decode reads the image header first and refuses a declared size above the pixel limit, and one that cannot
-be a fundus photograph (too small, a strip, pixel data cut short: :mod:`drcollab.data.header`), before any pixel
-data is decompressed, so a small file that claims 100000 x 100000 pixels costs nothing. Pillow's own
+The decode reads the image header first and refuses a declared size above the pixel limit and pixel data cut
+short, before any pixel data is decompressed, so a small file that claims 100000 x 100000 pixels costs nothing.
+An image too small or of a strip's shape (:func:`drcollab.data.header.shape_problem`) is not decoded either: it
+comes back as :class:`Refused`, which the app answers as ungradable. Pillow's own
 decompression-bomb guard (``Image.MAX_IMAGE_PIXELS``) stays in place behind it.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from fastapi import HTTPException
@@ -16,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from drcollab.data.header import ImageLimits, header_problem
+from drcollab.data.header import ImageLimits, header_problem, shape_problem
 
 FORMATS = ("JPEG", "PNG", "TIFF", "BMP")  # what fundus cameras and archives produce
 
@@ -60,13 +62,21 @@ class UploadLimit:
         await self.app(scope, counted, send)
 
 
-def decode_upload(data: bytes, max_pixels: int, limits: ImageLimits | None = None) -> np.ndarray:
-    """Decode an uploaded image to ``(H, W, 3)`` uint8 RGB.
+@dataclass(frozen=True)
+class Refused:
+    """An upload whose header is below the size floor: its declared size and why (nothing decoded)."""
+
+    size_wh: tuple[int, int]
+    problem: str
+
+
+def decode_upload(data: bytes, max_pixels: int, limits: ImageLimits | None = None) -> np.ndarray | Refused:
+    """Decode an uploaded image to ``(H, W, 3)`` uint8 RGB, or refuse it from its header (``limits``, default
+    :class:`ImageLimits`'s).
 
     Raises:
         HTTPException: 400 empty or corrupt data; 413 more than ``max_pixels`` pixels declared;
-            415 not an image, or an image format other than JPEG, PNG, TIFF or BMP; 422 a header below
-            ``limits`` (default :class:`ImageLimits`'s).
+            415 not an image, or an image format other than JPEG, PNG, TIFF or BMP; 422 pixel data cut short.
     """
     if not data:
         raise HTTPException(400, "empty upload: send a JPEG, PNG or TIFF fundus photograph in the 'file' field")
@@ -82,7 +92,11 @@ def decode_upload(data: bytes, max_pixels: int, limits: ImageLimits | None = Non
     if w * h > max_pixels:
         declared = f"{w}x{h} = {w * h / 1e6:.1f} Mpx"
         raise HTTPException(413, f"image declares {declared}, over the {max_pixels / 1e6:g} Mpx limit")
-    problem = header_problem(img, len(data), limits or ImageLimits())
+    limits = limits or ImageLimits()
+    shape = shape_problem(w, h, limits)
+    if shape is not None:
+        return Refused((w, h), shape)
+    problem = header_problem(img, len(data), limits)
     if problem is not None:
         raise HTTPException(422, f"image refused: {problem}")
     try:

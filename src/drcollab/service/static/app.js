@@ -45,6 +45,8 @@ async function colourLayer(b64, rgb) {
 function compose() {
   const canvas = $("overlay");
   const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (view.base === null) return; // refused from its header: never decoded
   ctx.drawImage(view.base, 0, 0);
   for (const box of document.querySelectorAll("#toggles input")) {
     const layer = view.layers[box.dataset.lesion];
@@ -75,10 +77,24 @@ function drawChart(grades, probabilities, best) {
   });
 }
 
+// An ungradable photo: its reasons are listed and nothing graded is shown.
+function showReasons(answer) {
+  $("ungradable").hidden = answer.gradable;
+  const list = $("reasons");
+  list.replaceChildren();
+  for (const reason of answer.ungradable_reasons) {
+    const item = document.createElement("li");
+    item.textContent = reason;
+    list.append(item);
+  }
+}
+
 async function show(answer) {
   const hasGrade = answer.grade !== null;
   $("grade").textContent = hasGrade ? String(answer.grade) : "–";
-  $("grade-name").textContent = hasGrade ? answer.grade_name : "no grader in this model";
+  $("grade-name").textContent = hasGrade ? answer.grade_name
+    : (answer.gradable ? "no grader in this model" : "ungradable");
+  showReasons(answer);
   const badge = $("referable");
   if (answer.referable === null) {
     badge.textContent = "";
@@ -89,7 +105,7 @@ async function show(answer) {
     badge.className = "badge " + (answer.referable ? "refer" : "ok");
   }
   drawChart(answer.grades, answer.probabilities, answer.grade);
-  view.base = await loadImage(answer.image_png);
+  view.base = answer.image_png === null ? null : await loadImage(answer.image_png);
   view.layers = {};
   for (const lesion of answer.lesions) {
     const rgb = answer.colours[lesion];
@@ -126,7 +142,8 @@ async function upload(file) {
       return;
     }
     await show(answer);
-    setState("ready", file.name);
+    if (answer.gradable) setState("ready", file.name);
+    else setState("ungradable", file.name + " cannot be graded: " + answer.ungradable_reasons.join("; "));
   } catch (err) {
     setState("error", file.name + ": " + err.message);
   }
