@@ -121,3 +121,14 @@ def test_a_non_image_upload_shows_the_server_reason(page, tmp_path: Path) -> Non
     page.wait_for_selector("body[data-state=error]", timeout=30_000)
     assert "not an image" in page.inner_text("#status") and "415" in page.inner_text("#status")
     assert page.locator("#result").is_hidden()
+
+
+def test_an_ungradable_photo_shows_its_reason_and_no_grade(page, tmp_path: Path) -> None:
+    dark = tmp_path / "dark.png"
+    Image.fromarray((generate_fundus(7, 256).image * 0.1).astype(np.uint8)).save(dark)
+    page.set_input_files("#file", str(dark))
+    page.wait_for_selector("body[data-state=ungradable]", timeout=60_000)
+    assert "cannot be graded" in page.inner_text("#status")
+    assert page.inner_text("#reasons").startswith("under-exposed: ") and page.locator("#ungradable").is_visible()
+    assert page.inner_text("#grade") == "–" and page.inner_text("#referable") == ""
+    assert page.locator("#chart .bar-row").count() == 0
