@@ -13,6 +13,7 @@ import argparse
 import json
 import platform
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ import torch
 from drcollab.config import load_config
 from drcollab.precision import resolve_precision
 from drcollab.training.config import STAGES, TrainConfig
-from drcollab.training.plan import GB, format_rows, measure_stage, plan_rows, quiet_native_logs
+from drcollab.training.plan import GB, StageMemory, format_rows, measure_stage, plan_rows, quiet_native_logs
 
 PAPER = Path(__file__).resolve().parents[1] / "configs/paper"
 SETUPS = [(1, 80), (8, 80), (1, 141), (8, 141)]
@@ -44,13 +45,18 @@ def main() -> None:
     parser.add_argument("--measure-size", type=int, default=128)
     parser.add_argument("--precision", default="bf16")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--reuse", type=Path, default=None,
+                        help="JSON of measurements: read if it exists (no measuring), else written")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = resolve_precision(args.precision, device)
     rows = sorted(p.stem for p in PAPER.glob("*.yaml") if p.stem != "base")
-    measured: dict[tuple[str, bool], object] = {}
+    measured: dict[tuple[str, bool], StageMemory] = {}
+    if args.reuse and args.reuse.is_file():
+        saved = json.loads(args.reuse.read_text())
+        measured = {(k, ckpt): StageMemory(**{**m, "unit": tuple(m["unit"])}) for k, ckpt, m in saved["measured"]}
     per_row: dict[str, list] = {}
     start = time.perf_counter()
     for row in rows:
@@ -66,6 +72,11 @@ def main() -> None:
                         measured[key] = measure_stage(cfg, stage, device, precision, args.measure_size, ckpt)
                 per_row[row].append(measured[key])
     took = time.perf_counter() - start
+    if args.reuse and args.reuse.is_file():
+        took = json.loads(args.reuse.read_text()).get("seconds", took)
+    elif args.reuse:
+        args.reuse.write_text(json.dumps({"seconds": took,
+                                          "measured": [[k, ckpt, asdict(m)] for (k, ckpt), m in measured.items()]}))
     print(f"Measured on {device} ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads) at {args.measure_size} px in {args.precision}: "
           f"{len(measured)} distinct stage measurements in {took:.0f} s. Memory per GPU includes 2 GB reserved.\n")

@@ -41,6 +41,11 @@ class _KeepBuffers:
         self.originals = []
 
 
+def frozen_buffers(owner: nn.Module) -> _KeepBuffers:
+    """``with frozen_buffers(model): ...`` runs the block without changing ``model``'s buffers (BN statistics)."""
+    return _KeepBuffers(owner)
+
+
 def checkpointed(owner: nn.Module, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
     """``fn(*args)``, checkpointed when gradients are on (non-reentrant; ``owner`` holds the buffers ``fn`` may
     update)."""

@@ -139,16 +139,6 @@ class JointConfig(StageConfig):
         "prediction", description="D's real branch: G(X^P) as in Eq. 3, or X^P's ground-truth masks."
     )
 
-    @model_validator(mode="after")
-    def _no_accumulation(self) -> JointConfig:
-        # D's update must come before G's judged by it, within one step: micro-batches would need every
-        # micro-batch's G graph kept until D has seen them all, which is the memory accumulation is meant to save.
-        if self.accumulation != 1:
-            raise ValueError(f"joint.accumulation {self.accumulation}: stage 2 does not accumulate gradients (D is "
-                             "updated before G within each step); use more GPUs, "
-                             "runtime.activation_checkpointing or a smaller joint.batch_size")
-        return self
-
 
 class RuntimeConfig(StrictModel):
     """Devices, precision, checkpoints and logging."""

@@ -155,7 +155,7 @@ def stage_batches(cfg: TrainConfig, stage: str, data: TrainData, world_size: int
     pixel = None
     if stage == "joint" and cfg.joint.train_generator:
         pixel = _split("joint.pixel_batch_size", cfg.joint.pixel_batch_size or s.batch_size, len(data.pixel_train),
-                       world_size, 1)
+                       world_size, s.accumulation)
     return StageBatches(per_rank, s.accumulation, pixel)
 
 

@@ -184,9 +184,9 @@ def plan_rows(cfg: TrainConfig, memories: list[StageMemory], gpus: int, gpu_byte
                "gpu_gb": gpu_bytes / GB, "per_gpu": per_gpu, "micro": units * i, "split": split,
                "need_gb": need / GB, "fits": split and need <= gpu_bytes, "largest": largest * i,
                "largest_pixel": largest * p if p else None}
-        if m.stage != "joint" and largest and split:
-            k = next((k for k in range(1, int(per_gpu) + 1) if per_gpu % k == 0 and per_gpu / k <= largest), None)
-            row["accumulation"] = k
+        if largest and split:
+            n = int(per_gpu // i)  # units per GPU and step
+            row["accumulation"] = next((k for k in range(1, n + 1) if n % k == 0 and n / k <= largest), None)
         rows.append(row)
     return rows
 
@@ -199,7 +199,7 @@ def format_rows(rows: list[dict]) -> str:
         largest = f"{r['largest']}" + (f" + {r['largest_pixel']} X^P" if r["largest_pixel"] is not None else "")
         batch = f"{r['micro']:g}" if r["split"] else f"{r['per_gpu']:g} (does not split)"
         acc = r.get("accumulation")
-        acc_text = "n/a (stage 2)" if r["stage"] == "joint" else ("none fits" if acc is None else str(acc))
+        acc_text = "none fits" if acc is None else str(acc)
         lines.append(f"| {r['stage']} | {r['size']} | {'on' if r['checkpointing'] else 'off'} | {r['gpus']} x "
                      f"{r['gpu_gb']:.0f} | {batch} | {r['need_gb']:.1f} GB | {'yes' if r['fits'] else 'no'} | "
                      f"{largest} | {acc_text} |")

@@ -25,6 +25,7 @@ from drcollab.losses import (
     mask_loss,
     segmentation_loss,
 )
+from drcollab.models.memory import frozen_buffers
 from drcollab.training.config import TrainConfig
 
 Autocast = Callable[[], AbstractContextManager]
@@ -182,11 +183,41 @@ def joint_step(
        ``focal(C) + L_adv(G) + lambda * [BCE(G(X^P), s^P) + semi_weight * BCE(G(X^I), pseudo)]``
        (both BCE terms over the pixels inside each image's field of view; ``loss.mask_loss`` may add Dice),
        with L_adv judged by the just-updated D; G's and the grader's optimizers step.
+
+    With ``joint.accumulation`` k > 1 the order holds for the whole batch: D first steps once on all k
+    micro-batches (G's masks for it from a no-grad pass that leaves G's BN statistics alone), then steps 1-3 and
+    5 run per micro-batch, accumulating G's and the grader's gradients, and their optimizers step once.
     """
+    parts = cfg.joint.accumulation
+    i_parts = micro_batches(i_batch, parts)
+    p_parts = [None] * parts if p_batch is None else micro_batches(p_batch, parts)
+    trains_g = nets.generator is not None and cfg.joint.train_generator
+    disc = None
+    if parts > 1 and nets.discriminator is not None and trains_g:
+        disc = _disc_phase(nets, p_parts, i_parts, cfg, autocast)
+    for opt in (nets.opt_generator, nets.opt_grader):
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+    sums: dict[str, float] = {}
+    for p, i in zip(p_parts, i_parts, strict=True):
+        losses, total = _joint_losses(nets, p, i, cfg, autocast, use_semi, update_disc=parts == 1)
+        for name, value in _finite(losses).items():
+            sums[name] = sums.get(name, 0.0) + value
+        _backward(total / parts if parts > 1 else total, nets.scaler)
+    _step([nets.opt_generator, nets.opt_grader], nets.scaler)
+    if nets.scaler is not None:
+        nets.scaler.update()  # once per step, after every optimizer of it (D's included) stepped
+    values = {name: v / parts for name, v in sums.items()}
+    return values if disc is None else {**values, "disc": disc}
+
+
+def _joint_losses(
+    nets: Nets, p_batch: dict | None, i_batch: dict, cfg: TrainConfig, autocast: Autocast, use_semi: bool,
+    update_disc: bool,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Steps 1-4 of :func:`joint_step` on one (micro-)batch: its losses and their total (step 4 if ``update_disc``)."""
     j = cfg.joint
     G, C, D = nets.generator, nets.grader, nets.discriminator
-    i_batch = network_inputs(i_batch)
-    p_batch = None if p_batch is None else network_inputs(p_batch)
     x_i, y_i = i_batch["image"], i_batch["grade"]
     losses: dict[str, torch.Tensor] = {}
     logits_p = logits_i = None
@@ -213,32 +244,49 @@ def joint_step(
         adv = torch.zeros((), device=x_i.device)
         if D is not None:
             real = s_p if j.adv_real == "ground_truth" else torch.sigmoid(logits_p).detach()
-            losses["disc"] = _disc_update(nets, x_p, real, x_i, masks_i.detach(), autocast)
+            if update_disc:
+                losses["disc"] = _disc_update(nets, x_p, real, x_i, masks_i.detach(), autocast)
             with autocast():  # the same real+fake batch composition as D's update, so BN sees alike batches
                 judged = D(torch.cat([x_p, x_i]), torch.cat([real, masks_i])).float()
             adv = losses["adv"] = generator_adversarial_loss(judged[len(x_p) :])
         total = total + segmentation_loss(adv, ce, cfg.loss.lambda_ce)
-    values = _finite(losses)
-    for opt in (nets.opt_generator, nets.opt_grader):
-        if opt is not None:
-            opt.zero_grad(set_to_none=True)
-    _backward(total, nets.scaler)
-    _step([nets.opt_generator, nets.opt_grader], nets.scaler)
-    if nets.scaler is not None:
-        nets.scaler.update()  # once per step, after every optimizer of it (D's included) stepped
-    return values
+    return losses, total
+
+
+def _disc_loss(
+    D: nn.Module, x_p: torch.Tensor, real: torch.Tensor, x_i: torch.Tensor, fake: torch.Tensor, autocast: Autocast
+) -> torch.Tensor:
+    """Eq. 3 for D: real (X^P, m^P) -> 1, fake (X^I, m^I) -> 0, in one batch."""
+    with autocast():
+        logits = D(torch.cat([x_p, x_i]), torch.cat([real, fake])).float()  # (B_p + B_i,)
+    loss = discriminator_loss(logits[: len(x_p)], logits[len(x_p) :])
+    _finite({"disc": loss})
+    return loss
 
 
 def _disc_update(
     nets: Nets, x_p: torch.Tensor, real: torch.Tensor, x_i: torch.Tensor, fake: torch.Tensor, autocast: Autocast
 ) -> torch.Tensor:
-    """D's step on detached masks: real (X^P, m^P) -> 1, fake (X^I, m^I) -> 0."""
-    D = nets.discriminator
-    with autocast():
-        logits = D(torch.cat([x_p, x_i]), torch.cat([real, fake])).float()  # (B_p + B_i,)
-    loss = discriminator_loss(logits[: len(x_p)], logits[len(x_p) :])
-    _finite({"disc": loss})
+    """D's step on detached masks."""
+    loss = _disc_loss(nets.discriminator, x_p, real, x_i, fake, autocast)
     nets.opt_discriminator.zero_grad(set_to_none=True)
     _backward(loss, nets.scaler)
     _step([nets.opt_discriminator], nets.scaler)
     return loss.detach()
+
+
+def _disc_phase(nets: Nets, p_parts: list[dict], i_parts: list[dict], cfg: TrainConfig, autocast: Autocast) -> float:
+    """D's one step over all micro-batches, on G's masks from no-grad passes (G's BN statistics untouched)."""
+    G, parts = nets.generator, len(i_parts)
+    nets.opt_discriminator.zero_grad(set_to_none=True)
+    total = 0.0
+    for p, i in zip(p_parts, i_parts, strict=True):
+        n = len(p["image"])
+        with torch.no_grad(), autocast(), frozen_buffers(G):
+            masks = torch.sigmoid(G(torch.cat([p["image"], i["image"]])).float())  # (B_p + B_i, L, H, W)
+        real = p["masks"] if cfg.joint.adv_real == "ground_truth" else masks[:n]
+        loss = _disc_loss(nets.discriminator, p["image"], real, i["image"], masks[n:], autocast)
+        total += float(loss.detach())
+        _backward(loss / parts, nets.scaler)
+    _step([nets.opt_discriminator], nets.scaler)
+    return total / parts
