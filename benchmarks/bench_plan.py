@@ -2,7 +2,7 @@
 
 Each distinct stage is measured once (``training/plan.py`` ``measure_stage``: the stage's real step at
 ``--measure-size`` px for per-GPU batches of 1 and 2, on this machine's device, in ``--precision``) and scaled to
-the config's image size; the tables are ``drcollab plan`` rows for each GPU count and memory.
+the config's image size; the tables give ``drcollab plan``'s figures for each GPU count and memory.
 
     .venv/bin/python benchmarks/bench_plan.py --measure-size 128 > plan.md
 """
@@ -21,7 +21,7 @@ import torch
 from drcollab.config import load_config
 from drcollab.precision import resolve_precision
 from drcollab.training.config import STAGES, TrainConfig
-from drcollab.training.plan import GB, StageMemory, format_rows, measure_stage, plan_rows, quiet_native_logs
+from drcollab.training.plan import GB, StageMemory, measure_stage, plan_rows, quiet_native_logs
 
 PAPER = Path(__file__).resolve().parents[1] / "configs/paper"
 SETUPS = [(1, 80), (8, 80), (1, 141), (8, 141)]
@@ -88,19 +88,39 @@ def main() -> None:
         cfg = load_config(TrainConfig, PAPER / f"{row}.yaml")
         for m in memories[::2]:
             seen.setdefault(stage_key(cfg, m.stage), []).append(row)
+    lines: dict[str, list[str]] = {}  # one line per distinct figure (e.g. stage 1b is the same ori grader everywhere)
     for (key, ckpt), m in measured.items():
-        if ckpt:
-            continue
-        on = measured[(key, True)]
-        print(f"| {m.stage} | {m.size} | {m.unit_bytes / GB:.2f} | {on.unit_bytes / GB:.2f} | "
-              f"{m.state_bytes / GB:.2f} | {', '.join(seen[key])} |")
-    for gpus, gb in SETUPS:
-        print(f"\n#### {gpus} GPU{'s' if gpus > 1 else ''} of {gb} GB\n")
+        if not ckpt:
+            on = measured[(key, True)]
+            line = (f"| {m.stage} | {m.size} | {m.unit_bytes / GB:.2f} | {on.unit_bytes / GB:.2f} | "
+                    f"{m.state_bytes / GB:.2f} |")
+            lines.setdefault(line, []).extend(seen[key])
+    for line, names in lines.items():
+        print(f"{line} {', '.join(names)} |")
+    print("\nPer GPU: memory at the config's global batch split over the GPUs, yes/no = fits, and in brackets the "
+          "largest per-GPU batch that fits (stage 2: X^I images, with as many X^P) -> the accumulation that makes "
+          "the config's batch fit.\n")
+    for ckpt in (False, True):
+        print(f"Activation checkpointing {'on' if ckpt else 'off'}:\n")
+        print("| rows | stage | global batch | " + " | ".join(f"{g} x {gb} GB" for g, gb in SETUPS) + " |")
+        print("|---|---|---|" + "---|" * len(SETUPS))
+        done: dict[str, list[str]] = {}
         for row, memories in per_row.items():
             cfg = load_config(TrainConfig, PAPER / f"{row}.yaml")
-            print(f"{row}:\n")
-            print(format_rows(plan_rows(cfg, memories, gpus, gb * GB)) + "\n")
-
+            for m in memories:
+                if m.checkpointing != ckpt:
+                    continue
+                cells = []
+                for gpus, gb in SETUPS:
+                    [r] = plan_rows(cfg, [m], gpus, gb * GB)
+                    acc = r.get("accumulation")
+                    tail = f" -> x{acc}" if acc and acc > 1 else ("" if acc else " -> none")
+                    cells.append(f"{r['need_gb']:.0f} GB {'yes' if r['fits'] else 'no'} ({r['largest']}){tail}")
+                line = f"| {m.stage} | {cfg.stage(m.stage).batch_size} | " + " | ".join(cells) + " |"
+                done.setdefault(line, []).append(row)
+        for line, rows_ in done.items():
+            print(f"| {', '.join(rows_)} {line}")
+        print()
 
 if __name__ == "__main__":
     main()

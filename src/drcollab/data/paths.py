@@ -52,7 +52,7 @@ def index_files(folder: Path, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> dic
     """
     index: dict[str, Path] = {}
     with os.scandir(folder) as entries:  # the file type comes with the listing: no stat per file
-        files = sorted(Path(e.path) for e in entries if e.is_file())
+        files = [Path(e.path) for e in sorted((e for e in entries if e.is_file()), key=lambda e: e.name)]
     for path in files:
         if path.suffix.lower() in suffixes:
             if path.stem in index:
