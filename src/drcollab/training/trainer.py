@@ -6,7 +6,6 @@ optimisation step of each in ``steps.py``, and the epoch loop in ``loop.py``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -14,12 +13,15 @@ import shutil
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
+from tqdm import tqdm
 
 from drcollab.config import dump_config
-from drcollab.errors import ConfigError
-from drcollab.precision import use_bf16, use_channels_last
+from drcollab.errors import ConfigError, DataError
+from drcollab.precision import resolve_precision, use_channels_last
+from drcollab.training.checks import check_config, check_data
 from drcollab.training.config import STAGES, TrainConfig
-from drcollab.training.data import build_data, sets_used
+from drcollab.training.data import build_data, check_batches, sets_used
 from drcollab.training.distributed import DistInfo, barrier, setup, teardown
 from drcollab.training.launch import launch, should_launch
 from drcollab.training.loop import Context, Position, StopOnSignal
@@ -45,7 +47,7 @@ def run_training(cfg: TrainConfig | None, out: str | Path, resume: bool = False)
     cfg, state = _load_or_claim(Path(out), cfg, resume)
     if should_launch(cfg):
         return launch(Path(out), cfg.runtime.cpu_processes)
-    dist = setup(cfg.runtime.device)
+    dist = setup(cfg.runtime.device, cfg.runtime.dist_timeout_s)
     if cfg.runtime.sync_bn and dist.device.type != "cuda":
         raise ConfigError("runtime.sync_bn: synchronised batch norm needs CUDA devices (PyTorch has none for the CPU)")
     folder = RunFolder(Path(out), writer=dist.is_main)
@@ -56,6 +58,7 @@ def run_training(cfg: TrainConfig | None, out: str | Path, resume: bool = False)
             folder.truncate_metrics(ctx.position.global_step)
         data = build_data(cfg.data, dist, *sets_used(cfg))
         log.info("data: %s", data.summary())
+        check_batches(cfg, data, dist.world_size)  # before any stage trains: the batch sizes are global
         with StopOnSignal(ctx):
             for stage in STAGES:
                 if stage in ctx.position.completed or cfg.stage(stage).epochs == 0:
@@ -75,14 +78,22 @@ def run_training(cfg: TrainConfig | None, out: str | Path, resume: bool = False)
 
 
 def _load_or_claim(out: Path, cfg: TrainConfig | None, resume: bool) -> tuple[TrainConfig, tuple | None]:
+    """The config (and, resuming, the state); a new run is checked against its data before its folder is claimed."""
     folder = RunFolder(out, writer=int(os.environ.get("RANK", "0")) == 0)
+    folder.remove_stale_temps()  # left by a writer killed mid-write
     if resume:
         if not folder.state_path.is_file():
             raise ConfigError(f"{out}: nothing to resume (no {folder.state_path.relative_to(out)})")
         tensors, meta = read_state(folder.state_path)
-        return TrainConfig.model_validate(meta["config"]), (tensors, meta)
+        try:
+            return TrainConfig.model_validate(meta["config"]), (tensors, meta)
+        except (KeyError, TypeError, ValidationError) as err:
+            raise DataError(folder.state_path, "holds no valid training config: not a drcollab training "
+                            "state; delete it and train again with --config and --out") from err
     if cfg is None:
         raise ConfigError("run_training needs a config unless resuming")
+    check_config(cfg)
+    check_data(cfg)
     folder.claim(dump_config(cfg))
     return cfg, None
 
@@ -102,9 +113,10 @@ def _optimizers(nets: object) -> dict:
 
 
 def _autocast(cfg: TrainConfig, dist: DistInfo):  # noqa: ANN202
-    if not use_bf16(cfg.runtime.amp, dist.device):
-        return contextlib.nullcontext
-    return lambda: torch.autocast(dist.device.type, dtype=torch.bfloat16)
+    precision = resolve_precision(cfg.runtime.amp, dist.device)
+    if dist.is_main:
+        tqdm.write(f"precision: {precision}")
+    return precision.autocast()
 
 
 def _channels_last(cfg: TrainConfig, dist: DistInfo) -> bool:
