@@ -24,7 +24,8 @@ def test_two_ranks_split_the_images_and_rank0_merges_one_result(tiny_bundle: Pat
     assert proc.stdout.count("predicted 3 images") == 1  # only rank 0 reports
     summary = json.loads((out / "predictions.json").read_text())
     # Each image predicted exactly once over both ranks: a rank that took every image would double the records.
-    assert summary["counts"] == {"predicted": 3, "predicted_now": 3, "reused": 0, "failed": 2, "skipped": 1}
+    assert summary["counts"] == {"predicted": 3, "graded": 3, "ungradable": 0, "predicted_now": 3, "reused": 0,
+                                 "failed": 2, "skipped": 1}
     assert [r["id"] for r in summary["predictions"]] == sorted(GOOD_SIZES)
     assert len(summary["failures"]) == 2  # scan failures reported once, not once per rank
     rows = list(csv.DictReader((out / "predictions.csv").open()))
