@@ -20,11 +20,10 @@ import argparse
 import csv
 import json
 import os
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from reproduce_idrid import sh  # the same printed, logged subprocess call (benchmarks/ is the script's folder)
 
 DRCOLLAB = [sys.executable, "-m", "drcollab.cli"]
 LESIONS = ("MA", "HE", "EX", "SE")
@@ -71,14 +70,6 @@ ROWS: dict[str, tuple[str, list[str]]] = {
 }
 for _epochs in (35, 70, 140, 560):
     ROWS[f"budget_{_epochs}"] = (f"new recipe at 1152 px, {_epochs} epochs", new(1152, _epochs))
-
-
-def sh(cmd: list[str], log: Path) -> float:
-    print("$ " + " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
-    start = time.perf_counter()
-    with log.open("a") as f:
-        subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
-    return time.perf_counter() - start
 
 
 def stage_minutes(run: Path) -> float:
