@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 
@@ -120,6 +121,28 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def medians(results: list[dict]) -> list[dict]:
+    """One row per bench row: the median over its seeds of every number (``seeds`` says how many)."""
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        groups.setdefault(r["row"], []).append(r)
+    out = []
+    for row, runs in groups.items():
+        keys = [k for k in runs[0] if k.startswith(("ap_", "roc_")) or k in ("train_min", "wall_min")]
+        med = {k: statistics.median(r[k] for r in runs) for k in keys}
+        med["ap_mean"] = sum(med[f"ap_{lesion}"] for lesion in LESIONS) / len(LESIONS)
+        out.append({"row": row, "run": row if len(runs) == 1 else f"{row} (median of {len(runs)})",
+                    "description": runs[0]["description"], "seeds": len(runs), **med})
+    return out
+
+
+def merge(recorded: list[dict], new: list[dict]) -> list[dict]:
+    """The recorded rows with this run's finished ones replacing (or joining) them, by run name, in order."""
+    by_run = {r["run"]: r for r in recorded}
+    by_run.update({r["run"]: r for r in new})
+    return list(by_run.values())
+
+
 def figure(results: list[dict], rows: list[str], path: Path) -> None:
     import matplotlib
 
@@ -152,6 +175,9 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     parser.add_argument("--report", action="store_true", help="only collect finished rows into the table")
+    parser.add_argument("--recorded", type=Path, default=Path(__file__).parent / "results/bench_seg.json",
+                        help="the committed results of earlier runs (each row's numbers as measured); finished rows "
+                        "in OUT replace theirs, and the merged list is written back")
     parser.add_argument("--figure", type=Path, default=None, help="write the budget figure here")
     parser.add_argument("--figure-rows", nargs="+",
                         default=["budget_35", "budget_70", "budget_140", "new_1152", "budget_560", "budget_1000"])
@@ -170,10 +196,14 @@ def main() -> None:
             results.append(run_row(args.out, row, seed, os.environ["DRCOLLAB_IDRID"], args.set))
             (args.out / "results.json").write_text(json.dumps(results, indent=1))
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    (args.out / "results.md").write_text(table(results))
-    print(table(results))
+    recorded = json.loads(args.recorded.read_text()) if args.recorded.is_file() else []
+    merged = merge(recorded, results)
+    args.recorded.write_text(json.dumps(merged, indent=1) + "\n")
+    report = table(merged) + "\nMedians over seeds:\n\n" + table(medians(merged))
+    (args.out / "results.md").write_text(report)
+    print(report)
     if args.figure is not None:
-        figure(results, args.figure_rows, args.figure)
+        figure(medians(merged), args.figure_rows, args.figure)
 
 
 if __name__ == "__main__":
