@@ -69,7 +69,7 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "new_1152_prior_off": ("new recipe at 1152 px, PyTorch's head initialisation",
                            new(1152, EPOCHS, "generator.head_prior=null")),
 }
-for _epochs in (35, 70, 140, 560, 1000):
+for _epochs in (35, 70, 140, 560, 750):
     ROWS[f"budget_{_epochs}"] = (f"new recipe at 1152 px, {_epochs} epochs", new(1152, _epochs))
 
 
@@ -180,7 +180,7 @@ def main() -> None:
                         "in OUT replace theirs, and the merged list is written back")
     parser.add_argument("--figure", type=Path, default=None, help="write the budget figure here")
     parser.add_argument("--figure-rows", nargs="+",
-                        default=["budget_35", "budget_70", "budget_140", "new_1152", "budget_560", "budget_1000"])
+                        default=["budget_35", "budget_70", "budget_140", "new_1152", "budget_560", "budget_750"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     results = []
