@@ -63,11 +63,14 @@ def window(array: np.ndarray, centre: tuple[int, int], side: int, fill: int) -> 
 
 
 def window_side(cfg: AugmentConfig) -> int:
-    """Side of the window cut before rotation: the crop's diagonal (so no rotated corner enters the crop)."""
+    """Side of the window cut before rotation: the crop's diagonal (so no rotated corner enters the crop), divided
+    by the smallest zoom of ``augment.scale`` (a zoomed-out window must still cover the crop)."""
     assert cfg.crop is not None
-    if cfg.rotation <= 0:
+    zoom = 1.0 if cfg.scale is None else min(1.0, cfg.scale[0])
+    if cfg.rotation <= 0 and zoom == 1.0:
         return cfg.crop
-    side = math.ceil(cfg.crop * math.sqrt(2)) + 2
+    diagonal = math.sqrt(2) if cfg.rotation > 0 else 1.0
+    side = math.ceil(cfg.crop * diagonal / zoom) + 2
     return side + (side - cfg.crop) % 2  # same parity as the crop, so the centre crop is symmetric
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
@@ -16,7 +16,8 @@ BACKGROUND = 128  # value of pixels outside the field of view after preprocessin
 
 
 class AugmentConfig(StrictModel):
-    """Random geometry applied identically to an image and its masks (the paper: flips and rotations)."""
+    """Random geometry applied identically to an image and its masks (the paper: flips and rotations), and
+    optional photometric changes to the image alone (colour jitter; not in the paper)."""
 
     hflip: bool = True
     vflip: bool = True
@@ -36,6 +37,26 @@ class AugmentConfig(StrictModel):
         "centred on a uniformly drawn pixel of the field of view."
     )
 
+    scale: tuple[float, float] | None = Field(
+        None, description="Random zoom range (min, max), e.g. [0.9, 1.1], applied with the rotation about the image "
+        "centre; null = none (the paper). Models camera distance and FOV size differences."
+    )
+    brightness: float = Field(0.0, ge=0, le=1, description="Colour jitter: brightness factor in [1-b, 1+b] (0 = off).")
+    contrast: float = Field(0.0, ge=0, le=1, description="Colour jitter: contrast factor in [1-c, 1+c] (0 = off).")
+    saturation: float = Field(0.0, ge=0, le=1, description="Colour jitter: saturation factor in [1-s, 1+s] (0 = off).")
+    hue: float = Field(0.0, ge=0, le=0.5, description="Colour jitter: hue shift in [-h, h] (0 = off).")
+
+    @model_validator(mode="after")
+    def _scale_range(self) -> AugmentConfig:
+        if self.scale is not None and not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"scale {list(self.scale)} must be [min, max] with 0 < min <= max, e.g. [0.9, 1.1]")
+        return self
+
+    @property
+    def photometric(self) -> bool:
+        """Whether any colour jitter is on (it changes the image, never the masks or the field of view)."""
+        return any(v > 0 for v in (self.brightness, self.contrast, self.saturation, self.hue))
+
     @property
     def centred_crops(self) -> bool:
         """Whether crops are cut around a chosen centre (data/crops.py) rather than by ``v2.RandomCrop``."""
@@ -54,10 +75,16 @@ def build_augment(cfg: AugmentConfig) -> v2.Compose:
         ops.append(v2.RandomHorizontalFlip())
     if cfg.vflip:
         ops.append(v2.RandomVerticalFlip())
-    if cfg.rotation > 0:
-        ops.append(v2.RandomRotation(cfg.rotation, fill={tv_tensors.Image: BACKGROUND, tv_tensors.Mask: 0}))
+    fill = {tv_tensors.Image: BACKGROUND, tv_tensors.Mask: 0}
+    if cfg.scale is not None:
+        ops.append(v2.RandomAffine(degrees=cfg.rotation, scale=cfg.scale, fill=fill))
+    elif cfg.rotation > 0:
+        ops.append(v2.RandomRotation(cfg.rotation, fill=fill))
     if cfg.crop is not None and not cfg.centred_crops:
         ops.append(v2.RandomCrop(cfg.crop))
+    if cfg.photometric:  # colour transforms leave tv_tensors.Mask (lesions, FOV) untouched
+        ops.append(v2.ColorJitter(cfg.brightness or None, cfg.contrast or None, cfg.saturation or None,
+                                  cfg.hue or None))
     return v2.Compose(ops or [v2.Identity()])  # Compose refuses an empty list
 
 

@@ -59,6 +59,8 @@ class FundusDataset(Dataset):
         image = pre.image.transpose(2, 0, 1)  # (3, H, W) uint8
         if self.transform is not None and seed is not None:
             image, stack = self._augment(image, stack, lesions, pre.fov, seed)
+            if self.augment_cfg.photometric:  # jitter must not turn the background into signal
+                image = torch.where(stack[-1:].bool(), image, torch.tensor(BACKGROUND, dtype=image.dtype))
         else:
             image, stack = torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(stack)
         item: dict[str, Any] = {"image": image, "fov": stack[-1:].bool(), "index": index}
