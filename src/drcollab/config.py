@@ -219,12 +219,17 @@ class GraderConfig(StrictModel):
 
 
 class LossConfig(StrictModel):
-    """Loss weights: focal loss for grading, Eq. 3 for segmentation (``losses/``)."""
+    """Loss weights: focal loss for grading (and DME), Eq. 3 for segmentation (``losses/``)."""
 
     focal_gamma: float = Field(2.0, ge=0, description="Focal loss focusing parameter; 0 gives cross-entropy.")
     focal_alpha: tuple[float, float, float, float, float] | None = Field(
         None, description="Optional per-grade weights alpha_t of the focal loss."
     )
+    dme_loss: Literal["focal", "ce"] = Field(
+        "focal", description="Loss of the DME head (grader.dme): focal (with focal_gamma, no alpha) or cross-entropy; "
+        "images without a DME label are left out of it."
+    )
+    dme_weight: float = Field(1.0, ge=0, description="Weight of the DME loss beside the DR grade's focal loss.")
     lambda_ce: float = Field(10.0, ge=0, description="lambda of Eq. 3: L_seg = L_adv + lambda * L_CE.")
     mask_loss: Literal["bce", "bce_dice"] = Field(
         "bce", description="L_CE of Eq. 3: bce = the paper's pixel BCE; bce_dice adds dice_weight x soft Dice."
