@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drcollab.constants import NUM_GRADES, NUM_LESIONS
+from drcollab.constants import NUM_DME, NUM_GRADES, NUM_LESIONS
 from drcollab.errors import ConfigError
 
 
@@ -216,6 +216,15 @@ class GraderConfig(StrictModel):
         False, description="A second linear head on the same pooled features predicts the risk of macular edema "
         "(0, 1, 2; docs/method.md, 'DME and referable'); false = the paper's grader, DR only."
     )
+
+
+class ReferableConfig(StrictModel):
+    """Who is referred: DR grade >= dr_min or DME risk >= dme_min (``inference/referable.py``); programmes differ."""
+
+    dr_min: int = Field(2, ge=1, le=NUM_GRADES - 1, description="Lowest referable DR grade (2 = moderate NPDR).")
+    dme_min: int = Field(1, ge=1, le=NUM_DME - 1, description="Lowest referable DME risk (1 = any hard exudate); "
+                         "used only by a grader with a DME head.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Referable flag = P(referable) >= this.")
 
 
 class LossConfig(StrictModel):
