@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 
-def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64) -> Path:
-    """A randomly initialised but complete model bundle (tiny widths), as ``drcollab train`` writes one."""
+def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64, dme: bool = False) -> Path:
+    """A randomly initialised but complete model bundle (tiny widths), as ``drcollab train`` writes one; ``dme``
+    gives the grader a DME head."""
     import torch
 
     from drcollab.config import GeneratorConfig, GraderConfig, PreprocessConfig
@@ -16,7 +17,8 @@ def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64
     torch.manual_seed(0)
     root.mkdir(parents=True, exist_ok=True)
     save_model(LesionGenerator(GeneratorConfig(widths=(4, 8, 8, 16, 16))), root / "generator")
-    save_model(LesionGrader(GraderConfig(mode=grader_mode, backbone="resnet18", att_channels=8)), root / "grader")
+    grader = GraderConfig(mode=grader_mode, backbone="resnet18", att_channels=8, dme=dme)
+    save_model(LesionGrader(grader), root / "grader")
     bundle = {
         "name": "tiny",
         "parts": {"generator": {"file": "generator"}, "grader": {"file": "grader"}},

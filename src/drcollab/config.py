@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from drcollab.constants import NUM_GRADES, NUM_LESIONS
+from drcollab.constants import NUM_DME, NUM_GRADES, NUM_LESIONS
 from drcollab.errors import ConfigError
 
 
@@ -212,15 +212,33 @@ class GraderConfig(StrictModel):
     attention_gain: float = Field(10.0, gt=0, description="Slope of the 'masks' initialisation.")
     num_lesions: int = Field(NUM_LESIONS, ge=1, description="L, the number of lesion branches.")
     num_grades: int = Field(NUM_GRADES, ge=2, description="Number of severity grades.")
+    dme: bool = Field(
+        False, description="A second linear head on the same pooled features predicts the risk of macular edema "
+        "(0, 1, 2; docs/method.md, 'DME and referable'); false = the paper's grader, DR only."
+    )
+
+
+class ReferableConfig(StrictModel):
+    """Who is referred: DR grade >= dr_min or DME risk >= dme_min (``inference/referable.py``); programmes differ."""
+
+    dr_min: int = Field(2, ge=1, le=NUM_GRADES - 1, description="Lowest referable DR grade (2 = moderate NPDR).")
+    dme_min: int = Field(1, ge=1, le=NUM_DME - 1, description="Lowest referable DME risk (1 = any hard exudate); "
+                         "used only by a grader with a DME head.")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Referable flag = P(referable) >= this.")
 
 
 class LossConfig(StrictModel):
-    """Loss weights: focal loss for grading, Eq. 3 for segmentation (``losses/``)."""
+    """Loss weights: focal loss for grading (and DME), Eq. 3 for segmentation (``losses/``)."""
 
     focal_gamma: float = Field(2.0, ge=0, description="Focal loss focusing parameter; 0 gives cross-entropy.")
     focal_alpha: tuple[float, float, float, float, float] | None = Field(
         None, description="Optional per-grade weights alpha_t of the focal loss."
     )
+    dme_loss: Literal["focal", "ce"] = Field(
+        "focal", description="Loss of the DME head (grader.dme): focal (with focal_gamma, no alpha) or cross-entropy; "
+        "images without a DME label are left out of it."
+    )
+    dme_weight: float = Field(1.0, ge=0, description="Weight of the DME loss beside the DR grade's focal loss.")
     lambda_ce: float = Field(10.0, ge=0, description="lambda of Eq. 3: L_seg = L_adv + lambda * L_CE.")
     mask_loss: Literal["bce", "bce_dice"] = Field(
         "bce", description="L_CE of Eq. 3: bce = the paper's pixel BCE; bce_dice adds dice_weight x soft Dice."

@@ -13,6 +13,10 @@ NUM_LESIONS = len(LESIONS)
 # International clinical DR severity scale.
 GRADES: tuple[str, ...] = ("no DR", "mild NPDR", "moderate NPDR", "severe NPDR", "PDR")
 NUM_GRADES = len(GRADES)
+# Risk of diabetic macular edema (IDRiD, Messidor): hard exudates and their distance from the macula's centre.
+DME_GRADES: tuple[str, ...] = ("no DME", "exudates away from the macula", "exudates within 1 DD of the macula")
+NUM_DME = len(DME_GRADES)
+MISSING_DME = -1  # the DME target of an image whose dataset gives no DME label (left out of the DME loss)
 REFERABLE_FROM_GRADE = 2  # grade >= 2 is referable DR (the paper's Messidor "referral" setting)
 
 # Colours (RGB) used for every overlay, one per lesion.

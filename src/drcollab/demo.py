@@ -34,7 +34,8 @@ class DemoData:
 
 def ensure_synthetic(root: Path, n: int, size: int, seed: int, pixel_fraction: float, label_noise: float) -> Path:
     """Write a synthetic set unless ``root`` already holds one made with the same parameters."""
-    params = {"n": n, "size": size, "seed": seed, "pixel_fraction": pixel_fraction, "label_noise": label_noise}
+    params = {"n": n, "size": size, "seed": seed, "pixel_fraction": pixel_fraction, "label_noise": label_noise,
+              "labels": ["grade", "dme"]}  # a set from before the DME labels is written again
     stamp = root / "synthetic.json"
     if (root / "labels.csv").is_file() and stamp.is_file() and json.loads(stamp.read_text()) == params:
         return root

@@ -154,9 +154,9 @@ def test_pick_masked_spreads_over_grades() -> None:
 def test_layout_and_generic_reader(tmp_path: Path) -> None:
     root = write_synthetic(tmp_path / "ds", n=20, size=64, seed=2, pixel_fraction=0.25, progress=False)
     lines = (root / "labels.csv").read_text().splitlines()
-    assert lines[0] == "path,grade" and len(lines) == 21
+    assert lines[0] == "path,grade,dme" and len(lines) == 21
     rows = [line.split(",") for line in lines[1:]]
-    assert all((root / path).is_file() and path.startswith("images/synth_") for path, _ in rows)
+    assert all((root / path).is_file() and path.startswith("images/synth_") for path, _, _ in rows)
     masked = sorted(p.stem for p in (root / "masks" / "MA").glob("*.png"))
     assert len(masked) == 5
     for lesion in LESIONS:  # all four masks for each pixel-labelled image, none for the others
@@ -164,12 +164,34 @@ def test_layout_and_generic_reader(tmp_path: Path) -> None:
     mask = Image.open(root / "masks" / "HE" / f"{masked[-1]}.png")
     assert mask.mode == "L" and mask.size == (64, 64) and set(np.unique(np.asarray(mask))) <= {0, 255}
     records = read_generic(root)
-    assert [(r.name, r.grade) for r in records] == [(Path(p).stem, int(g)) for p, g in rows]
+    assert [(r.name, r.grade, r.dme) for r in records] == [(Path(p).stem, int(g), int(d)) for p, g, d in rows]
     assert sorted(r.name for r in records if r.has_masks) == masked
     record = next(r for r in records if r.name == masked[-1])
     expected = generate_fundus(2, 64, index=int(record.name.split("_")[1]))
     sample = load_sample(record)
     assert np.array_equal(sample.image, expected.image) and np.array_equal(sample.masks, expected.masks)
+
+
+def test_dme_follows_the_hard_exudates_distance_to_the_fovea() -> None:
+    seen = Counter()
+    for i in range(40):
+        f = generate_fundus(0, 128, index=i)
+        ex = f.masks[LESIONS.index("EX")]
+        near = ex & (_distance(128, f.geometry.fovea) <= 2 * f.geometry.disc_radius)  # one disc diameter
+        assert f.dme == (2 if near.any() else 1 if ex.any() else 0), i
+        seen[f.dme] += 1
+    assert set(seen) == {0, 1, 2}  # every DME risk occurs in a small set
+
+
+def test_generic_reader_reads_an_optional_dme_column(tmp_path: Path) -> None:
+    root = write_synthetic(tmp_path / "ds", n=2, size=64, pixel_fraction=0, progress=False)
+    (root / "labels.csv").write_text("path,grade,dme\nimages/synth_00000.png,2,\nimages/synth_00001.png,1,1\n")
+    assert [r.dme for r in read_generic(root)] == [None, 1]
+    (root / "labels.csv").write_text("path,grade\nimages/synth_00000.png,2\n")
+    assert read_generic(root)[0].dme is None
+    (root / "labels.csv").write_text("path,grade,dme\nimages/synth_00000.png,2,3\n")
+    with pytest.raises(DataError, match=r"labels.csv.*row 2: macular edema risk '3' is not an integer in 0-2"):
+        read_generic(root)
 
 
 def test_interrupted_run_writes_no_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

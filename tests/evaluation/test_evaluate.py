@@ -59,6 +59,8 @@ def test_writes_the_report_files_with_the_expected_keys(evaluated: tuple[Path, d
                                  "lesion_images": on_disk["counts"]["lesion_images"]}
     assert set(on_disk["segmentation"]) == set(LESIONS)
     assert on_disk["messidor"] is None
+    assert on_disk["dme"] is None and on_disk["joint"] is None  # the bundle has no DME head
+    assert on_disk["referable"]["uses_dme"] is False and on_disk["referable"]["rule"]["dr_min"] == 2
     for png in [out / "curves.png", out / "confusion.png", *(out / "overlays").iterdir()]:
         assert png.stat().st_size < 500_000, png
         assert Image.open(png).format == "PNG"

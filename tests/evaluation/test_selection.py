@@ -37,7 +37,7 @@ def renamed_copy(root: Path, out: Path, prefix: str) -> Path:
     (out / "images").mkdir(parents=True)
     lines = ["path,grade"]
     for line in (root / "labels.csv").read_text().splitlines()[1:]:
-        path, grade = line.split(",")
+        path, grade = line.split(",")[:2]
         new = f"images/{prefix}{Path(path).name}"
         shutil.copyfile(root / path, out / new)
         lines.append(f"{new},{grade}")

@@ -76,6 +76,7 @@ def test_predict_lists_ungradable_images_with_reasons_and_no_grade(tiny_bundle: 
         assert r["gradable"] is False and r["ungradable_reasons"][0].startswith(reason), r
         assert (r["grade"], r["grade_name"], r["referable"], r["referable_probability"]) == (None,) * 4
         assert r["probabilities"] == [] and r["lesion_area"] == {} and r["outputs"] == {}
+        assert (r["dme"], r["dme_name"], r["dme_probabilities"]) == (None, None, [])
         assert not list((out / "images" / r["id"]).glob("*.png"))  # no lesion maps claimed or written
     good = records["good"]
     assert good["gradable"] is True and good["ungradable_reasons"] == [] and good["grade"] is not None
@@ -89,5 +90,6 @@ def test_predict_lists_ungradable_images_with_reasons_and_no_grade(tiny_bundle: 
         row = rows[name]
         assert row["gradable"] == "False" and row["ungradable_reasons"].startswith(reason)
         graded = [row["grade"], row["grade_name"], row["referable"], row["referable_probability"], row["overlay"]]
-        assert graded + [row[f"p_grade{g}"] for g in range(5)] == [""] * 10
+        graded += [row["dme"], row["dme_name"]] + [row[f"p_dme{d}"] for d in range(3)]
+        assert graded + [row[f"p_grade{g}"] for g in range(5)] == [""] * 15
     assert (rows["strip"]["width"], rows["strip"]["height"]) == ("8000", "100")

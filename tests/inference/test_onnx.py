@@ -1,4 +1,5 @@
-"""ONNX export: onnxruntime matches PyTorch within 1e-4, metadata carries the preprocessing, ``--engine onnx``."""
+"""ONNX export: onnxruntime matches PyTorch within 1e-4 (DR, DME and lesions), metadata carries the preprocessing
+and the referable rule, ``--engine onnx``."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(tiny bundle, its model.onnx), exported once through the CLI (the slow part: ~15 s of torch.export)."""
+    """(tiny bundle with a DME head, its model.onnx), exported once through the CLI (~15 s of torch.export)."""
     root = tmp_path_factory.mktemp("onnx")
-    bundle = write_tiny_bundle(root / "model")
+    bundle = write_tiny_bundle(root / "model", dme=True)
+    info = json.loads((bundle / "bundle.json").read_text())
+    (bundle / "bundle.json").write_text(json.dumps({**info, "referable": {"dr_min": 3, "dme_min": 2}}))
     onnx_path = root / "model.onnx"
     args = ["export", "--checkpoint", str(bundle), "--format", "onnx", "--out", str(onnx_path)]
     result = CliRunner().invoke(app, args)
@@ -46,6 +49,7 @@ def test_onnxruntime_matches_pytorch(exported: tuple[Path, Path], shape: tuple[i
     torch_pred, onnx_pred = Predictor(bundle), OnnxPredictor(onnx_path)
     images = torch.rand(shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
     want, got = torch_pred.forward(images), onnx_pred.forward(images)
+    assert want.dme.shape == (shape[0], 3)
     for w, g in zip(want, got, strict=True):
         assert g.shape == w.shape
         assert torch.allclose(g, w, atol=TOL, rtol=0), float((g - w).abs().max())
@@ -56,7 +60,8 @@ def test_metadata_carries_the_bundle_preprocessing_and_identity(exported: tuple[
     meta = OnnxPredictor(onnx_path).metadata
     assert meta.preprocess == load_bundle(bundle).preprocess
     assert meta.fingerprint == load_engine(bundle).fingerprint and meta.name == "tiny"
-    assert meta.outputs == ["lesion_probs", "grade_probs"] and meta.input_size == "dynamic"
+    assert meta.outputs == ["lesion_probs", "grade_probs", "dme_probs"] and meta.input_size == "dynamic"
+    assert meta.referable == load_bundle(bundle).referable and (meta.referable.dr_min, meta.referable.dme_min) == (3, 2)
 
 
 def test_predict_with_the_onnx_engine_matches_the_torch_engine(exported: tuple[Path, Path], tmp_path: Path) -> None:
@@ -74,6 +79,10 @@ def test_predict_with_the_onnx_engine_matches_the_torch_engine(exported: tuple[P
     for t, o in zip(runs["torch"]["predictions"], runs["onnx"]["predictions"], strict=True):
         assert o["id"] == t["id"] and o["id"] in GOOD_SIZES
         assert np.allclose(o["probabilities"], t["probabilities"], atol=TOL) and o["grade"] == t["grade"]
+        assert np.allclose(o["dme_probabilities"], t["dme_probabilities"], atol=TOL) and o["dme"] == t["dme"]
+        assert o["referable_probability"] == pytest.approx(t["referable_probability"], abs=TOL)
+    assert runs["onnx"]["referable"] == runs["torch"]["referable"] == {"dr_min": 3, "dme_min": 2, "threshold": 0.5,
+                                                                       "uses_dme": True}
 
 
 def test_onnx_engine_refuses_torch_only_options_and_foreign_files(exported: tuple[Path, Path], tmp_path: Path) -> None:
@@ -97,4 +106,4 @@ def test_a_tiled_bundle_exports_at_its_fixed_preprocess_size(tmp_path: Path) -> 
     assert onnx_pred.metadata.input_size == "fixed"
     images = torch.rand(3, 3, 64, 64) * 2 - 1
     for w, g in zip(Predictor(bundle).forward(images), onnx_pred.forward(images), strict=True):
-        assert torch.allclose(g, w, atol=TOL, rtol=0)
+        assert (w is None) == (g is None) and (w is None or torch.allclose(g, w, atol=TOL, rtol=0))

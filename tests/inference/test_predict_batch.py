@@ -13,12 +13,17 @@ from predict_inputs import BAD_FILES, GOOD_SIZES, make_mixed_folder, wide_fundus
 from typer.testing import CliRunner
 
 from drcollab.cli import app
-from drcollab.constants import LESIONS
+from drcollab.constants import DME_GRADES, LESIONS
 from drcollab.errors import DataError
 from drcollab.inference import outputs
 from drcollab.inference.batch import assign_ids, predict_images
 from drcollab.inference.engine import load_engine
 from drcollab.inference.outputs import fit_side, overlay_image
+from helpers import write_tiny_bundle
+
+CSV_HEADER = ["id", "path", "width", "height", "gradable", "ungradable_reasons", "grade", "grade_name",
+              "p_grade0", "p_grade1", "p_grade2", "p_grade3", "p_grade4", "dme", "dme_name", "p_dme0", "p_dme1",
+              "p_dme2", "referable", "referable_probability", "area_MA", "area_HE", "area_EX", "area_SE", "overlay"]
 
 
 def predict_cli(*args: str | Path):
@@ -47,8 +52,11 @@ def test_mixed_folder_predicts_good_images_and_lists_failures(tiny_bundle: Path,
         assert (int(row["height"]), int(row["width"])) == GOOD_SIZES[row["id"]]
         probs = [float(row[f"p_grade{g}"]) for g in range(5)]
         assert sum(probs) == pytest.approx(1.0, abs=1e-5) and int(row["grade"]) == int(np.argmax(probs))
-        assert row["referable"] == str(sum(probs[2:]) >= 0.5)
+        assert row["referable"] == str(sum(probs[2:]) >= 0.5)  # no DME head: DR alone decides
+        assert [row["dme"], row["dme_name"], row["p_dme0"], row["p_dme1"], row["p_dme2"]] == [""] * 5
+    assert list(rows[0]) == CSV_HEADER
     summary = json.loads((out / "predictions.json").read_text())
+    assert summary["referable"] == {"dr_min": 2, "dme_min": 1, "threshold": 0.5, "uses_dme": False}
     failures = {Path(f["path"]).name: f["reason"] for f in summary["failures"]}
     assert set(failures) == BAD_FILES
     assert "truncated" in failures["broken.jpg"] and "header" in failures["notes.jpg"]
@@ -56,6 +64,27 @@ def test_mixed_folder_predicts_good_images_and_lists_failures(tiny_bundle: Path,
     assert summary["counts"] == {"predicted": 3, "graded": 3, "ungradable": 0, "predicted_now": 3, "reused": 0,
                                  "failed": 2, "skipped": 1}
     assert not list(out.rglob("*.tmp")) and not (out / ".parts").exists()
+
+
+def test_a_dme_bundle_writes_dme_and_refers_by_dr_or_dme(mixed: Path, tmp_path: Path) -> None:
+    bundle = write_tiny_bundle(tmp_path / "model", dme=True)
+    out = tmp_path / "out"
+    assert predict_cli(mixed, "--checkpoint", bundle, "--out", out).exit_code == 0
+    summary = json.loads((out / "predictions.json").read_text())
+    assert summary["dme_grades"] == list(DME_GRADES) and summary["referable"]["uses_dme"] is True
+    rows = {r["id"]: r for r in csv.DictReader((out / "predictions.csv").open())}
+    for record in summary["predictions"]:
+        p, q = record["probabilities"], record["dme_probabilities"]
+        assert len(q) == 3 and sum(q) == pytest.approx(1.0, abs=1e-5)
+        assert record["dme"] == int(np.argmax(q)) and record["dme_name"] == DME_GRADES[record["dme"]]
+        expected = 1 - sum(p[:2]) * q[0]  # 1 - P(DR < 2) * P(DME < 1)
+        assert record["referable_probability"] == pytest.approx(expected, abs=1e-5)
+        assert record["referable"] == (record["referable_probability"] >= 0.5)
+        row = rows[record["id"]]
+        assert int(row["dme"]) == record["dme"] and [float(row[f"p_dme{d}"]) for d in range(3)] == q
+        assert float(row["referable_probability"]) == record["referable_probability"]
+        result = json.loads((out / "images" / record["id"] / "result.json").read_text())
+        assert result["dme_probabilities"] == q
 
 
 def test_lesion_maps_are_the_model_probabilities_at_original_pixels(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -88,8 +88,8 @@ def test_predictor_takes_the_tile_from_the_bundle_and_can_force_the_whole_image(
 
 def test_predictor_tiled_maps_equal_whole_image_maps_for_a_pointwise_model() -> None:
     images = torch.rand(2, 3, 96, 96)
-    whole, _ = Predictor(_pointwise_bundle({})).forward(images)
-    tiled, _ = Predictor(_pointwise_bundle({"tile": 32})).forward(images)
+    whole = Predictor(_pointwise_bundle({})).forward(images).masks
+    tiled = Predictor(_pointwise_bundle({"tile": 32})).forward(images).masks
     torch.testing.assert_close(tiled, whole, atol=1e-6, rtol=1e-5)
 
 

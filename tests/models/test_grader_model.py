@@ -25,6 +25,8 @@ class TestGrader(ModelTester):
         [GraderConfig(mode="attention", **TINY), (2, 3, 64, 64), (2, 5)],
         [GraderConfig(mode="attention", low_stage=2, **TINY), (3, 3, 96, 64), (3, 5)],
         [GraderConfig(mode="attention", num_lesions=2, num_grades=2, **TINY), (2, 3, 64, 96), (2, 2)],
+        [GraderConfig(mode="ori", dme=True, **TINY), (2, 3, 64, 64), (2, 5)],
+        [GraderConfig(mode="attention", dme=True, **TINY), (2, 3, 64, 64), (2, 5)],
     ]
 
     def inputs(self, config: GraderConfig, shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
@@ -62,10 +64,19 @@ def test_masked_modes_refuse_missing_or_misshapen_masks(mode: str) -> None:
         model(torch.randn(2, 3, 64, 64), torch.rand(2, 3, 64, 64))
 
 
+@pytest.mark.parametrize("mode", ["ori", "pretrained", "attention"])
+def test_dme_head_gives_three_logits_from_the_pooled_features_and_none_when_off(mode: str) -> None:
+    masks = torch.rand(2, 4, 64, 64)
+    out = LesionGrader(GraderConfig(mode=mode, dme=True, **TINY))(torch.randn(2, 3, 64, 64), masks)
+    assert out.logits.shape == (2, 5) and out.dme_logits.shape == (2, 3)
+    assert LesionGrader(GraderConfig(mode=mode, **TINY))(torch.randn(2, 3, 64, 64), masks).dme_logits is None
+
+
+@pytest.mark.parametrize("dme", [False, True])
 @pytest.mark.parametrize("mode", ["pretrained", "attention"])
-def test_from_ori_reproduces_ori_logits_when_alpha_is_one(mode: str) -> None:
+def test_from_ori_reproduces_ori_logits_when_alpha_is_one(mode: str, dme: bool) -> None:
     torch.manual_seed(0)
-    ori = LesionGrader(GraderConfig(mode="ori", **TINY))
+    ori = LesionGrader(GraderConfig(mode="ori", dme=dme, **TINY))
     image = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ori.train()(image)  # non-trivial BN statistics
@@ -74,16 +85,26 @@ def test_from_ori_reproduces_ori_logits_when_alpha_is_one(mode: str) -> None:
     assert model.config.mode == mode and model.config.backbone == ori.config.backbone
     with torch.no_grad():
         if mode == "pretrained":
-            logits = model(image, torch.ones(2, 4, 64, 64)).logits
+            out = model(image, torch.ones(2, 4, 64, 64))
         else:  # force alpha == 1 by a huge bias on W_high
             for conv in model.attention.high:
                 conv.weight.zero_()
                 conv.bias.fill_(100.0)
-            logits = model(image, torch.rand(2, 4, 64, 64)).logits
-        expected = ori(image).logits
-    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+            out = model(image, torch.rand(2, 4, 64, 64))
+        expected = ori(image)
+    torch.testing.assert_close(out.logits, expected.logits, rtol=1e-5, atol=1e-5)
+    if dme:
+        torch.testing.assert_close(out.dme_logits, expected.dme_logits, rtol=1e-5, atol=1e-5)
+    else:
+        assert out.dme_logits is None and model.dme_classifier is None
     with pytest.raises(ValueError, match="needs an 'ori' grader"):
         grader_from_ori(model)
+
+
+def test_from_ori_refuses_a_dme_head_the_ori_grader_lacks() -> None:
+    ori = LesionGrader(GraderConfig(mode="ori", **TINY))
+    with pytest.raises(ConfigError, match="grader.dme True differs from the pre-trained grader's False"):
+        grader_from_ori(ori, GraderConfig(mode="attention", dme=True, **TINY))
 
 
 def test_other_feature_list_backbones_split_by_feature_info() -> None:

@@ -98,3 +98,16 @@ def test_bad_metadata_or_model_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="Linear is not one of the checkpointable models"):
         save_model(nn.Linear(2, 2), tmp_path / "g")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_grader_saved_before_the_dme_head_existed_loads_without_one(tmp_path: Path) -> None:
+    model = LesionGrader(GraderConfig(backbone="test_resnet", mode="ori"))
+    _, meta = save_model(model, tmp_path / "c")
+    info = json.loads(meta.read_text())
+    del info["config"]["dme"]  # the config of an older drcollab
+    meta.write_text(json.dumps(info))
+    loaded = load_model(tmp_path / "c")
+    assert loaded.dme_classifier is None and loaded(torch.randn(1, 3, 64, 64)).dme_logits is None
+    with_dme = LesionGrader(GraderConfig(backbone="test_resnet", mode="ori", dme=True))
+    save_model(with_dme, tmp_path / "d")
+    assert torch.equal(load_model(tmp_path / "d").dme_classifier.weight, with_dme.dme_classifier.weight)

@@ -16,9 +16,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from drcollab.constants import LESIONS
+from drcollab.constants import DME_GRADES, LESIONS
 from drcollab.data.synthetic import generate_fundus
 from drcollab.service.app import create_app
+from helpers import write_tiny_bundle
 
 
 def encode(image: np.ndarray, fmt: str = "PNG", **kwargs) -> bytes:
@@ -59,6 +60,7 @@ def test_good_upload_gets_grade_probabilities_and_display_pngs(client: TestClien
     assert (body["width"], body["height"]) == (128, 128)
     assert body["grade"] == int(np.argmax(body["probabilities"])) and len(body["probabilities"]) == 5
     assert body["referable"] == (body["referable_probability"] >= 0.5)
+    assert body["referable_rule"] == "grade ≥ 2" and body["dme"] is None and body["dme_probabilities"] == []
     assert body["lesions"] == list(LESIONS) and set(body["lesion_area"]) == set(LESIONS)
     assert (body["display_width"], body["display_height"]) == (96, 96)
     decoded = {k: Image.open(io.BytesIO(base64.b64decode(v))) for k, v in body["lesion_png"].items()}
@@ -130,11 +132,28 @@ def test_missing_file_field_is_a_422(client: TestClient) -> None:
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "file"]
 
 
+def test_a_dme_model_answers_dme_and_refers_by_dr_or_dme(tmp_path: Path) -> None:
+    bundle = write_tiny_bundle(tmp_path / "model", dme=True)
+    with TestClient(create_app(bundle, display_side=96)) as client:
+        body = post(client, GOOD).json()
+        assert body["dme_grades"] == list(DME_GRADES) and len(body["dme_probabilities"]) == 3
+        assert body["dme"] == int(np.argmax(body["dme_probabilities"])) and body["dme_name"] == DME_GRADES[body["dme"]]
+        assert body["referable_rule"] == "grade ≥ 2 or DME ≥ 1"
+        expected = 1 - sum(body["probabilities"][:2]) * body["dme_probabilities"][0]
+        assert body["referable_probability"] == pytest.approx(expected, abs=1e-5)
+        dark = post(client, encode(np.zeros((128, 128, 3), np.uint8)), "eye.png", "image/png").json()
+        assert dark["gradable"] is False and (dark["dme"], dark["dme_probabilities"], dark["referable"]) == (None, [],
+                                                                                                          None)
+        health = client.get("/health").json()
+        assert health["dme_grades"] == list(DME_GRADES) and health["referable_rule"] == "grade ≥ 2 or DME ≥ 1"
+
+
 def test_health_page_and_docs(client: TestClient) -> None:
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["model"]["name"] == "tiny" and health["preprocess_size"] == 64
+    assert health["dme_grades"] == [] and health["referable_rule"] == "grade ≥ 2"
     page = client.get("/")
-    assert page.status_code == 200 and 'id="toggle-SE"' in page.text
+    assert page.status_code == 200 and 'id="toggle-SE"' in page.text and 'id="dme-chart"' in page.text
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/docs").status_code == 200
     assert "/predict" in client.get("/openapi.json").json()["paths"]

@@ -1,9 +1,9 @@
-"""The web page in headless Chromium (Playwright): upload, grade, overlay, lesion toggle, error message.
+"""The web page in headless Chromium (Playwright): upload, grade, DME, referable, overlay, lesion toggle, errors.
 
 Uses Debian's ``/usr/bin/chromium`` (``make test`` installs it when missing); Playwright never downloads a
 browser. Skips, saying why, where Chromium is absent or cannot start. The server runs a tiny random-weight
-bundle unless ``DRCOLLAB_WEB_UI_BUNDLE`` names another. To refresh the screenshot in the docs with the demo
-model (``make demo`` first)::
+bundle with a DME head unless ``DRCOLLAB_WEB_UI_BUNDLE`` names another (it needs one too). To refresh the
+screenshot in the docs with the demo model (``make demo`` first)::
 
     DRCOLLAB_WEB_UI_BUNDLE=runs/demo/run/model DRCOLLAB_WEB_UI_PNG=docs/img/web_ui.png \
         .venv/bin/python -m pytest tests/service/test_browser.py
@@ -25,6 +25,7 @@ import torch
 import uvicorn
 from PIL import Image
 
+from drcollab.constants import DME_GRADES
 from drcollab.data.synthetic import generate_fundus
 from drcollab.service.app import create_app
 from helpers import write_tiny_bundle
@@ -45,7 +46,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     """The app on a free loopback port, served by uvicorn in a background thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model; OpenMP spin-waits slow it down on a loaded 2-core box
-    bundle = os.environ.get("DRCOLLAB_WEB_UI_BUNDLE") or write_tiny_bundle(tmp_path / "model", size=128)
+    bundle = os.environ.get("DRCOLLAB_WEB_UI_BUNDLE") or write_tiny_bundle(tmp_path / "model", size=128, dme=True)
     app = create_app(bundle, display_side=512)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -90,8 +91,11 @@ def test_upload_shows_grade_and_overlay_and_lesion_toggles_work(page, tmp_path: 
     page.set_input_files("#file", str(image))
     page.wait_for_selector("body[data-state=ready]", timeout=60_000)
     assert page.inner_text("#grade") in {"0", "1", "2", "3", "4"}
-    assert "P(grade ≥ 2)" in page.inner_text("#referable")
-    assert page.locator("#chart .bar-row").count() == 5
+    assert page.inner_text("#dme") in {"0", "1", "2"} and page.locator("#dme-box").is_visible()
+    assert page.inner_text("#dme-name") in DME_GRADES
+    referable = page.inner_text("#referable")
+    assert referable.startswith(("Referable", "Not referable")) and "P(grade ≥ 2 or DME ≥ 1) = " in referable
+    assert page.locator("#chart .bar-row").count() == 5 and page.locator("#dme-chart .bar-row").count() == 3
     assert page.eval_on_selector("#overlay", "c => [c.width, c.height]") == [512, 512]
     assert page.inner_text("#area-MA").endswith("%")
     shot = tmp_path / "web_ui.png"
@@ -131,4 +135,5 @@ def test_an_ungradable_photo_shows_its_reason_and_no_grade(page, tmp_path: Path)
     assert "cannot be graded" in page.inner_text("#status")
     assert page.inner_text("#reasons").startswith("under-exposed: ") and page.locator("#ungradable").is_visible()
     assert page.inner_text("#grade") == "–" and page.inner_text("#referable") == ""
-    assert page.locator("#chart .bar-row").count() == 0
+    assert page.locator("#chart .bar-row").count() == 0 and page.locator("#dme-chart .bar-row").count() == 0
+    assert page.locator("#dme-box").is_hidden()

@@ -38,7 +38,7 @@ def test_stage_1_at_two_sizes_gives_a_bundle_that_predicts_at_gs_size(synth_root
     assert pred.lesion_probs.shape == (4, 128, 128)
     # The grader sees the 128-px input averaged over 2x2 blocks: the 64-px image it was trained at.
     x = torch.rand(1, 3, 128, 128) * 2 - 1
-    _, grades = predictor.forward(x)
+    grades = predictor.forward(x).grades
     with torch.no_grad():
         direct = torch.softmax(predictor.bundle.grader(F.avg_pool2d(x, 2)).logits, 1)
     torch.testing.assert_close(grades, direct)

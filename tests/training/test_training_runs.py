@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from training_helpers import tiny_config
 
 from drcollab.config import dump_config
 from drcollab.errors import TrainingError
+from drcollab.inference.bundle import load_bundle
 from drcollab.training import steps
 from drcollab.training.state import read_state
 from drcollab.training.trainer import run_training
@@ -123,3 +125,15 @@ def test_joint_stage_can_start_from_another_runs_pretrained_networks(synth_root,
     end = load_file(bundle / "generator.safetensors")
     params = [k for k in start if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))]
     assert params and all(torch.equal(start[k], end[k]) for k in params)
+
+
+def test_a_dme_grader_trains_in_both_stages_and_the_rule_reaches_the_bundle(synth_root, tmp_path):
+    cfg = tiny_config(synth_root, tmp_path / "cache", grader={"dme": True}, referable={"dr_min": 3, "dme_min": 2})
+    bundle = run_training(cfg, tmp_path / "run")
+    info = json.loads((bundle / "bundle.json").read_text())
+    assert info["referable"] == {"dr_min": 3, "dme_min": 2, "threshold": 0.5}
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    dme = {r["stage"] for r in rows if r["key"] == "train/dme"}
+    assert dme == {"grade_pretrain", "joint"}  # the synthetic labels.csv gives every image a DME risk
+    grader = load_bundle(bundle).grader
+    assert grader.dme_classifier is not None and grader.config.mode == "attention"

@@ -1,7 +1,8 @@
 """Reader of drcollab's generic layout (written by the synthetic generator, easy to produce by hand)::
 
     ROOT/
-      labels.csv                  header "path,grade"; path relative to ROOT; grade 0-4 or empty (unknown)
+      labels.csv                  header "path,grade[,dme]"; path relative to ROOT; grade 0-4 or empty (unknown);
+                                  the optional dme column: risk of macular edema 0-2 or empty (unknown)
       images/<name>.<ext>         any image suffix; <name> (the file stem) is unique
       masks/<LESION>/<name>.png   optional; LESION in MA, HE, EX, SE; 0 background, > 0 lesion
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from drcollab.constants import LESIONS
 from drcollab.data.io import IMAGE_SUFFIXES
 from drcollab.data.paths import index_files, require_root
-from drcollab.data.records import Record
+from drcollab.data.records import MAX_DME, Record
 from drcollab.data.tables import check_unique, parse_grade, read_table
 from drcollab.errors import DataError
 
@@ -43,23 +44,26 @@ def read_generic(root: Path, source: str = "generic") -> list[Record]:
     """Records for every row of ``ROOT/labels.csv``, with masks where the image has any.
 
     Raises:
-        DataError: a missing root or labels file, a missing column, a grade outside 0-4, a name used
+        DataError: a missing root or labels file, a missing column, a grade outside 0-4 (DME 0-2), a name used
             twice, a listed image missing, an unknown lesion folder, or a mask without its image.
     """
     root = require_root(root)
     table = root / LABELS_FILE
     rows = read_table(table, ("path", "grade"))
+    has_dme = bool(rows) and "dme" in rows[0].values
     check_unique([(Path(row.values["path"]).stem, table, row.number) for row in rows])
     masks = _mask_files(root, {Path(row.values["path"]).stem for row in rows})
     records = []
     for row in rows:
         path = root / row.values["path"]
         grade = parse_grade(row.values["grade"], table, row, top=4, allow_empty=True)
+        dme = parse_grade(row.values["dme"], table, row, top=MAX_DME, allow_empty=True,
+                          label="macular edema risk") if has_dme else None
         if not path.is_file():
             raise DataError(path, f"image listed in {LABELS_FILE} row {row.number} not found")
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             raise DataError(path, f"{LABELS_FILE} row {row.number}: not an image suffix, use one of {IMAGE_SUFFIXES}")
         mask_paths = tuple(masks[lesion].get(path.stem) for lesion in LESIONS)
         has_masks = any(p is not None for p in mask_paths)
-        records.append(Record(path.stem, path, mask_paths if has_masks else None, grade, source))
+        records.append(Record(path.stem, path, mask_paths if has_masks else None, grade, source, dme=dme))
     return records

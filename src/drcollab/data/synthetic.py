@@ -4,7 +4,9 @@ Image ``i`` of a set depends only on ``(seed, i)``, so a set of 10 is a prefix o
 Target grades cycle through shuffled blocks of 10 (three 0, one 1, three 2, two 3, one 4: close to
 IDRiD's 134/20/136/74/49 but every grade occurs in any 10 consecutive images). The lesions follow
 the grade (see :func:`~drcollab.data.synthetic_lesions.sample_burden`); a small, deterministic
-fraction of grade labels is then moved one step to mimic grader disagreement.
+fraction of grade labels is then moved one step to mimic grader disagreement. The risk of macular edema
+(DME 0-2) is read off the painted hard exudates as IDRiD defines it (see
+:func:`~drcollab.data.synthetic_lesions.dme_risk`), without label noise.
 
 Drawing order: retina, macula, disc, vessels, neovascular tufts, lesions, camera effects
 (:mod:`~drcollab.data.synthetic_anatomy`, :mod:`~drcollab.data.synthetic_vessels`,
@@ -32,7 +34,7 @@ from drcollab.data.synthetic_anatomy import (
     paint_vessel_layers,
     sample_geometry,
 )
-from drcollab.data.synthetic_lesions import Burden, Lesion, paint_lesions, sample_burden
+from drcollab.data.synthetic_lesions import Burden, Lesion, dme_risk, paint_lesions, sample_burden
 from drcollab.data.synthetic_vessels import draw_walks, neovascular_tufts, vessel_tree
 from drcollab.errors import DataError
 from drcollab.viz import contact_sheet, overlay_masks, save_png
@@ -52,6 +54,7 @@ class SyntheticFundus:
         masks: ``(L, S, S)`` bool in :data:`LESIONS` order; exactly the pixels painted as each lesion.
         grade: The grade label (after label noise).
         true_grade: The grade the lesions were drawn for.
+        dme: Risk of macular edema 0-2 from the hard exudates' distance to the fovea (no label noise).
         lesions: Every painted lesion primitive (type, centre, radius).
         burden: The lesion counts that were drawn.
         geometry: FOV, disc and fovea positions.
@@ -61,6 +64,7 @@ class SyntheticFundus:
     masks: np.ndarray
     grade: int
     true_grade: int
+    dme: int
     lesions: tuple[Lesion, ...]
     burden: Burden
     geometry: EyeGeometry
@@ -121,7 +125,7 @@ def generate_fundus(
     masks, lesions = paint_lesions(rng, geo, burden, image)
     pixels = finish(rng, geo, image)
     label = noisy_label(seed, index, true_grade, label_noise)
-    return SyntheticFundus(pixels, masks, label, true_grade, tuple(lesions), burden, geo)
+    return SyntheticFundus(pixels, masks, label, true_grade, dme_risk(masks, geo), tuple(lesions), burden, geo)
 
 
 def image_name(index: int) -> str:
@@ -156,7 +160,7 @@ def write_synthetic(
 ) -> Path:
     """Write ``n`` synthetic images in the generic layout (``labels.csv``, ``images/``, ``masks/<LESION>/``).
 
-    Every image gets a grade; ``round(pixel_fraction * n)`` of them (at least one when the fraction
+    Every image gets a grade and a DME risk; ``round(pixel_fraction * n)`` of them (at least one when the fraction
     is positive), spread evenly over the grades, also get all four masks. ``labels.csv`` is written
     last, through a temporary file, so an interrupted run never lists a missing file.
 
@@ -177,11 +181,11 @@ def write_synthetic(
         if i in masked:
             for lesion, mask in zip(LESIONS, fundus.masks, strict=True):
                 save_png(mask.astype(np.uint8) * 255, out / "masks" / lesion / f"{name}.png")
-        rows.append((f"images/{name}.png", fundus.grade))
+        rows.append((f"images/{name}.png", fundus.grade, fundus.dme))
     tmp = out / ".labels.csv.tmp"
     with tmp.open("w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(("path", "grade"))
+        writer.writerow(("path", "grade", "dme"))
         writer.writerows(rows)
     tmp.replace(out / "labels.csv")
     return out

@@ -129,8 +129,8 @@ def _draw_he(rng: np.random.Generator, geo: EyeGeometry, burden: Burden, layer: 
 
 
 def _draw_ex(rng: np.random.Generator, geo: EyeGeometry, clusters: int, layer: np.ndarray, out: list[Lesion]) -> None:
-    for _ in range(clusters):  # clusters gather around the macula
-        a, d = rng.uniform(0, 2 * np.pi), geo.radius * rng.uniform(0.12, 0.45)
+    for _ in range(clusters):  # clusters gather around the macula, some beyond one disc diameter (DME 1)
+        a, d = rng.uniform(0, 2 * np.pi), geo.radius * rng.uniform(0.12, 0.6)
         centre = np.asarray(geo.fovea) + d * np.array([np.cos(a), np.sin(a)])
         n = int(rng.integers(6, 30))
         dots = centre + rng.normal(0, geo.radius * rng.uniform(0.03, 0.09), (n, 2))  # (n, 2)
@@ -198,3 +198,16 @@ def paint_lesions(
         for earlier in PAINT_ORDER[: PAINT_ORDER.index(kind)]:  # what this lesion covers hides the earlier ones
             masks[earlier] &= ~masks[kind]
     return np.stack([masks[k] for k in LESIONS]), lesions
+
+
+def dme_risk(masks: np.ndarray, geo: EyeGeometry) -> int:
+    """IDRiD's risk of macular edema read off the painted hard exudates ``masks`` ``(L, S, S)``.
+
+    0: no hard exudate pixel; 2: an exudate pixel within one disc diameter (``2 * disc_radius``) of the macula's
+    centre (the fovea); 1: exudates, all farther away.
+    """
+    ys, xs = np.nonzero(masks[LESIONS.index("EX")])
+    if xs.size == 0:
+        return 0
+    nearest = float(np.hypot(xs - geo.fovea[0], ys - geo.fovea[1]).min())
+    return 2 if nearest <= 2 * geo.disc_radius else 1

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from drcollab import __version__
-from drcollab.constants import GRADES, LESIONS, NUM_GRADES
+from drcollab.constants import GRADES, LESIONS, NUM_DME, NUM_GRADES
 from drcollab.data.cache import PreprocessCache
 from drcollab.data.io import load_masks, read_image
 from drcollab.data.preprocess import Preprocessed
@@ -89,10 +89,16 @@ def _score_lesions(record: Record, pre: Preprocessed, pred: Prediction, scores: 
                      title=record.name)
 
 
+CSV_HEADER = ["name", "tasks", "grade", "grade_scale", "predicted", *(f"p{g}" for g in range(NUM_GRADES)), "dme",
+              "predicted_dme", *(f"p_dme{d}" for d in range(NUM_DME)), "referable_probability"]
+
+
 def _row(record: Record, pred: Prediction, tasks: str) -> list[Any]:
     probs = pred.probabilities or [""] * NUM_GRADES
-    grade = "" if record.grade is None else record.grade
-    return [record.name, tasks, grade, record.grade_scale, "" if pred.grade is None else pred.grade, *probs]
+    dme_probs = pred.dme_probabilities or [""] * NUM_DME
+    row = [record.name, tasks, record.grade, record.grade_scale, pred.grade, *probs, record.dme, pred.dme, *dme_probs,
+           pred.referable_probability]
+    return ["" if v is None else v for v in row]
 
 
 def _plan(eval_set: EvalSet, predictor: Predictor) -> tuple[EvalSet, list[str]]:
@@ -155,11 +161,11 @@ def evaluate(
     seg_keys = {(r.name, r.image_path) for r in eval_set.segmentation}
     grade_keys = {(r.name, r.image_path) for r in eval_set.grading}
     cache = None if cache_dir is None else PreprocessCache(cache_dir, predictor.input_preprocess)
-    scores, drawn = Scores(bins), []
+    scores, drawn = Scores(bins, predictor.referable), []
     with (out / "predictions.csv").open("w", newline="") as f, \
             tqdm(total=len(todo), desc="evaluate", unit="img", disable=not progress) as bar:
         writer = csv.writer(f)
-        writer.writerow(["name", "tasks", "grade", "grade_scale", "predicted", *(f"p{g}" for g in range(NUM_GRADES))])
+        writer.writerow(CSV_HEADER)
         for batch in _chunks(_prefetch(_loader(predictor, cache), todo, workers), batch_size):
             preds = predictor.predict_preprocessed([pre for _, pre in batch])
             for (record, pre), pred in zip(batch, preds, strict=True):
@@ -170,7 +176,7 @@ def evaluate(
                     drawn += [] if overlay is None else [overlay.relative_to(out).as_posix()]
                     tasks.append("segmentation")
                 if key in grade_keys:
-                    scores.add_grade(record, pred.probabilities)
+                    scores.add_grade(record, pred.probabilities, pred.dme_probabilities)
                     tasks.append("grading")
                 writer.writerow(_row(record, pred, "+".join(tasks)))
             bar.update(len(batch))

@@ -71,14 +71,20 @@ def quadratic_weighted_kappa(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     ``labels=range(5)`` for the same number). NaN with a warning when chance disagreement is zero, i.e. both
     inputs put every sample in one and the same grade.
     """
-    observed = confusion_matrix(y_true, y_pred).astype(np.float64)
+    return kappa_from_confusion(confusion_matrix(y_true, y_pred))
+
+
+def kappa_from_confusion(confusion: np.ndarray) -> float:
+    """Quadratic weighted kappa of a ``(K, K)`` confusion matrix (rows true, columns predicted); NaN with a warning
+    when chance disagreement is zero."""
+    observed = np.asarray(confusion, dtype=np.float64)
     expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
-    grades = np.arange(NUM_GRADES)
-    weights = (grades[:, None] - grades[None, :]) ** 2
+    classes = np.arange(len(observed))
+    weights = (classes[:, None] - classes[None, :]) ** 2
     chance = float((weights * expected).sum())
     if chance == 0.0:
         warnings.warn("quadratic weighted kappa is undefined: y_true and y_pred hold one and the same grade only",
-                      UndefinedMetricWarning, stacklevel=2)
+                      UndefinedMetricWarning, stacklevel=3)
         return float("nan")
     return 1.0 - float((weights * observed).sum()) / chance
 

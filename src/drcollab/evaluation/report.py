@@ -150,6 +150,29 @@ def table4(ours: list[Row]) -> str | None:
     return _caption("Table 4", ["EyePACS", "Messidor"]) + "\n\n" + "\n\n".join(parts)
 
 
+def dme_referable_table(metrics: dict[str, Any]) -> str | None:
+    """DME accuracy and kappa, the joint DR + DME accuracy and the referable scores, or None when there are none."""
+    if metrics.get("dme") is None and metrics.get("joint") is None and metrics.get("referable") is None:
+        return None
+    row = Row("", "", {"m": metrics})
+    header = ["DME Acc.", "DME Kappa", "Joint Acc. (DR and DME)", "Referable Sens.", "Referable Spec.",
+              "Referable AUC"]
+    paths = ["dme.accuracy", "dme.kappa", "joint.accuracy", "referable.sensitivity", "referable.specificity",
+             "referable.auc"]
+    return markdown_table(header, [[_cell(row, "m", p) for p in paths]])
+
+
+def _referable_note(metrics: dict[str, Any]) -> str:
+    r = metrics.get("referable")
+    if r is None:
+        return "Referable: not scored (it needs ICDR grades)."
+    rule = r["rule"]
+    truth = f"DR grade >= {rule['dr_min']} or DME >= {rule['dme_min']}" if r["uses_dme"] else \
+        f"DR grade >= {rule['dr_min']} (the model has no DME head)"
+    return (f"Referable = {truth}; flagged when P(referable) >= {r['threshold']}; {r['n_pos']} referable and "
+            f"{r['n_neg']} other images. Joint accuracy: IDRiD sub-challenge 2, DR grade and DME risk both right.")
+
+
 SECTIONS = (("segmentation", "Lesion segmentation (Table 3)", table3), ("grading", "DR grading (Table 1)", table1),
             ("messidor", "Messidor referral and normal (Table 2)", table2),
             ("sota", "State of the art (Table 4)", table4))
@@ -209,6 +232,11 @@ def render_report(metrics: dict[str, Any]) -> str:
         if key == "messidor":
             lines += ["Rows: Messidor grade 0-3; columns: predicted ICDR grade 0-4. Referral = P(grade >= 2) >= 0.5, "
                       "normal = P(grade 0) >= 0.5.", "", _confusion(metrics["messidor"]["confusion"], "Messidor"), ""]
+    table = dme_referable_table(metrics)
+    if table is not None:
+        lines += ["## DME and referable", "", table, "", _referable_note(metrics), ""]
+        if metrics.get("dme") is not None:
+            lines += ["DME confusion matrix:", "", _confusion(metrics["dme"]["confusion"], "true"), ""]
     if "confusion" in files:
         lines += [f"![Confusion matrix]({files['confusion']})", ""]
     if files.get("overlays"):

@@ -1,7 +1,8 @@
 """Accumulators of one evaluation: pooled per-lesion pixel curves and per-image grade predictions.
 
-:meth:`Scores.summary` turns them into the JSON-ready ``segmentation``, ``grading`` and ``messidor`` entries of
-``metrics.json`` (undefined numbers, e.g. a lesion absent from every image, become ``null``).
+:meth:`Scores.summary` turns them into the JSON-ready ``segmentation``, ``grading``, ``messidor``, ``dme``, ``joint``
+and ``referable`` entries of ``metrics.json`` (the last three: :mod:`drcollab.evaluation.dme`); undefined numbers,
+e.g. a lesion absent from every image, become ``null``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from drcollab.constants import LESIONS, NUM_GRADES
+from drcollab.config import ReferableConfig
+from drcollab.constants import LESIONS, MISSING_DME, NUM_GRADES
 from drcollab.data.records import Record
 from drcollab.errors import DataError
+from drcollab.evaluation.dme import dme_summary
 from drcollab.evaluation.grading_metrics import MESSIDOR_GRADES, grading_metrics, messidor_binary
 from drcollab.evaluation.metrics import DEFAULT_BINS, LesionCurves, UndefinedMetricWarning
 
@@ -29,15 +32,19 @@ class Scores:
 
     Args:
         bins: Score bins of the pooled pixel histograms (see :mod:`drcollab.evaluation.metrics`).
+        referable: The model's referable rule.
     """
 
-    def __init__(self, bins: int = DEFAULT_BINS) -> None:
+    def __init__(self, bins: int = DEFAULT_BINS, referable: ReferableConfig | None = None) -> None:
         self.curves = LesionCurves(bins)
         self.lesion_images = np.zeros(len(LESIONS), dtype=np.int64)  # images with >= 1 positive pixel per lesion
         self.n_segmentation = 0
         self.true: list[int] = []
         self.probs: list[np.ndarray] = []  # (5,) each
+        self.dme_true: list[int] = []  # MISSING_DME where the record has none
+        self.dme_probs: list[np.ndarray] = []  # (3,) each; stays empty without a DME head
         self.scale: str | None = None
+        self.referable = referable or ReferableConfig()
 
     def add_lesions(self, maps: np.ndarray, masks: np.ndarray) -> None:
         """One image: ``(L, H, W)`` probabilities and bool masks at the original resolution."""
@@ -45,8 +52,8 @@ class Scores:
         self.lesion_images += masks.reshape(len(LESIONS), -1).any(axis=1)
         self.n_segmentation += 1
 
-    def add_grade(self, record: Record, probs: list[float]) -> None:
-        """One image's true grade and the model's ``(5,)`` grade probabilities."""
+    def add_grade(self, record: Record, probs: list[float], dme_probs: list[float] | None = None) -> None:
+        """One image's true grade (and DME) and the model's ``(5,)`` grade and ``(3,)`` DME probabilities."""
         if self.scale is None:
             self.scale = record.grade_scale
         elif record.grade_scale != self.scale:
@@ -54,6 +61,9 @@ class Scores:
                                                "one evaluation: evaluate each dataset on its own")
         self.true.append(int(record.grade))
         self.probs.append(np.asarray(probs, dtype=np.float64))
+        self.dme_true.append(MISSING_DME if record.dme is None else record.dme)
+        if dme_probs:
+            self.dme_probs.append(np.asarray(dme_probs, dtype=np.float64))
 
     def segmentation(self) -> dict[str, Any] | None:
         if self.n_segmentation == 0:
@@ -93,5 +103,13 @@ class Scores:
         out["n"] = len(self.true)
         return out
 
+    def dme_and_referable(self) -> dict[str, Any]:
+        if not self.true:
+            return {"dme": None, "joint": None, "referable": None}
+        dme_probs = np.stack(self.dme_probs) if self.dme_probs else None  # (N, 3)
+        return dme_summary(np.asarray(self.true), np.stack(self.probs), np.asarray(self.dme_true), dme_probs,
+                           self.scale == "icdr", self.referable)
+
     def summary(self) -> dict[str, Any]:
-        return {"segmentation": self.segmentation(), "grading": self.grading(), "messidor": self.messidor()}
+        return {"segmentation": self.segmentation(), "grading": self.grading(), "messidor": self.messidor(),
+                **self.dme_and_referable()}

@@ -239,7 +239,9 @@ def predict_images(
     if not dist.is_main:
         return RunSummary(part.predicted, part.reused, _ungradable(part.records), part.failures, part.skipped,
                           out_dir)
-    merged = merge_parts(out_dir, dist.world_size, engine.describe(), engine.predictor.input_preprocess)
+    predictor = engine.predictor
+    merged = merge_parts(out_dir, dist.world_size, engine.describe(), predictor.input_preprocess, predictor.referable,
+                         predictor.has_dme)
     return RunSummary(merged.predicted, merged.reused, _ungradable(merged.records), merged.failures,
                       merged.skipped, out_dir, merged.records)
 

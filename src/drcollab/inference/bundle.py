@@ -2,7 +2,8 @@
 
 ``drcollab train`` writes one to ``RUN/model/``::
 
-    bundle.json                 {"name", "parts": {"generator": {...}, "grader": {...}}, "preprocess": {...}}
+    bundle.json                 {"name", "parts": {"generator": {...}, "grader": {...}}, "preprocess": {...},
+                                 "referable": {"dr_min", "dme_min", "threshold"}}   (absent: 2, 1, 0.5)
     generator.safetensors/.json
     grader.safetensors/.json
 
@@ -12,14 +13,14 @@ Everything needed to predict comes from these files, so preprocessing always mat
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from drcollab.config import PreprocessConfig
+from drcollab.config import PreprocessConfig, ReferableConfig
 from drcollab.errors import DataError
 from drcollab.models import LesionGenerator, LesionGrader, load_model
 from drcollab.models.generator import SIZE_MULTIPLE
@@ -51,6 +52,7 @@ class BundleSpec(BaseModel):
     generator_preprocess: PreprocessConfig | None = None
     tile: int | None = Field(None, ge=0, description="G's tile side; null or 0 runs G on the whole image.")
     tile_overlap: int = Field(0, ge=0, description="Minimum overlap of the tiles (absent: tile // 4).")
+    referable: ReferableConfig = Field(default_factory=ReferableConfig, description="Who is referred.")
 
     @model_validator(mode="after")
     def _usable_tiles(self) -> BundleSpec:
@@ -79,6 +81,7 @@ class Bundle:
     info: dict[str, Any]
     root: Path
     generator_preprocess: PreprocessConfig | None = None  # G's own resolution when it differs from the grader's
+    referable: ReferableConfig = field(default_factory=ReferableConfig)
 
     @property
     def input_preprocess(self) -> PreprocessConfig:
@@ -121,4 +124,4 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     grader = load_model(root / parts["grader"], device) if "grader" in parts else None
     if grader is not None and grader.config.mode != "ori" and generator is None:
         raise DataError(bundle_path, f"grader mode {grader.config.mode!r} needs the generator, which is missing")
-    return Bundle(generator, grader, preprocess, info, root, generator_preprocess)
+    return Bundle(generator, grader, preprocess, info, root, generator_preprocess, spec.referable)

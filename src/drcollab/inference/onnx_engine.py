@@ -9,12 +9,12 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from drcollab.config import PreprocessConfig, format_validation_error
+from drcollab.config import PreprocessConfig, ReferableConfig, format_validation_error
 from drcollab.constants import GRADES, LESIONS
 from drcollab.errors import DataError
 from drcollab.inference.bundle import Bundle
-from drcollab.inference.onnx_export import FORMAT_VERSION, GRADE_OUTPUT, INPUT_NAME, LESION_OUTPUT
-from drcollab.inference.predictor import Predictor
+from drcollab.inference.onnx_export import DME_OUTPUT, FORMAT_VERSION, INPUT_NAME, OUTPUTS
+from drcollab.inference.predictor import Predictor, Probabilities
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class OnnxMetadata:
     preprocess: PreprocessConfig
     outputs: list[str]
     input_size: str
+    referable: ReferableConfig
 
 
 def read_metadata(props: dict[str, str], path: Path) -> OnnxMetadata:
@@ -41,15 +42,17 @@ def read_metadata(props: dict[str, str], path: Path) -> OnnxMetadata:
         raise DataError(path, f"export format version {version}, this drcollab reads {FORMAT_VERSION}: export again")
     try:
         preprocess = PreprocessConfig.model_validate_json(props["drcollab.preprocess"])
+        # Exports from before the DME head carry no rule: they get the default, which is DR-only without DME.
+        referable = ReferableConfig.model_validate_json(props.get("drcollab.referable", "{}"))
         meta = OnnxMetadata(
             props["drcollab.name"], props["drcollab.fingerprint"], preprocess,
-            json.loads(props["drcollab.outputs"]), props["drcollab.input_size"],
+            json.loads(props["drcollab.outputs"]), props["drcollab.input_size"], referable,
         )
         lesions, grades = json.loads(props["drcollab.lesions"]), json.loads(props["drcollab.grades"])
     except KeyError as err:
         raise DataError(path, f"metadata entry {err.args[0]!r} missing: export it again") from err
     except ValidationError as err:
-        raise DataError(path, format_validation_error(err, "metadata drcollab.preprocess")) from err
+        raise DataError(path, format_validation_error(err, "its drcollab metadata")) from err
     if lesions != list(LESIONS) or grades != list(GRADES):
         raise DataError(path, f"exported for lesions {lesions} and grades {grades}, expected {list(LESIONS)}, "
                               f"{list(GRADES)}")
@@ -64,11 +67,11 @@ class OnnxPredictor(Predictor):
 
     Args:
         path: The exported ``.onnx`` file.
-        referable_threshold: Threshold on P(grade >= 2) for the referable flag.
+        referable: Who is referred; None takes the rule stored in the file.
         threads: onnxruntime intra-op threads (None: onnxruntime's default, all cores).
     """
 
-    def __init__(self, path: str | Path, referable_threshold: float = 0.5, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, referable: ReferableConfig | None = None, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -83,14 +86,18 @@ class OnnxPredictor(Predictor):
             raise DataError(path, f"onnxruntime cannot load it ({err})") from err
         self.metadata = read_metadata(self.session.get_modelmeta().custom_metadata_map, path)
         # Predictor.__init__ loads torch networks; this engine has none, only what the inherited methods read.
-        self.bundle = Bundle(None, None, self.metadata.preprocess, {"name": self.metadata.name}, path.parent)
+        self.bundle = Bundle(None, None, self.metadata.preprocess, {"name": self.metadata.name}, path.parent,
+                             referable=self.metadata.referable)
         self.device = torch.device("cpu")
         self.amp, self.channels_last = False, False
-        self.referable_threshold = referable_threshold
+        self.referable = referable or self.metadata.referable
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(B, 3, S, S)`` input -> lesion probabilities ``(B, L, S, S)`` and grade probabilities ``(B, G)``."""
+    @property
+    def has_dme(self) -> bool:
+        return DME_OUTPUT in self.metadata.outputs
+
+    def forward(self, images: torch.Tensor) -> Probabilities:
+        """``(B, 3, S, S)`` input -> lesion ``(B, L, S, S)``, DR grade ``(B, G)`` and DME ``(B, 3)`` probabilities."""
         feed = {INPUT_NAME: images.detach().float().contiguous().numpy()}
         outs = dict(zip(self.metadata.outputs, self.session.run(None, feed), strict=True))
-        masks, grades = outs.get(LESION_OUTPUT), outs.get(GRADE_OUTPUT)
-        return tuple(None if a is None else torch.from_numpy(a) for a in (masks, grades))
+        return Probabilities(*(None if outs.get(n) is None else torch.from_numpy(outs[n]) for n in OUTPUTS))

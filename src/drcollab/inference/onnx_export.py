@@ -1,4 +1,4 @@
-"""Export a model bundle to one ONNX graph: image ``(B, 3, H, W)`` -> lesion and grade probabilities.
+"""Export a model bundle to one ONNX graph: image ``(B, 3, H, W)`` -> lesion, grade and DME probabilities.
 
 The graph is :meth:`Predictor.forward` in fp32 (G, sigmoid, grader, softmax; G tiled when the bundle says so),
 exported with ``torch.export`` (``torch.onnx.export(dynamo=True)``). Batch is always dynamic; H and W are dynamic
@@ -8,7 +8,9 @@ size: then they are fixed to the bundle's preprocess size. ``predict`` always fe
 Metadata stored in the ONNX file (``metadata_props``, all strings) so ``predict --engine onnx`` needs nothing
 else: ``drcollab.preprocess`` (the bundle's preprocess config as JSON), ``drcollab.name``,
 ``drcollab.fingerprint`` (of the source bundle), ``drcollab.lesions``, ``drcollab.grades``,
-``drcollab.outputs``, ``drcollab.input_size`` (``dynamic`` or ``fixed``) and ``drcollab.format_version``.
+``drcollab.outputs`` (``lesion_probs``, ``grade_probs`` and, with a DME head, ``dme_probs``), ``drcollab.referable``
+(the bundle's referable rule as JSON), ``drcollab.input_size`` (``dynamic`` or ``fixed``) and
+``drcollab.format_version``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from drcollab.models.generator import SIZE_MULTIPLE
 
 FORMAT_VERSION = "1"
 INPUT_NAME = "image"
-LESION_OUTPUT, GRADE_OUTPUT = "lesion_probs", "grade_probs"
+LESION_OUTPUT, GRADE_OUTPUT, DME_OUTPUT = "lesion_probs", "grade_probs", "dme_probs"
+OUTPUTS = (LESION_OUTPUT, GRADE_OUTPUT, DME_OUTPUT)  # the order of Predictor.forward's Probabilities
 
 
 class ExportError(DrcollabError):
@@ -70,8 +73,8 @@ class _ForwardGraph(nn.Module):
         self.nets = nn.ModuleList([m for m in parts if m is not None])  # registered so export sees the weights
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        masks, grades = self.predictor.forward(image)  # (B, L, H, W), (B, G)
-        return tuple(t for t in (masks, grades) if t is not None)
+        probs = self.predictor.forward(image)  # (B, L, H, W), (B, G), (B, 3)
+        return tuple(t for t in probs if t is not None)
 
 
 def _export(
@@ -107,8 +110,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> OnnxExport:
     bundle = load_bundle(checkpoint)
     predictor = Predictor(bundle)  # fp32 on the CPU
     size = bundle.input_preprocess.size
-    outputs = [name for name, part in ((LESION_OUTPUT, bundle.generator), (GRADE_OUTPUT, bundle.grader))
-               if part is not None]
+    has_dme = bundle.grader is not None and bundle.grader.dme_classifier is not None
+    outputs = [name for name, present in zip(OUTPUTS, (bundle.generator is not None, bundle.grader is not None,
+                                                       has_dme), strict=True) if present]
     graph = _ForwardGraph(predictor).eval()
     example = torch.rand(2, 3, size, size) * 2 - 1  # batch 2: export specialises a batch of 1
     tile = int(bundle.info.get("tile") or 0)
@@ -134,6 +138,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> OnnxExport:
             "drcollab.lesions": json.dumps(list(LESIONS)),
             "drcollab.grades": json.dumps(list(GRADES)),
             "drcollab.outputs": json.dumps(outputs),
+            "drcollab.referable": bundle.referable.model_dump_json(),
             "drcollab.input_size": "fixed" if note else "dynamic",
         }
     )

@@ -5,11 +5,13 @@ Per image, in ``OUT/images/<id>/`` (``<id>``: the image's stable id, see :func:`
     lesion_MA.png ... lesion_SE.png   8-bit grey lesion probability (0-255 = 0-1) at the ORIGINAL resolution
     overlay.png                       the image with the lesion probabilities blended in colour, longer side
                                       capped at OVERLAY_MAX_SIDE px (smaller images keep their size)
-    result.json                       the record: gradable, grade, probabilities, referable, lesion areas, outputs
+    result.json                       the record: gradable, grade, probabilities, DME risk and its probabilities,
+                                      referable, lesion areas, outputs
 
 Every record has ``gradable`` and ``ungradable_reasons``, and ``quality`` (the gradability measures, see
-:mod:`drcollab.inference.gradability`). An ungradable image has only ``result.json``: its grade, probabilities,
-referable flag and lesion areas are null or empty and it has no maps, since the model never ran on it.
+:mod:`drcollab.inference.gradability`). An ungradable image has only ``result.json``: its grade, DME, probabilities,
+referable flag and lesion areas are null or empty and it has no maps, since the model never ran on it. A bundle
+without a DME head gives ``dme: null`` and no DME probabilities, and its referable flag follows the DR grade alone.
 
 Every file is written atomically (temporary file, then rename) and ``result.json`` last, so an image counts as
 predicted exactly when its ``result.json`` exists, names the same model, and every output it lists exists.
@@ -26,7 +28,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from drcollab.constants import GRADES, LESIONS
+from drcollab.constants import DME_GRADES, GRADES, LESIONS
 from drcollab.files import atomic_write_text, writing
 from drcollab.inference.predictor import Prediction
 from drcollab.viz import overlay_masks, save_png
@@ -52,6 +54,8 @@ def non_finite(pred: Prediction) -> str | None:
     bad = []
     if pred.probabilities and not np.isfinite(pred.probabilities).all():
         bad.append("grade probabilities")
+    if pred.dme_probabilities and not np.isfinite(pred.dme_probabilities).all():
+        bad.append("DME probabilities")
     if pred.lesion_probs is not None and not np.isfinite(pred.lesion_probs).all():
         bad.append("lesion probabilities")
     if not bad:
@@ -103,8 +107,9 @@ def write_ungradable(
     record = {
         "id": item_id, "path": str(source), "width": size_wh[0], "height": size_wh[1],
         "gradable": False, "ungradable_reasons": reasons, "quality": quality["measures"],
-        "grade": None, "grade_name": None, "probabilities": [], "referable": None, "referable_probability": None,
-        "lesion_area": {}, "outputs": {}, "model": model, "quality_check": quality["check"],
+        "grade": None, "grade_name": None, "probabilities": [], "dme": None, "dme_name": None, "dme_probabilities": [],
+        "referable": None, "referable_probability": None, "lesion_area": {}, "outputs": {}, "model": model,
+        "quality_check": quality["check"],
     }
     with writing(folder):
         atomic_write_text(folder / RESULT_FILE, strict_json(record))
@@ -137,6 +142,9 @@ def _write_image_outputs(
         "grade": pred.grade,
         "grade_name": None if pred.grade is None else GRADES[pred.grade],
         "probabilities": pred.probabilities,
+        "dme": pred.dme,
+        "dme_name": None if pred.dme is None else DME_GRADES[pred.dme],
+        "dme_probabilities": pred.dme_probabilities,
         "referable": pred.referable,
         "referable_probability": pred.referable_probability,
         "lesion_area": pred.lesion_area,
@@ -170,18 +178,21 @@ def finished_record(out_dir: Path, item_id: str, model: str, check: dict) -> dic
 
 def csv_text(records: list[dict[str, Any]]) -> str:
     """One row per image: id, path, size, gradable and its reasons (``; ``-separated), grade, per-grade
-    probabilities, referable, lesion areas, overlay. An ungradable image's grade columns are empty."""
+    probabilities, DME risk and its probabilities, referable, lesion areas, overlay. An ungradable image's grade,
+    DME and referable columns are empty; so are the DME columns of a bundle without a DME head."""
     header = ["id", "path", "width", "height", "gradable", "ungradable_reasons", "grade", "grade_name"]
-    header += [f"p_grade{g}" for g in range(len(GRADES))] + ["referable", "referable_probability"]
+    header += [f"p_grade{g}" for g in range(len(GRADES))] + ["dme", "dme_name"]
+    header += [f"p_dme{d}" for d in range(len(DME_GRADES))] + ["referable", "referable_probability"]
     header += [f"area_{lesion}" for lesion in LESIONS] + ["overlay"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for r in records:
         probs = r["probabilities"] or [""] * len(GRADES)
+        dme_probs = r.get("dme_probabilities") or [""] * len(DME_GRADES)
         areas = [r["lesion_area"].get(lesion, "") for lesion in LESIONS]
         row = [r["id"], r["path"], r["width"], r["height"], r["gradable"], "; ".join(r["ungradable_reasons"])]
-        row += [r["grade"], r["grade_name"], *probs]
+        row += [r["grade"], r["grade_name"], *probs, r.get("dme"), r.get("dme_name"), *dme_probs]
         row += [r["referable"], r["referable_probability"], *areas, r["outputs"].get("overlay", "")]
         writer.writerow(["" if v is None else v for v in row])
     return buf.getvalue()

@@ -3,7 +3,8 @@
 ``predictions.json``::
 
     {"model": {"name", "fingerprint", "engine", "checkpoint"}, "preprocess": {...},
-     "lesions": [...], "grades": [...],
+     "lesions": [...], "grades": [...], "dme_grades": [...],
+     "referable": {"dr_min", "dme_min", "threshold", "uses_dme"},   # the rule the flags follow
      "counts": {"predicted", "graded", "ungradable", "predicted_now", "reused", "failed", "skipped"},
      "predictions": [record, ...],              # sorted by id, see outputs.write_image_outputs; ungradable
                                                 # images too, with "gradable": false and no grade
@@ -19,8 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from drcollab.config import PreprocessConfig
-from drcollab.constants import GRADES, LESIONS
+from drcollab.config import PreprocessConfig, ReferableConfig
+from drcollab.constants import DME_GRADES, GRADES, LESIONS
 from drcollab.errors import DataError
 from drcollab.files import atomic_write_text
 from drcollab.inference.outputs import CSV_FILE, JSON_FILE, csv_text, strict_json
@@ -55,8 +56,14 @@ def read_part(path: Path) -> Part:
         raise DataError(path, f"cannot read this prediction part file ({err}); run predict again") from err
 
 
-def merge_parts(out_dir: Path, world_size: int, model: dict[str, str], preprocess: PreprocessConfig) -> Part:
+def merge_parts(
+    out_dir: Path, world_size: int, model: dict[str, str], preprocess: PreprocessConfig,
+    referable: ReferableConfig, uses_dme: bool,
+) -> Part:
     """Merge the parts of ranks ``0..world_size-1`` into ``predictions.csv`` and ``predictions.json``.
+
+    ``referable`` and ``uses_dme`` (whether the model has a DME head, so the rule looks at DME) are written to
+    ``predictions.json`` as the rule the referable flags follow.
 
     The part files are removed once both outputs are written.
     """
@@ -77,6 +84,8 @@ def merge_parts(out_dir: Path, world_size: int, model: dict[str, str], preproces
         "preprocess": preprocess.model_dump(mode="json"),
         "lesions": list(LESIONS),
         "grades": list(GRADES),
+        "dme_grades": list(DME_GRADES),
+        "referable": {**referable.model_dump(), "uses_dme": uses_dme},
         "counts": {
             "predicted": len(merged.records),
             "graded": sum(r["gradable"] for r in merged.records),

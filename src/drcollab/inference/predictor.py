@@ -1,21 +1,31 @@
-"""Prediction on new fundus images: grade, probabilities, referable flag, lesion maps and areas."""
+"""Prediction on new fundus images: DR grade, DME risk, their probabilities, referable flag, lesion maps and areas."""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from drcollab.config import PreprocessConfig
-from drcollab.constants import LESIONS, REFERABLE_FROM_GRADE
+from drcollab.config import PreprocessConfig, ReferableConfig
+from drcollab.constants import LESIONS
 from drcollab.data.preprocess import Preprocessed, preprocess
 from drcollab.data.transforms import image_to_tensor
 from drcollab.inference.bundle import Bundle, load_bundle
+from drcollab.inference.referable import referable_probability
 from drcollab.inference.tiling import tiled_apply
+
+
+class Probabilities(NamedTuple):
+    """:meth:`Predictor.forward`'s outputs; a part the bundle lacks is None."""
+
+    masks: torch.Tensor | None  # (B, L, S, S) lesion probabilities (no generator: None)
+    grades: torch.Tensor | None  # (B, G) DR grade probabilities (no grader: None)
+    dme: torch.Tensor | None  # (B, 3) DME risk probabilities (no DME head: None)
 
 
 @dataclass
@@ -25,12 +35,14 @@ class Prediction:
     Attributes:
         grade: Most probable DR grade (None when the bundle has no grader).
         probabilities: Per-grade probabilities (empty without a grader).
-        referable: P(grade >= 2) >= the referable threshold.
-        referable_probability: P(grade >= 2).
+        referable: P(referable) >= the referable threshold (see :mod:`drcollab.inference.referable`).
+        referable_probability: P(DR >= dr_min or DME >= dme_min); P(DR >= dr_min) without a DME head.
         lesion_probs: ``(L, S, S)`` float32 lesion probabilities at the preprocessed resolution
             (map them to the original pixels with ``pre.geometry.to_original``), or None.
         lesion_area: Per-lesion area as a fraction of the field of view (probability > 0.5).
         pre: The preprocessed input (image, FOV, geometry).
+        dme: Most probable risk of macular edema 0-2 (None without a DME head).
+        dme_probabilities: Per-risk probabilities (empty without a DME head).
     """
 
     grade: int | None
@@ -40,12 +52,16 @@ class Prediction:
     lesion_probs: np.ndarray | None
     lesion_area: dict[str, float] = field(default_factory=dict)
     pre: Preprocessed | None = None
+    dme: int | None = None
+    dme_probabilities: list[float] = field(default_factory=list)
 
     def summary(self) -> dict:
         """JSON-ready fields (no arrays)."""
         return {
             "grade": self.grade,
             "probabilities": self.probabilities,
+            "dme": self.dme,
+            "dme_probabilities": self.dme_probabilities,
             "referable": self.referable,
             "referable_probability": self.referable_probability,
             "lesion_area": self.lesion_area,
@@ -60,7 +76,7 @@ class Predictor:
         device: torch device.
         amp: bf16 autocast.
         channels_last: channels_last memory format.
-        referable_threshold: Threshold on P(grade >= 2) for the referable flag.
+        referable: Who is referred (DR and DME minimums, flag threshold); None takes the bundle's ``"referable"``.
         tile: Run G on overlapping ``tile``-pixel windows (see :mod:`drcollab.inference.tiling`); None takes the
             bundle's ``"tile"`` entry (absent: whole image), 0 forces the whole image.
         overlap: Minimum overlap of the windows; None takes the bundle's ``"tile_overlap"``, else ``tile // 4``.
@@ -72,14 +88,14 @@ class Predictor:
         device: str | torch.device = "cpu",
         amp: bool = False,
         channels_last: bool = False,
-        referable_threshold: float = 0.5,
+        referable: ReferableConfig | None = None,
         tile: int | None = None,
         overlap: int | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
         self.amp, self.channels_last = amp, channels_last
-        self.referable_threshold = referable_threshold
+        self.referable = referable or self.bundle.referable
         self.tile = int(self.bundle.info.get("tile") or 0) if tile is None else tile
         default_overlap = self.bundle.info.get("tile_overlap", self.tile // 4)
         self.overlap = int(default_overlap) if overlap is None else overlap
@@ -97,6 +113,12 @@ class Predictor:
         return self.bundle.input_preprocess
 
     @property
+    def has_dme(self) -> bool:
+        """Whether the model predicts DME (its grader has a DME head), so the referable rule looks at DME."""
+        grader = self.bundle.grader
+        return grader is not None and grader.dme_classifier is not None
+
+    @property
     def grader_factor(self) -> int:
         """How many input pixels, per side, one grader pixel averages (1 when G and the grader share a size)."""
         return self.input_preprocess.size // self.bundle.preprocess.size
@@ -105,8 +127,8 @@ class Predictor:
         return preprocess(image, None, self.input_preprocess)
 
     @torch.inference_mode()
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(B, 3, S, S)`` input -> lesion probabilities ``(B, L, S, S)`` and grade probabilities ``(B, G)``.
+    def forward(self, images: torch.Tensor) -> Probabilities:
+        """``(B, 3, S, S)`` input -> lesion ``(B, L, S, S)``, DR grade ``(B, G)`` and DME ``(B, 3)`` probabilities.
 
         ``S`` is :attr:`input_preprocess`'s size. When G has its own, larger size, the grader sees the image and
         the masks averaged over ``grader_factor x grader_factor`` blocks, i.e. at the size it was trained at.
@@ -121,7 +143,7 @@ class Predictor:
             if g is not None:
                 logits = tiled_apply(g, images, self.tile, self.overlap) if self.tile else g(images)
                 masks = torch.sigmoid(logits.float())
-            grades = None
+            grades = dme = None
             if c is not None:
                 k = self.grader_factor
                 small = images if k == 1 else F.avg_pool2d(images, k)  # (B, 3, S/k, S/k)
@@ -130,7 +152,9 @@ class Predictor:
                 else:
                     out = c(small, masks if k == 1 else F.avg_pool2d(masks, k))
                 grades = torch.softmax(out.logits.float(), dim=1)
-        return masks, grades
+                if out.dme_logits is not None:
+                    dme = torch.softmax(out.dme_logits.float(), dim=1)
+        return Probabilities(masks, grades, dme)
 
     def predict(self, images: list[np.ndarray]) -> list[Prediction]:
         """Preprocess and predict a batch of ``(H, W, 3)`` uint8 RGB images."""
@@ -139,7 +163,11 @@ class Predictor:
 
     def predict_preprocessed(self, pres: list[Preprocessed]) -> list[Prediction]:
         batch = torch.stack([image_to_tensor(p.image) for p in pres])  # (B, 3, S, S)
-        masks, grades = self.forward(batch)
+        masks, grades, dme = self.forward(batch)
+        refer = None
+        if grades is not None:
+            dme_np = None if dme is None else dme.cpu().numpy()
+            refer = referable_probability(grades.cpu().numpy(), dme_np, self.referable)  # (B,)
         out = []
         for i, pre in enumerate(pres):
             lesion = None if masks is None else masks[i].cpu().numpy()  # (L, S, S)
@@ -151,7 +179,11 @@ class Predictor:
                 out.append(Prediction(None, [], None, None, lesion, area, pre))
                 continue
             p = grades[i].cpu().numpy().astype(float)
-            ref = float(p[REFERABLE_FROM_GRADE:].sum())
-            referable = ref >= self.referable_threshold
-            out.append(Prediction(int(p.argmax()), p.round(6).tolist(), referable, ref, lesion, area, pre))
+            ref = float(refer[i])
+            pred = Prediction(int(p.argmax()), p.round(6).tolist(), ref >= self.referable.threshold, ref, lesion,
+                              area, pre)
+            if dme is not None:
+                q = dme[i].cpu().numpy().astype(float)
+                pred.dme, pred.dme_probabilities = int(q.argmax()), q.round(6).tolist()
+            out.append(pred)
         return out

@@ -9,7 +9,8 @@ pass"; it keeps its own BN running statistics, see ``SecondStatistics``). Modes 
 - ``attention``: alpha_l from the lesion attention model of Eqs. 4-6 (the full model).
 
 For the masked modes each ``alpha_l ⊙ f_low`` goes through the same ``rest`` (shared weights),
-is globally pooled, and the L vectors are concatenated and classified into the grades.
+is globally pooled, and the L vectors are concatenated and classified into the grades. With ``dme`` a second
+linear head classifies the same concatenated vector into the risk of macular edema (0, 1, 2).
 """
 
 from __future__ import annotations
@@ -24,16 +25,19 @@ from timm.models import FeatureListNet
 from torch import nn
 
 from drcollab.config import GraderConfig
+from drcollab.constants import NUM_DME
 from drcollab.errors import ConfigError
 from drcollab.models.blocks import LesionAttention
 from drcollab.models.memory import checkpointed
 
 
 class GraderOutput(NamedTuple):
-    """Grade logits ``(B, G)`` and the attention maps ``(B, L, h, w)`` at f_low's resolution (None for ori)."""
+    """Grade logits ``(B, G)``, the attention maps ``(B, L, h, w)`` at f_low's resolution (None for ori) and the
+    DME logits ``(B, 3)`` (None without a DME head)."""
 
     logits: torch.Tensor
     attention: torch.Tensor | None
+    dme_logits: torch.Tensor | None = None
 
 
 def split_backbone(backbone: FeatureListNet, low_stage: int) -> tuple[nn.Sequential, nn.Sequential]:
@@ -111,6 +115,7 @@ class LesionGrader(nn.Module):
         self.stem, self.rest = split_backbone(backbone, config.low_stage)
         branches = 1 if config.mode == "ori" else config.num_lesions
         self.classifier = nn.Linear(branches * self.top_channels, config.num_grades)
+        self.dme_classifier = nn.Linear(branches * self.top_channels, NUM_DME) if config.dme else None
         self.attention: LesionAttention | None = None
         self.context_stats: SecondStatistics | None = None
         if config.mode == "attention":
@@ -126,7 +131,7 @@ class LesionGrader(nn.Module):
     def forward(self, image: torch.Tensor, masks: torch.Tensor | None = None) -> GraderOutput:
         f_low = self.stem(image)  # (B, C_low, h, w)
         if self.config.mode == "ori":
-            return GraderOutput(self.classify(self._rest(self.rest, f_low).unsqueeze(1)), None)
+            return self.classify(self._rest(self.rest, f_low).unsqueeze(1), None)
         m = pool_masks(self.check_masks(image, masks), f_low.shape[-2:])  # (B, L, h, w)
         if self.attention is None or self.context_stats is None:
             alpha = m  # Lesion (Pretrained): the initial masks weight f_low directly
@@ -137,7 +142,7 @@ class LesionGrader(nn.Module):
         attended = alpha.unsqueeze(2) * f_low.unsqueeze(1)  # (B, L, C_low, h, w)
         top = self._rest(self.rest, attended.flatten(0, 1))  # (B*L, C_top, h', w'), shared weights over lesions
         top = top.unflatten(0, (b, num_lesions))  # (B, L, C_top, h', w')
-        return GraderOutput(self.classify(top), alpha)
+        return self.classify(top, alpha)
 
     def _context(self, f_low: torch.Tensor) -> torch.Tensor:
         return self.context_stats.run(self.rest, f_low)
@@ -145,10 +150,11 @@ class LesionGrader(nn.Module):
     def _rest(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return checkpointed(self, fn, x) if self.checkpointing else fn(x)
 
-    def classify(self, top: torch.Tensor) -> torch.Tensor:
+    def classify(self, top: torch.Tensor, alpha: torch.Tensor | None) -> GraderOutput:
         """Global-average-pool each branch's top feature ``(B, n, C_top, h', w')``, concatenate, classify."""
-        pooled = top.mean(dim=(-2, -1))  # (B, n, C_top)
-        return self.classifier(pooled.flatten(1))  # (B, G)
+        pooled = top.mean(dim=(-2, -1)).flatten(1)  # (B, n * C_top)
+        dme = None if self.dme_classifier is None else self.dme_classifier(pooled)  # (B, 3)
+        return GraderOutput(self.classifier(pooled), alpha, dme)  # logits (B, G)
 
     def check_masks(self, image: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
         expected = (image.shape[0], self.config.num_lesions)
@@ -169,7 +175,7 @@ def grader_from_ori(ori: LesionGrader, target: GraderConfig | str = "attention")
         target: The stage-2 grader's config (its mode, attention size and initialisation), or just
             a mode to keep everything else from ``ori``'s config. The backbone must be ``ori``'s.
 
-    The backbone weights are copied; the classifier is the ori classifier with its weight divided
+    The backbone weights are copied; the classifier (and the DME head) is the ori one with its weight divided
     by L and replicated per lesion branch, so with alpha == 1 it reproduces the ori logits exactly.
     The attention module (mode ``attention``) gets the target config's initialisation.
     """
@@ -179,7 +185,7 @@ def grader_from_ori(ori: LesionGrader, target: GraderConfig | str = "attention")
         target = ori.config.model_copy(update={"mode": target})
     if target.mode == "ori":
         raise ValueError("grader_from_ori: target mode must be 'pretrained' or 'attention'")
-    for field in ("backbone", "low_stage", "num_lesions", "num_grades"):
+    for field in ("backbone", "low_stage", "num_lesions", "num_grades", "dme"):
         if getattr(target, field) != getattr(ori.config, field):
             raise ConfigError(
                 f"grader.{field} {getattr(target, field)!r} differs from the pre-trained grader's "
@@ -191,8 +197,12 @@ def grader_from_ori(ori: LesionGrader, target: GraderConfig | str = "attention")
     model.rest.load_state_dict(ori.rest.state_dict())
     if model.context_stats is not None:
         model.context_stats.copy_from(ori.rest)  # f_high starts as the ori model's own top feature
+    heads = [(model.classifier, ori.classifier)]
+    if model.dme_classifier is not None:
+        heads.append((model.dme_classifier, ori.dme_classifier))
     num_lesions = model.config.num_lesions
     with torch.no_grad():
-        model.classifier.weight.copy_(ori.classifier.weight.repeat(1, num_lesions) / num_lesions)  # (G, L*C_top)
-        model.classifier.bias.copy_(ori.classifier.bias)
+        for head, ori_head in heads:
+            head.weight.copy_(ori_head.weight.repeat(1, num_lesions) / num_lesions)  # (K, L*C_top)
+            head.bias.copy_(ori_head.bias)
     return model.to(ori.classifier.weight.device)

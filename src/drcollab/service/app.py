@@ -22,11 +22,12 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 import drcollab
-from drcollab.constants import GRADES, LESIONS
+from drcollab.constants import DME_GRADES, GRADES, LESIONS
 from drcollab.data.header import ImageLimits
 from drcollab.inference.engine import Engine, load_engine
 from drcollab.inference.gradability import GradabilityConfig, check_gradable, header_reasons
 from drcollab.inference.outputs import non_finite
+from drcollab.inference.referable import rule_text
 from drcollab.service.apidocs import api_docs_html
 from drcollab.service.render import PredictResponse, render_response, render_ungradable
 from drcollab.service.uploads import FORMATS, Refused, UploadLimit, decode_upload
@@ -40,17 +41,19 @@ class ModelService:
 
     def __init__(self, engine: Engine, display_side: int, quality: GradabilityConfig) -> None:
         self.engine, self.display_side, self.quality = engine, display_side, quality
+        self.rule = rule_text(engine.predictor.referable, engine.predictor.has_dme)
         self.lock = threading.Lock()
 
     def predict(self, image: np.ndarray | Refused) -> PredictResponse:
         """Runs in a worker thread: checks gradability, then grades. Raises HTTPException 422: the image cannot
         be preprocessed; 500: non-finite output."""
         if isinstance(image, Refused):
-            return render_ungradable(image.size_wh, None, header_reasons(image.problem), {}, self.display_side)
+            return render_ungradable(image.size_wh, None, header_reasons(image.problem), {}, self.display_side,
+                                     self.rule)
         gradable, reasons, measures = check_gradable(image, self.quality)
         if not gradable:
             size = (image.shape[1], image.shape[0])
-            return render_ungradable(size, image, reasons, measures, self.display_side)
+            return render_ungradable(size, image, reasons, measures, self.display_side, self.rule)
         predictor = self.engine.predictor
         try:
             pre = predictor.preprocess(image)
@@ -61,7 +64,7 @@ class ModelService:
         reason = non_finite(pred)
         if reason is not None:
             raise HTTPException(500, reason)
-        return render_response(image, pred, self.display_side, measures)
+        return render_response(image, pred, self.display_side, measures, self.rule)
 
 
 def create_app(
@@ -117,6 +120,8 @@ def create_app(
             "preprocess_size": eng.predictor.input_preprocess.size,
             "lesions": list(LESIONS),
             "grades": list(GRADES),
+            "dme_grades": list(DME_GRADES) if eng.predictor.has_dme else [],
+            "referable_rule": service.rule,
             "max_upload_mb": max_upload_mb,
             "max_pixels": max_pixels,
             "min_side": limits.min_side,

@@ -28,6 +28,7 @@ from drcollab.config import (
     GraderConfig,
     LossConfig,
     PreprocessConfig,
+    ReferableConfig,
     StrictModel,
 )
 from drcollab.data.sources import DatasetSpec
@@ -198,6 +199,9 @@ class TrainConfig(StrictModel):
     grade_pretrain: GradePretrainConfig = Field(default_factory=GradePretrainConfig)
     joint: JointConfig = Field(default_factory=JointConfig)
     init: InitConfig = Field(default_factory=InitConfig)
+    referable: ReferableConfig = Field(
+        default_factory=ReferableConfig, description="Who prediction refers (written to the bundle)."
+    )
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
 
     @model_validator(mode="after")

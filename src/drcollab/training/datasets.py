@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from drcollab.constants import MISSING_DME
 from drcollab.data.crops import centre_crop, choose_centre, window, window_side
 from drcollab.data.preprocess import Preprocessed
 from drcollab.data.records import Record
@@ -25,7 +26,8 @@ class FundusDataset(Dataset):
 
     Returns dicts with ``image`` ``(3, H, W)`` uint8, ``fov`` ``(1, H, W)`` bool (the field of view, moved
     with the image: pixels outside it do not count in G's losses), ``index``, and the ``labels`` asked for:
-    ``masks`` ``(L, H, W)`` bool or ``grade`` (int64 scalar). Images and masks stay 8-bit until they reach the
+    ``masks`` ``(L, H, W)`` bool or ``grade`` and ``dme`` (int64 scalars; ``dme`` is -1 where the dataset gives no
+    DME label, and the DME loss leaves such images out). Images and masks stay 8-bit until they reach the
     device (a quarter of float32's bytes through the loader queues and pinned memory); the steps normalise
     them there (``training/steps.py`` ``network_inputs``). Crops centred on lesions or inside the FOV
     (``augment.lesion_crops`` / ``augment.crop_centre``) are cut by :mod:`drcollab.data.crops`.
@@ -68,6 +70,7 @@ class FundusDataset(Dataset):
             item["masks"] = stack[:-1].bool()
         if self.labels == "grade":
             item["grade"] = torch.tensor(record.grade, dtype=torch.int64)
+            item["dme"] = torch.tensor(MISSING_DME if record.dme is None else record.dme, dtype=torch.int64)
         return item
 
     def _augment(

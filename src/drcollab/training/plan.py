@@ -111,6 +111,7 @@ def _batch(n: int, size: int, labels: str, device: torch.device) -> dict:
         batch["masks"] = torch.rand(n, NUM_LESIONS, size, size, generator=g) > 0.99
     else:
         batch["grade"] = torch.randint(0, 5, (n,), generator=g)
+        batch["dme"] = torch.randint(0, 3, (n,), generator=g)
     return {k: v.to(device) for k, v in batch.items()}
 
 

@@ -20,11 +20,13 @@ from torch.nn.parallel import DistributedDataParallel
 from drcollab.data.transforms import image_to_tensor
 from drcollab.losses import (
     discriminator_loss,
+    dme_loss,
     focal_loss,
     generator_adversarial_loss,
     mask_loss,
     segmentation_loss,
 )
+from drcollab.models.grader import GraderOutput
 from drcollab.models.memory import frozen_buffers
 from drcollab.training.config import TrainConfig
 
@@ -94,26 +96,28 @@ def _step(optimizers: list[torch.optim.Optimizer | None], scaler: torch.amp.Grad
 
 def _accumulated(
     model: nn.Module, opt: torch.optim.Optimizer, batch: dict, parts: int, scaler: torch.amp.GradScaler | None,
-    name: str, loss_of: Callable[[dict], torch.Tensor],
+    loss_of: Callable[[dict], tuple[dict[str, torch.Tensor], torch.Tensor]],
 ) -> dict[str, float]:
     """One update of ``model`` from ``batch`` in ``parts`` micro-batches: the mean of their losses' gradients.
 
-    DDP synchronises the gradients once, at the last micro-batch's backward.
+    ``loss_of`` gives a micro-batch's named losses (logged) and their total (back-propagated). DDP synchronises
+    the gradients once, at the last micro-batch's backward.
     """
     opt.zero_grad(set_to_none=True)
-    total = 0.0
+    sums: dict[str, float] = {}
     chunks = micro_batches(batch, parts)
     for i, chunk in enumerate(chunks):
         last = i == len(chunks) - 1
         sync = nullcontext() if last or not isinstance(model, DistributedDataParallel) else model.no_sync()
         with sync:
-            loss = loss_of(chunk)
-            total += _finite({name: loss})[name]
-            _backward(loss / parts if parts > 1 else loss, scaler)
+            losses, total = loss_of(chunk)
+            for name, value in _finite(losses).items():
+                sums[name] = sums.get(name, 0.0) + value
+            _backward(total / parts if parts > 1 else total, scaler)
     _step([opt], scaler)
     if scaler is not None:
         scaler.update()
-    return {name: total / parts}
+    return {name: value / parts for name, value in sums.items()}
 
 
 def g_mask_loss(logits: torch.Tensor, target: torch.Tensor, fov: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
@@ -125,25 +129,41 @@ def g_mask_loss(logits: torch.Tensor, target: torch.Tensor, fov: torch.Tensor, c
 def seg_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) -> dict[str, float]:
     """Stage 1a: G's mask loss on pixel-labelled images, inside the FOV (Eq. 3 without the adversarial term)."""
 
-    def loss_of(b: dict) -> torch.Tensor:
+    def loss_of(b: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         with autocast():
             logits = nets.generator(b["image"])  # (B, L, H, W)
-        return g_mask_loss(logits.float(), b["masks"], b["fov"], cfg)
+        loss = g_mask_loss(logits.float(), b["masks"], b["fov"], cfg)
+        return {"bce": loss}, loss
 
     parts = cfg.seg_pretrain.accumulation
-    return _accumulated(nets.generator, nets.opt_generator, batch, parts, nets.scaler, "bce", loss_of)
+    return _accumulated(nets.generator, nets.opt_generator, batch, parts, nets.scaler, loss_of)
 
 
 def grade_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) -> dict[str, float]:
-    """Stage 1b: the plain ("ori") grader with focal loss on grade-labelled images."""
+    """Stage 1b: the plain ("ori") grader with focal loss on grade-labelled images (and its DME head's loss)."""
 
-    def loss_of(b: dict) -> torch.Tensor:
+    def loss_of(b: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         with autocast():
             out = nets.grader(b["image"])
-        return focal_loss(out.logits.float(), b["grade"], cfg.loss.focal_gamma, cfg.loss.focal_alpha)
+        losses = grader_losses(out, b, cfg)
+        return losses, grader_total(losses, cfg)
 
     parts = cfg.grade_pretrain.accumulation
-    return _accumulated(nets.grader, nets.opt_grader, batch, parts, nets.scaler, "focal", loss_of)
+    return _accumulated(nets.grader, nets.opt_grader, batch, parts, nets.scaler, loss_of)
+
+
+def grader_losses(out: GraderOutput, batch: dict, cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """``focal`` on the DR grade and, with a DME head, ``dme`` over the images whose DME is known (``dme`` >= 0)."""
+    loss = cfg.loss
+    losses = {"focal": focal_loss(out.logits.float(), batch["grade"], loss.focal_gamma, loss.focal_alpha)}
+    if out.dme_logits is not None:
+        losses["dme"] = dme_loss(out.dme_logits.float(), batch["dme"], loss.dme_loss, loss.focal_gamma)
+    return losses
+
+
+def grader_total(losses: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Tensor:
+    """What the grader's losses add up to: ``focal + loss.dme_weight * dme``."""
+    return losses["focal"] + cfg.loss.dme_weight * losses["dme"] if "dme" in losses else losses["focal"]
 
 
 def pseudo_masks(
@@ -181,6 +201,7 @@ def joint_step(
        fake = (X^I, G(X^I)), on detached masks; D's optimizer steps.
     5. G and grader update from one backward pass of
        ``focal(C) + L_adv(G) + lambda * [BCE(G(X^P), s^P) + semi_weight * BCE(G(X^I), pseudo)]``
+       (plus ``loss.dme_weight * dme(C)`` with a DME head, over the X^I images whose DME is known)
        (both BCE terms over the pixels inside each image's field of view; ``loss.mask_loss`` may add Dice),
        with L_adv judged by the just-updated D; G's and the grader's optimizers step.
 
@@ -218,8 +239,7 @@ def _joint_losses(
     """Steps 1-4 of :func:`joint_step` on one (micro-)batch: its losses and their total (step 4 if ``update_disc``)."""
     j = cfg.joint
     G, C, D = nets.generator, nets.grader, nets.discriminator
-    x_i, y_i = i_batch["image"], i_batch["grade"]
-    losses: dict[str, torch.Tensor] = {}
+    x_i = i_batch["image"]
     logits_p = logits_i = None
     if G is not None and j.train_generator:
         x_p, s_p = p_batch["image"], p_batch["masks"]
@@ -233,8 +253,8 @@ def _joint_losses(
             grader_masks = torch.sigmoid(G(x_i).float())
     with autocast():
         out = C(x_i) if G is None else C(x_i, grader_masks)
-    losses["focal"] = focal_loss(out.logits.float(), y_i, cfg.loss.focal_gamma, cfg.loss.focal_alpha)
-    total = losses["focal"]
+    losses: dict[str, torch.Tensor] = grader_losses(out, i_batch, cfg)
+    total = grader_total(losses, cfg)
     if logits_p is not None:
         ce = losses["bce_p"] = g_mask_loss(logits_p, s_p, p_batch["fov"], cfg)
         if use_semi and out.attention is not None:

@@ -165,6 +165,7 @@ def export_final(ctx: Context) -> Path:
             # G's own resolution, when it differs from the grader's (data.seg_size): predict preprocesses at it.
             **({"generator_preprocess": ctx.cfg.data.seg_preprocess.model_dump(mode="json")}
                if "generator" in parts and ctx.cfg.data.seg_preprocess != ctx.cfg.data.preprocess else {}),
+            "referable": ctx.cfg.referable.model_dump(mode="json"),
             "trained_stages": ctx.position.completed,
         }
         tmp = final / ".bundle.json.tmp"

@@ -54,8 +54,8 @@ function compose() {
   }
 }
 
-function drawChart(grades, probabilities, best) {
-  const chart = $("chart");
+function drawChart(id, grades, probabilities, best) {
+  const chart = $(id);
   chart.replaceChildren();
   probabilities.forEach((p, g) => {
     const row = document.createElement("div");
@@ -101,10 +101,18 @@ async function show(answer) {
     badge.className = "badge";
   } else {
     const pct = (100 * answer.referable_probability).toFixed(1) + "%";
-    badge.textContent = (answer.referable ? "Referable DR" : "Not referable") + " · P(grade ≥ 2) = " + pct;
+    badge.textContent = (answer.referable ? "Referable" : "Not referable") + " · P(" + answer.referable_rule + ") = "
+      + pct;
     badge.className = "badge " + (answer.referable ? "refer" : "ok");
   }
-  drawChart(answer.grades, answer.probabilities, answer.grade);
+  drawChart("chart", answer.grades, answer.probabilities, answer.grade);
+  // DME: shown only when the model has a DME head and the photo was graded.
+  const hasDme = answer.dme !== null;
+  $("dme-box").hidden = !hasDme;
+  $("dme-section").hidden = !hasDme;
+  $("dme").textContent = hasDme ? String(answer.dme) : "";
+  $("dme-name").textContent = hasDme ? answer.dme_name : "";
+  drawChart("dme-chart", answer.dme_grades, answer.dme_probabilities, answer.dme);
   view.base = answer.image_png === null ? null : await loadImage(answer.image_png);
   view.layers = {};
   for (const lesion of answer.lesions) {

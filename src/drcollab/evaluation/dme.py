@@ -1,0 +1,97 @@
+"""DME and referable metrics of one evaluation: DME accuracy and kappa, the joint DR + DME accuracy, referable.
+
+* DME: accuracy and quadratic weighted kappa over the risks 0-2 (images with a DME label; any grading scale).
+* joint: IDRiD's sub-challenge 2 score, the share of images whose DR grade *and* DME risk are both right (ICDR
+  grades with a DME label).
+* referable: sensitivity and specificity of the referable flag and the ROC AUC of P(referable), against the same
+  rule applied to the labels (:mod:`drcollab.inference.referable`; ICDR grades). With a DME head the truth is
+  DR >= dr_min or DME >= dme_min (an image without a DME label: DR alone); without one, DR >= dr_min on both sides.
+
+Messidor's referral / normal AUCs on its own 0-3 scale are in :mod:`drcollab.evaluation.grading_metrics`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from drcollab.config import ReferableConfig
+from drcollab.constants import NUM_DME
+from drcollab.evaluation.grading_metrics import binary_roc_auc, kappa_from_confusion
+from drcollab.evaluation.metrics import UndefinedMetricWarning
+from drcollab.inference.referable import is_referable, referable_probability
+
+
+def _number(x: float) -> float | None:
+    return None if np.isnan(x) else float(x)
+
+
+def dme_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Accuracy, quadratic weighted kappa and ``(3, 3)`` confusion of DME risks ``(N,)`` against ``(N, 3)`` scores."""
+    t, p = np.asarray(y_true), np.asarray(probs).argmax(axis=1)
+    confusion = np.bincount(t * NUM_DME + p, minlength=NUM_DME**2).reshape(NUM_DME, NUM_DME)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        kappa = kappa_from_confusion(confusion)
+    return {"accuracy": float(np.mean(t == p)), "kappa": _number(kappa), "confusion": confusion.tolist(),
+            "n": int(t.size)}
+
+
+def joint_accuracy(dr_true: np.ndarray, dr_pred: np.ndarray, dme_true: np.ndarray, dme_pred: np.ndarray) -> float:
+    """IDRiD sub-challenge 2: the share of images with both the DR grade and the DME risk right."""
+    return float(np.mean((np.asarray(dr_true) == dr_pred) & (np.asarray(dme_true) == dme_pred)))
+
+
+@dataclass(frozen=True)
+class BinaryScore:
+    sensitivity: float | None  # None: no positive image
+    specificity: float | None  # None: no negative image
+    auc: float | None  # None: one class absent
+    n_pos: int
+    n_neg: int
+
+
+def binary_score(scores: np.ndarray, targets: np.ndarray, threshold: float) -> BinaryScore:
+    """Sensitivity and specificity of ``scores >= threshold`` and the ROC AUC of ``scores`` for bool ``targets``."""
+    scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=bool)
+    flagged = scores >= threshold
+    n_pos, n_neg = int(targets.sum()), int((~targets).sum())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        auc = binary_roc_auc(scores, targets)
+    sens = float(flagged[targets].mean()) if n_pos else None
+    spec = float((~flagged[~targets]).mean()) if n_neg else None
+    return BinaryScore(sens, spec, _number(auc), n_pos, n_neg)
+
+
+def dme_summary(
+    dr_true: np.ndarray, dr_probs: np.ndarray, dme_true: np.ndarray, dme_probs: np.ndarray | None, icdr: bool,
+    rule: ReferableConfig,
+) -> dict[str, Any]:
+    """``metrics.json``'s ``dme``, ``joint`` and ``referable`` entries (None where they do not apply).
+
+    Args:
+        dr_true: ``(N,)`` DR grades of the graded images; ``dr_probs`` their ``(N, 5)`` probabilities.
+        dme_true: ``(N,)`` DME risks, -1 where unknown; ``dme_probs``: ``(N, 3)``, None without a DME head.
+        icdr: The grades are on the ICDR scale (joint accuracy and referable need it).
+        rule: The model's referable rule.
+    """
+    known = dme_true >= 0
+    out: dict[str, Any] = {"dme": None, "joint": None, "referable": None}
+    if dme_probs is not None and known.any():
+        out["dme"] = dme_metrics(dme_true[known], dme_probs[known])
+        if icdr:
+            out["joint"] = {"accuracy": joint_accuracy(dr_true[known], dr_probs[known].argmax(axis=1),
+                                                       dme_true[known], dme_probs[known].argmax(axis=1)),
+                            "n": int(known.sum())}
+    if icdr and len(dr_true):
+        truth = is_referable(dr_true, None if dme_probs is None else dme_true, rule)
+        r = binary_score(referable_probability(dr_probs, dme_probs, rule), truth, rule.threshold)
+        out["referable"] = {"sensitivity": r.sensitivity, "specificity": r.specificity, "auc": r.auc,
+                            "threshold": rule.threshold, "n_pos": r.n_pos, "n_neg": r.n_neg,
+                            "rule": rule.model_dump(), "uses_dme": dme_probs is not None}
+    return out
+
