@@ -119,7 +119,7 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
         def validate() -> dict[str, float]:
             return validate_generator(nets.generator, data.pixel_val, data.seg_cache, dist.device, ctx.autocast)
     else:
-        ds = FundusDataset(data.image_train, load, s.augment, labels="grade")
+        ds = FundusDataset(data.image_train, load, s.augment, labels="grade", presence=cfg.data.presence)
         main_sampler = train_sampler(ds, seed, batch.per_rank, dist, balanced=cfg.data.balanced)
         main_loader = make_loader(ds, main_sampler, batch.per_rank, workers, dist.device)
         G = nets.generator
