@@ -31,6 +31,7 @@ from drcollab.training.trainer import run_training
 SEMI = ["joint.semi=true", "joint.adversarial=false"]
 SEMI_ADV = ["joint.semi=true", "joint.adversarial=true"]
 MASKS_INIT = ["grader.attention_init=masks"]
+NEW = ["joint.presence_weight=1.0", "joint.zero_absent=true", "joint.pseudo_mask=refined"]
 ROWS: dict[str, list[str]] = {
     "Pretrained": ["grader.mode=pretrained", "joint.train_generator=false", "joint.semi=false",
                    "joint.adversarial=false"],
@@ -40,6 +41,13 @@ ROWS: dict[str, list[str]] = {
     "Semi+Adv (attention init: masks)": [*SEMI_ADV, *MASKS_INIT],
     "Semi (gated pseudo masks)": [*SEMI, "joint.pseudo_mask=gated"],
     "Semi+Adv (gated pseudo masks)": [*SEMI_ADV, "joint.pseudo_mask=gated"],
+    # Issue 12's remedies (configs/cpu/lesion_semi_new.yaml), together and one at a time.
+    "new Semi": [*SEMI, *NEW],
+    "new Semi+Adv": [*SEMI_ADV, *NEW, "joint.disc_match=grade"],
+    "Semi + presence loss": [*SEMI, "joint.presence_weight=1.0"],
+    "Semi + zero absent": [*SEMI, "joint.zero_absent=true"],
+    "Semi (refined pseudo masks)": [*SEMI, "joint.pseudo_mask=refined"],
+    "Semi+Adv (grade-matched D)": [*SEMI_ADV, "joint.disc_match=grade"],
     # Controls for the investigation in BENCHMARKS.md (run with --rows); they start from the masks init,
     # like the "Semi (attention init: masks)" row they are compared with.
     "G on X^P only (no semi, no adv)": ["joint.semi=false", "joint.adversarial=false", *MASKS_INIT],

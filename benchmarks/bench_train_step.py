@@ -88,7 +88,7 @@ def run(cfg: TrainConfig, variant: str, steps: int, dist: DistInfo) -> dict:
     j = cfg.joint
     p_bs, i_bs = (j.pixel_batch_size or j.batch_size) // dist.world_size, j.batch_size // dist.world_size  # global
     p_ds = FundusDataset(data.pixel_train, load, j.augment, labels="masks")
-    i_ds = FundusDataset(data.image_train, load, j.augment, labels="grade")
+    i_ds = FundusDataset(data.image_train, load, j.augment, labels="grade", presence=cfg.data.presence)
     p_loader = make_loader(p_ds, train_sampler(p_ds, 0, p_bs, dist), p_bs, workers, dist.device)
     i_loader = make_loader(i_ds, train_sampler(i_ds, 1, i_bs, dist), i_bs, workers, dist.device)
     nets = make_nets(cfg, channels_last, dist)

@@ -28,6 +28,13 @@ from pathlib import Path
 
 DRCOLLAB = [sys.executable, "-m", "drcollab.cli"]
 SKIP_PRETRAIN = ["seg_pretrain.epochs=0", "grade_pretrain.epochs=0"]
+# Issue 12's remedies one at a time (configs/cpu/lesion_semi_new.yaml has them together).
+REMEDIES = {
+    "presence": ["joint.presence_weight=1.0"],
+    "zero_absent": ["joint.zero_absent=true"],
+    "refined": ["joint.pseudo_mask=refined"],
+    "adv_matched": ["joint.adversarial=true", "joint.disc_match=grade"],
+}
 
 
 def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
@@ -46,6 +53,11 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
         # Investigation, not a paper row (run with --rows): Semi with the attention maps gated by G's own masks.
         "lesion_semi_gated": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_gated",
                                                    "joint.pseudo_mask=gated"]),
+        # Issue 12's remedies together, then each alone on the paper's Semi (run with --rows).
+        "lesion_semi_new": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init]),
+        "lesion_semi_adv_new": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init]),
+        **{f"lesion_semi_{name}": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init, f"name=lesion_semi_{name}", *values])
+           for name, values in REMEDIES.items()},
     }
 
 

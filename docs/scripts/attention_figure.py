@@ -25,7 +25,7 @@ from drcollab.data.io import load_sample  # noqa: E402
 from drcollab.data.preprocess import preprocess  # noqa: E402
 from drcollab.data.transforms import image_to_tensor  # noqa: E402
 from drcollab.inference.bundle import load_bundle  # noqa: E402
-from drcollab.training.steps import pseudo_masks  # noqa: E402
+from drcollab.training.pseudo import pseudo_masks  # noqa: E402
 
 
 def main() -> None:

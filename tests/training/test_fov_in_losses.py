@@ -10,7 +10,7 @@ import torch
 
 from drcollab.config import GeneratorConfig, GraderConfig
 from drcollab.models import LesionGenerator, LesionGrader
-from drcollab.training import steps
+from drcollab.training import pseudo
 from drcollab.training.config import TrainConfig
 from drcollab.training.steps import Nets, joint_step, seg_step
 
@@ -77,7 +77,7 @@ def test_stage_2_real_and_pseudo_mask_losses_ignore_targets_outside_the_fov(monk
 
     def run(outside: float, p: dict) -> dict[str, float]:
         target = torch.where(fov_i, pseudo_inside, torch.full_like(pseudo_inside, outside))
-        monkeypatch.setattr(steps, "pseudo_masks", lambda *args, **kwargs: target)
+        monkeypatch.setattr(pseudo, "pseudo_masks", lambda *args, **kwargs: target)
         return joint_step(_joint_nets(), p, i_batch, cfg, NO_AUTOCAST, use_semi=True)
 
     a = run(0.0, p_batch)
@@ -85,7 +85,7 @@ def test_stage_2_real_and_pseudo_mask_losses_ignore_targets_outside_the_fov(monk
     assert a["bce_p"] == pytest.approx(b["bce_p"], rel=1e-6)
     assert a["bce_i"] == pytest.approx(b["bce_i"], rel=1e-6)
     # Sanity: the pseudo targets outside the FOV would matter if they counted.
-    monkeypatch.setattr(steps, "pseudo_masks", lambda *args, **kwargs: torch.ones_like(pseudo_inside))
+    monkeypatch.setattr(pseudo, "pseudo_masks", lambda *args, **kwargs: torch.ones_like(pseudo_inside))
     whole = dict(i_batch, fov=torch.ones_like(fov_i))
     c = joint_step(_joint_nets(), copy.deepcopy(p_batch), whole, cfg, NO_AUTOCAST, use_semi=True)
     assert abs(c["bce_i"] - a["bce_i"]) > 1e-3

@@ -1,9 +1,10 @@
 """Losses: focal loss for grading (and DME, left out where unknown), masked BCE and the adversarial terms of Eq. 3
-for segmentation."""
+for segmentation, the presence loss on the attention maps."""
 
 from drcollab.losses.adversarial import discriminator_loss, generator_adversarial_loss, segmentation_loss
 from drcollab.losses.dme import dme_loss
 from drcollab.losses.focal import focal_loss
+from drcollab.losses.presence import presence_loss
 from drcollab.losses.segmentation import mask_loss, masked_bce_with_logits, masked_soft_dice
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "mask_loss",
     "masked_bce_with_logits",
     "masked_soft_dice",
+    "presence_loss",
     "segmentation_loss",
 ]

@@ -11,14 +11,19 @@ import torch
 import torch.nn.functional as F
 
 
+def _mean_bce(logits: torch.Tensor, target: float) -> torch.Tensor:
+    """Batch mean of BCE towards ``target``; 0 (still attached to the graph) for an empty batch."""
+    bce = F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target), reduction="sum")
+    return bce / max(logits.numel(), 1)
+
+
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """D's loss: ``-E[log D(X^P, G(X^P))] - E[log(1 - D(X^I, G(X^I)))]`` (real -> 1, fake -> 0).
 
-    This is the negative of Eq. 3's adversarial term, which D maximises. Pass G's masks detached.
+    This is the negative of Eq. 3's adversarial term, which D maximises. Pass G's masks detached. An empty
+    branch adds 0 (a grade-matched batch may hold no fake).
     """
-    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
-    fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
-    return real + fake
+    return _mean_bce(real_logits, 1.0) + _mean_bce(fake_logits, 0.0)
 
 
 def generator_adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -26,8 +31,9 @@ def generator_adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 
     Minimising ``log(1 - D)`` as written in Eq. 3 saturates when D is confident; the
     non-saturating form has the same fixed point and strong gradients early on (Goodfellow et al.).
+    No fake gives 0.
     """
-    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
+    return _mean_bce(fake_logits, 1.0)
 
 
 def segmentation_loss(adv: torch.Tensor, ce: torch.Tensor, lambda_ce: float = 10.0) -> torch.Tensor:

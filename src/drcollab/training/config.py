@@ -31,6 +31,7 @@ from drcollab.config import (
     ReferableConfig,
     StrictModel,
 )
+from drcollab.data.presence import PresenceConfig
 from drcollab.data.sources import DatasetSpec
 from drcollab.data.transforms import AugmentConfig
 
@@ -56,6 +57,10 @@ class DataConfig(StrictModel):
     )
     workers: int = Field(2, ge=0, description="DataLoader worker processes per training process.")
     balanced: bool = Field(False, description="Draw grades class-balanced (with replacement) for the grader.")
+    presence: PresenceConfig = Field(
+        default_factory=PresenceConfig, description="What the DR grade and the edema risk of an X^I image imply "
+        "about each lesion (absent / present / unknown): the presence codes of stage 2's batches."
+    )
 
     @model_validator(mode="after")
     def _seg_size_multiple(self) -> DataConfig:
@@ -128,10 +133,28 @@ class JointConfig(StageConfig):
     )
     semi_weight: float = Field(1.0, ge=0, description="Weight of the pseudo-mask BCE relative to the real-mask BCE.")
     semi_warmup_epochs: int = Field(0, ge=0, description="Stage-2 epochs before pseudo masks are used.")
-    pseudo_mask: Literal["attention", "gated"] = Field(
+    pseudo_mask: Literal["attention", "gated", "refined"] = Field(
         "attention",
         description="attention = the up-sampled attention maps (the paper); gated = attention maps times G's own "
-        "full-resolution masks, so the coarse attention can only remove what G marked.",
+        "full-resolution masks, so the coarse attention can only remove what G marked; refined = G's own lesion "
+        "pixels (mask >= 0.5) where the up-sampled attention agrees (>= 0.5), each pixel weighted by how much "
+        "alpha and G agree (training/pseudo.py).",
+    )
+    zero_absent: bool = Field(
+        False, description="Pseudo masks of a lesion the labels rule out (data.presence) are 0 everywhere, at full "
+        "weight; false = the paper (the labels say nothing about pixels)."
+    )
+    presence_weight: float = Field(
+        0.0, ge=0, description="Weight of the loss on alpha itself (losses/presence.py): its top-k pooled value "
+        "against the presence the labels imply, and zero targets on its pixels where they say absent; 0 = the paper."
+    )
+    presence_topk: float = Field(
+        0.01, gt=0, le=1, description="Share of alpha's cells inside the FOV whose mean is a lesion's pooled "
+        "attention (at least one cell)."
+    )
+    disc_match: Literal["none", "grade"] = Field(
+        "none", description="none = D's fake branch sees every X^I image (the paper); grade = only X^I images of "
+        "grade >= 1, as every pixel-labelled image has DR, so D cannot win on lesion presence alone."
     )
     pseudo_threshold: float | None = Field(
         None, gt=0, lt=1, description="Binarise attention maps at this value; null uses them as soft targets."
@@ -213,6 +236,8 @@ class TrainConfig(StrictModel):
             )
         if j.semi and self.grader.mode != "attention":
             raise ValueError("joint.semi needs grader.mode 'attention' (pseudo masks are the attention maps)")
+        if j.presence_weight and self.grader.mode != "attention":
+            raise ValueError("joint.presence_weight is a loss on the attention maps: it needs grader.mode 'attention'")
         if (j.semi or j.adversarial) and not j.train_generator:
             raise ValueError("joint.semi and joint.adversarial train G: they need joint.train_generator true")
         if not self.data.pixel and (self.seg_pretrain.epochs or (j.epochs and j.train_generator)):

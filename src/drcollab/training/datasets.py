@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 from drcollab.constants import MISSING_DME
 from drcollab.data.crops import centre_crop, choose_centre, window, window_side
 from drcollab.data.preprocess import Preprocessed
+from drcollab.data.presence import PresenceConfig, lesion_presence
 from drcollab.data.records import Record
 from drcollab.data.transforms import BACKGROUND, AugmentConfig, augment, build_augment
 
@@ -27,10 +28,12 @@ class FundusDataset(Dataset):
     Returns dicts with ``image`` ``(3, H, W)`` uint8, ``fov`` ``(1, H, W)`` bool (the field of view, moved
     with the image: pixels outside it do not count in G's losses), ``index``, and the ``labels`` asked for:
     ``masks`` ``(L, H, W)`` bool or ``grade`` and ``dme`` (int64 scalars; ``dme`` is -1 where the dataset gives no
-    DME label, and the DME loss leaves such images out). Images and masks stay 8-bit until they reach the
-    device (a quarter of float32's bytes through the loader queues and pinned memory); the steps normalise
-    them there (``training/steps.py`` ``network_inputs``). Crops centred on lesions or inside the FOV
-    (``augment.lesion_crops`` / ``augment.crop_centre``) are cut by :mod:`drcollab.data.crops`.
+    DME label, and the DME loss leaves such images out) with ``presence`` ``(L,)`` int64 (per lesion: 0 absent,
+    1 present, -1 unknown, as ``presence`` implies from the record's labels, :mod:`drcollab.data.presence`).
+    Images and masks stay 8-bit until they reach the device (a quarter of float32's bytes through the loader
+    queues and pinned memory); the steps normalise them there (``training/steps.py`` ``network_inputs``). Crops
+    centred on lesions or inside the FOV (``augment.lesion_crops`` / ``augment.crop_centre``) are cut by
+    :mod:`drcollab.data.crops`.
     """
 
     def __init__(
@@ -39,6 +42,7 @@ class FundusDataset(Dataset):
         load: Loader,
         augment_cfg: AugmentConfig | None = None,
         labels: Literal["masks", "grade"] = "masks",
+        presence: PresenceConfig | None = None,
     ) -> None:
         missing = [r.name for r in records if (not r.has_masks if labels == "masks" else r.grade is None)]
         if missing:
@@ -48,6 +52,7 @@ class FundusDataset(Dataset):
         self.labels = labels
         self.augment_cfg = augment_cfg
         self.transform = build_augment(augment_cfg) if augment_cfg is not None else None
+        self.presence = [lesion_presence(r, presence) for r in self.records] if labels == "grade" else None
 
     def __len__(self) -> int:
         return len(self.records)
@@ -71,6 +76,7 @@ class FundusDataset(Dataset):
         if self.labels == "grade":
             item["grade"] = torch.tensor(record.grade, dtype=torch.int64)
             item["dme"] = torch.tensor(MISSING_DME if record.dme is None else record.dme, dtype=torch.int64)
+            item["presence"] = torch.tensor(self.presence[index], dtype=torch.int64)  # (L,)
         return item
 
     def _augment(

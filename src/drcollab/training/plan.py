@@ -112,6 +112,7 @@ def _batch(n: int, size: int, labels: str, device: torch.device) -> dict:
     else:
         batch["grade"] = torch.randint(0, 5, (n,), generator=g)
         batch["dme"] = torch.randint(0, 3, (n,), generator=g)
+        batch["presence"] = torch.randint(-1, 2, (n, NUM_LESIONS), generator=g)  # (B, L) codes, data/presence.py
     return {k: v.to(device) for k, v in batch.items()}
 
 

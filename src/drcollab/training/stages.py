@@ -24,7 +24,7 @@ from drcollab.models import (
     save_model,
 )
 from drcollab.precision import resolve_precision
-from drcollab.training.config import STAGES
+from drcollab.training.config import STAGES, TrainConfig
 from drcollab.training.data import TrainData, cycle, make_loader, stage_batches, train_sampler
 from drcollab.training.datasets import FundusDataset
 from drcollab.training.distributed import barrier
@@ -62,6 +62,11 @@ def _adam(ctx: Context, model: nn.Module, stage: str) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=s.lr, betas=s.betas)
 
 
+def stage_seed(cfg: TrainConfig, stage: str) -> int:
+    """The seed of ``stage``'s fresh weights and of its batch order."""
+    return cfg.seed * 10 + STAGES.index(stage)
+
+
 def _saved(ctx: Context, stage: str, kind: str) -> Path | None:
     path = ctx.folder.stage_dir(stage) / kind
     return path if path.with_suffix(".json").is_file() else None
@@ -70,7 +75,7 @@ def _saved(ctx: Context, stage: str, kind: str) -> Path | None:
 def build_nets(ctx: Context, stage: str) -> Nets:
     """Fresh (seeded) or pre-trained networks for ``stage``, with their optimizers."""
     cfg = ctx.cfg
-    torch.manual_seed(cfg.seed * 10 + STAGES.index(stage))  # fresh weights do not depend on earlier stages
+    torch.manual_seed(stage_seed(cfg, stage))  # fresh weights do not depend on earlier stages
     nets = Nets(scaler=resolve_precision(cfg.runtime.amp, ctx.dist.device).grad_scaler())
     if stage == "seg_pretrain":
         nets.generator = _prepare(ctx, LesionGenerator(cfg.generator), True)
@@ -81,17 +86,11 @@ def build_nets(ctx: Context, stage: str) -> Nets:
         nets.opt_grader = _adam(ctx, nets.grader, stage)
     else:
         j = cfg.joint
-        if cfg.grader.mode != "ori":
-            g_path = _saved(ctx, "seg_pretrain", "generator") or cfg.init.generator
-            generator = load_model(g_path) if g_path else LesionGenerator(cfg.generator)
+        generator, grader = joint_start(cfg, _saved(ctx, "seg_pretrain", "generator"),
+                                        _saved(ctx, "grade_pretrain", "grader"))
+        if generator is not None:
             nets.generator = _prepare(ctx, generator, j.train_generator)
             nets.opt_generator = _adam(ctx, nets.generator, stage) if j.train_generator else None
-        c_path = _saved(ctx, "grade_pretrain", "grader") or cfg.init.grader
-        if c_path is None:
-            grader = LesionGrader(cfg.grader)
-        else:
-            grader = load_model(c_path)
-            grader = grader if cfg.grader.mode == "ori" else grader_from_ori(grader, cfg.grader)
         nets.grader = _prepare(ctx, grader, True)
         nets.opt_grader = _adam(ctx, nets.grader, stage)
         if j.adversarial:
@@ -100,11 +99,32 @@ def build_nets(ctx: Context, stage: str) -> Nets:
     return nets
 
 
+def joint_start(cfg: TrainConfig, g_path: Path | None, c_path: Path | None) -> tuple[nn.Module | None, nn.Module]:
+    """Stage 2's G (None for an ori grader) and grader as the stage begins, on the CPU.
+
+    Args:
+        cfg: The run's config.
+        g_path, c_path: The run's own stage-1 checkpoints, if it trained them; else ``init.*``, else fresh weights.
+
+    Call it right after seeding for stage 2 (as :func:`build_nets` does): the fresh parts (the attention model)
+    then get the very weights the run started from, so ``benchmarks/pseudo_mask_stats.py`` can rebuild them.
+    """
+    generator = None
+    if cfg.grader.mode != "ori":
+        g_path = g_path or cfg.init.generator
+        generator = load_model(g_path) if g_path else LesionGenerator(cfg.generator)
+    c_path = c_path or cfg.init.grader
+    if c_path is None:
+        return generator, LesionGrader(cfg.grader)
+    grader = load_model(c_path)
+    return generator, grader if cfg.grader.mode == "ori" else grader_from_ori(grader, cfg.grader)
+
+
 def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
     """Train ``stage`` from ``ctx.position`` to its last epoch."""
     cfg, dist = ctx.cfg, ctx.dist
     s = cfg.stage(stage)
-    seed = cfg.seed * 10 + STAGES.index(stage)
+    seed = stage_seed(cfg, stage)
     load = data.cache.get
     workers = cfg.data.workers
     batch = stage_batches(cfg, stage, data, dist.world_size)  # the config's batches are global
@@ -119,7 +139,7 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
         def validate() -> dict[str, float]:
             return validate_generator(nets.generator, data.pixel_val, data.seg_cache, dist.device, ctx.autocast)
     else:
-        ds = FundusDataset(data.image_train, load, s.augment, labels="grade")
+        ds = FundusDataset(data.image_train, load, s.augment, labels="grade", presence=cfg.data.presence)
         main_sampler = train_sampler(ds, seed, batch.per_rank, dist, balanced=cfg.data.balanced)
         main_loader = make_loader(ds, main_sampler, batch.per_rank, workers, dist.device)
         G = nets.generator

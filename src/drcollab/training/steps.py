@@ -13,7 +13,6 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -24,11 +23,13 @@ from drcollab.losses import (
     focal_loss,
     generator_adversarial_loss,
     mask_loss,
+    presence_loss,
     segmentation_loss,
 )
 from drcollab.models.grader import GraderOutput
 from drcollab.models.memory import frozen_buffers
-from drcollab.training.config import TrainConfig
+from drcollab.training.config import JointConfig, TrainConfig
+from drcollab.training.pseudo import pseudo_targets
 
 Autocast = Callable[[], AbstractContextManager]
 
@@ -166,25 +167,6 @@ def grader_total(losses: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Ten
     return losses["focal"] + cfg.loss.dme_weight * losses["dme"] if "dme" in losses else losses["focal"]
 
 
-def pseudo_masks(
-    attention: torch.Tensor, masks: torch.Tensor, mode: str = "attention", threshold: float | None = None
-) -> torch.Tensor:
-    """Stage 2's pseudo masks for G's BCE on X^I, detached, ``(B, L, H, W)`` like ``masks``.
-
-    Args:
-        attention: The grader's alpha maps, ``(B, L, h, w)`` on f_low's grid.
-        masks: G's lesion probabilities on the same images, ``(B, L, H, W)``.
-        mode: ``attention`` = alpha up-sampled bilinearly to the image (the paper); ``gated`` = that
-            times G's own masks, so the attention can remove lesion pixels but not add any.
-        threshold: Binarise at this value (``None``: soft targets).
-    """
-    pseudo = F.interpolate(attention.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
-    if mode == "gated":
-        pseudo = pseudo * masks
-    pseudo = pseudo.detach()
-    return pseudo if threshold is None else (pseudo > threshold).float()
-
-
 def joint_step(
     nets: Nets, p_batch: dict | None, i_batch: dict, cfg: TrainConfig, autocast: Autocast, use_semi: bool
 ) -> dict[str, float]:
@@ -195,15 +177,20 @@ def joint_step(
     1. G predicts mask logits for X^P and X^I in one forward pass (frozen G: X^I only, no grad).
     2. The grader sees X^I and G's masks m = sigmoid(G(X^I)) (with gradient into G when
        ``joint.grade_to_generator``) and returns grade logits and attention maps alpha (Eqs. 4-6).
-    3. Pseudo masks: alpha up-sampled to the image size (``joint.pseudo_mask: gated`` multiplies it
-       by G's own masks) and detached, optionally binarised.
+    3. Pseudo masks and their per-pixel weights (``training/pseudo.py``): alpha up-sampled to the image size
+       (the paper; ``joint.pseudo_mask: gated`` multiplies it by G's own masks, ``refined`` keeps G's lesion
+       pixels where alpha agrees, weighted by their agreement; ``joint.zero_absent`` zeroes the lesions the
+       labels rule out), detached.
     4. D update (``joint.adversarial``): D learns real = (X^P, G(X^P)) [or X^P's ground truth] vs
-       fake = (X^I, G(X^I)), on detached masks; D's optimizer steps.
+       fake = (X^I, G(X^I)) [``joint.disc_match: grade``: X^I of grade >= 1 only], on detached masks; D's
+       optimizer steps.
     5. G and grader update from one backward pass of
-       ``focal(C) + L_adv(G) + lambda * [BCE(G(X^P), s^P) + semi_weight * BCE(G(X^I), pseudo)]``
+       ``focal(C) + presence_weight * L_presence(alpha) + L_adv(G)
+       + lambda * [BCE(G(X^P), s^P) + semi_weight * BCE(G(X^I), pseudo)]``
        (plus ``loss.dme_weight * dme(C)`` with a DME head, over the X^I images whose DME is known)
-       (both BCE terms over the pixels inside each image's field of view; ``loss.mask_loss`` may add Dice),
-       with L_adv judged by the just-updated D; G's and the grader's optimizers step.
+       (both BCE terms over the pixels inside each image's field of view, the pseudo one weighted per pixel;
+       ``loss.mask_loss`` may add Dice), with L_adv judged by the just-updated D; G's and the grader's
+       optimizers step. L_presence (``losses/presence.py``) reaches G through alpha as the focal loss does.
 
     With ``joint.accumulation`` k > 1 the order holds for the whole batch: D first steps once on all k
     micro-batches (G's masks for it from a no-grad pass that leaves G's BN statistics alone), then steps 1-3 and
@@ -255,22 +242,40 @@ def _joint_losses(
         out = C(x_i) if G is None else C(x_i, grader_masks)
     losses: dict[str, torch.Tensor] = grader_losses(out, i_batch, cfg)
     total = grader_total(losses, cfg)
+    if j.presence_weight and out.attention is not None:
+        losses["presence"] = presence_loss(out.attention.float(), i_batch["presence"], i_batch["fov"],
+                                           j.presence_topk)
+        total = total + j.presence_weight * losses["presence"]
     if logits_p is not None:
         ce = losses["bce_p"] = g_mask_loss(logits_p, s_p, p_batch["fov"], cfg)
         if use_semi and out.attention is not None:
-            pseudo = pseudo_masks(out.attention, masks_i, j.pseudo_mask, j.pseudo_threshold)
-            losses["bce_i"] = g_mask_loss(logits_i, pseudo, i_batch["fov"], cfg)
+            target, weight = pseudo_targets(out.attention, masks_i, i_batch["fov"], i_batch.get("presence"), j)
+            losses["bce_i"] = g_mask_loss(logits_i, target, weight, cfg)
             ce = ce + j.semi_weight * losses["bce_i"]
         adv = torch.zeros((), device=x_i.device)
         if D is not None:
             real = s_p if j.adv_real == "ground_truth" else torch.sigmoid(logits_p).detach()
+            x_f, m_f = _fakes(i_batch, masks_i, j)
             if update_disc:
-                losses["disc"] = _disc_update(nets, x_p, real, x_i, masks_i.detach(), autocast)
+                losses["disc"] = _disc_update(nets, x_p, real, x_f, m_f.detach(), autocast)
             with autocast():  # the same real+fake batch composition as D's update, so BN sees alike batches
-                judged = D(torch.cat([x_p, x_i]), torch.cat([real, masks_i])).float()
+                judged = D(torch.cat([x_p, x_f]), torch.cat([real, m_f])).float()
             adv = losses["adv"] = generator_adversarial_loss(judged[len(x_p) :])
         total = total + segmentation_loss(adv, ce, cfg.loss.lambda_ce)
     return losses, total
+
+
+def _fakes(i_batch: dict, masks_i: torch.Tensor, j: JointConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The X^I images and G's masks of D's fake branch: all (``disc_match: none``) or those of grade >= 1.
+
+    Every pixel-labelled image has DR; with healthy eyes among the fakes D could tell the branches apart by
+    lesion presence alone and pay G to paint lesions on them. A batch without a fake leaves D real images only.
+    """
+    x_i = i_batch["image"]
+    if j.disc_match == "none":
+        return x_i, masks_i
+    keep = i_batch["grade"] >= 1  # (B_i,)
+    return x_i[keep], masks_i[keep]
 
 
 def _disc_loss(
@@ -305,7 +310,8 @@ def _disc_phase(nets: Nets, p_parts: list[dict], i_parts: list[dict], cfg: Train
         with torch.no_grad(), autocast(), frozen_buffers(G):
             masks = torch.sigmoid(G(torch.cat([p["image"], i["image"]])).float())  # (B_p + B_i, L, H, W)
         real = p["masks"] if cfg.joint.adv_real == "ground_truth" else masks[:n]
-        loss = _disc_loss(nets.discriminator, p["image"], real, i["image"], masks[n:], autocast)
+        x_f, m_f = _fakes(i, masks[n:], cfg.joint)
+        loss = _disc_loss(nets.discriminator, p["image"], real, x_f, m_f, autocast)
         total += float(loss.detach())
         _backward(loss / parts, nets.scaler)
     _step([nets.opt_discriminator], nets.scaler)

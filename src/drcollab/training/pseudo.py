@@ -1,0 +1,92 @@
+"""Stage 2's pseudo masks for G's mask loss on X^I: targets and per-pixel weights (``joint.pseudo_mask``).
+
+- ``attention`` (the paper): α up-sampled bilinearly to G's masks. α lives on f_low's stride-4 grid and the
+  masks reach it max-pooled, so a 1-px microaneurysm comes back as a ~12-px target: G learns the dilated
+  target, and its next masks are larger still.
+- ``gated``: that times G's own masks; α can remove lesion pixels but not add any.
+- ``refined``: G's own lesion pixels (mask >= 0.5) where the up-sampled α agrees (>= ``pseudo_threshold``,
+  0.5 by default), at G's resolution. α is only a gate, so a target is never larger than G's own mask (no
+  dilation), and each pixel is weighted by how likely α and G agree, ``m α + (1 - m)(1 - α)``: pixels where
+  they disagree count less, as a teacher that contradicts itself should.
+
+With ``joint.zero_absent`` a lesion the image's labels rule out (presence code 0) has target 0 everywhere at
+full weight, whatever α and G say. Every weight is 0 outside the field of view. All outputs are detached.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from drcollab.data.presence import ABSENT
+from drcollab.training.config import JointConfig
+
+G_THRESHOLD = 0.5  # G's own decision threshold: a pixel is one of G's lesion pixels at mask >= 0.5
+
+
+def upsampled(attention: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """α ``(B, L, h, w)`` on f_low's grid, bilinearly up-sampled to ``size``, ``(B, L, H, W)`` float."""
+    return F.interpolate(attention.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def pseudo_masks(
+    attention: torch.Tensor, masks: torch.Tensor, mode: str = "attention", threshold: float | None = None
+) -> torch.Tensor:
+    """The ``attention`` and ``gated`` pseudo masks, detached, ``(B, L, H, W)`` like ``masks``.
+
+    Args:
+        attention: The grader's alpha maps, ``(B, L, h, w)`` on f_low's grid.
+        masks: G's lesion probabilities on the same images, ``(B, L, H, W)``.
+        mode: ``attention`` = alpha up-sampled bilinearly to the image (the paper); ``gated`` = that
+            times G's own masks, so the attention can remove lesion pixels but not add any.
+        threshold: Binarise at this value (``None``: soft targets).
+    """
+    pseudo = upsampled(attention, masks.shape[-2:])
+    if mode == "gated":
+        pseudo = pseudo * masks
+    pseudo = pseudo.detach()
+    return pseudo if threshold is None else (pseudo > threshold).float()
+
+
+def refined_masks(
+    attention: torch.Tensor, masks: torch.Tensor, threshold: float | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``refined`` targets and their confidence, both ``(B, L, H, W)`` like ``masks``, detached.
+
+    Args:
+        attention: α, ``(B, L, h, w)``.
+        masks: G's lesion probabilities, ``(B, L, H, W)``, at G's resolution.
+        threshold: α's gate (``None``: 0.5).
+    """
+    alpha = upsampled(attention.detach(), masks.shape[-2:])  # (B, L, H, W)
+    m = masks.detach().float()
+    target = ((m >= G_THRESHOLD) & (alpha >= (threshold or 0.5))).float()
+    confidence = m * alpha + (1 - m) * (1 - alpha)  # P(alpha and G agree), the two read as independent
+    return target, confidence
+
+
+def pseudo_targets(
+    attention: torch.Tensor, masks: torch.Tensor, fov: torch.Tensor, presence: torch.Tensor | None, j: JointConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets ``(B, L, H, W)`` and weights (``(B, 1, H, W)`` = the FOV, or ``(B, L, H, W)``) for G's loss on X^I.
+
+    Args:
+        attention: α, ``(B, L, h, w)``.
+        masks: G's lesion probabilities, ``(B, L, H, W)``.
+        fov: The field of view, ``(B, 1, H, W)`` bool.
+        presence: Presence codes ``(B, L)`` (0 absent, 1 present, -1 unknown); needed for ``zero_absent``.
+        j: ``pseudo_mask``, ``pseudo_threshold`` and ``zero_absent``.
+    """
+    weight = fov.float()
+    if j.pseudo_mask == "refined":
+        target, confidence = refined_masks(attention, masks, j.pseudo_threshold)
+        weight = weight * confidence
+    else:
+        target = pseudo_masks(attention, masks, j.pseudo_mask, j.pseudo_threshold)
+    if j.zero_absent:
+        if presence is None:
+            raise ValueError("joint.zero_absent needs the X^I batch's 'presence' codes (FundusDataset, labels=grade)")
+        absent = (presence == ABSENT)[..., None, None]  # (B, L, 1, 1)
+        target = torch.where(absent, torch.zeros_like(target), target)
+        weight = torch.where(absent, fov.float(), torch.broadcast_to(weight, target.shape))
+    return target, weight
