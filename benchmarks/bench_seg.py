@@ -17,16 +17,11 @@ reused and an interrupted one resumes, so the command can be re-run until every 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import os
-import statistics
-import sys
 from pathlib import Path
 
-from reproduce_idrid import sh  # the same printed, logged subprocess call (benchmarks/ is the script's folder)
+import rowbench
 
-DRCOLLAB = [sys.executable, "-m", "drcollab.cli"]
 LESIONS = ("MA", "HE", "EX", "SE")
 EPOCHS = 280  # ~10 minutes of stage 1a on the 2 cores (5 steps of 2 x 4 crops per epoch)
 
@@ -73,27 +68,12 @@ for _epochs in (35, 70, 140, 560, 750):
     ROWS[f"budget_{_epochs}"] = (f"new recipe at 1152 px, {_epochs} epochs", new(1152, _epochs))
 
 
-def stage_minutes(run: Path) -> float:
-    """Minutes between the first and the last logged step of stage 1a (metrics.csv), i.e. training alone."""
-    times = [float(r["time"]) for r in csv.DictReader((run / "metrics.csv").open()) if r["stage"] == "seg_pretrain"]
-    return round((max(times) - min(times)) / 60, 2)
-
-
 def run_row(out: Path, row: str, seed: int, idrid: str, extra: list[str]) -> dict:
-    name = row if seed == 0 else f"{row}@seed{seed}"
-    run, log, evaluation = out / name, out / f"{name}.log", out / "eval" / name
-    timing_path = out / name / "bench_timing.json"
-    if not (run / "model/bundle.json").is_file():
-        resume = (run / "checkpoints/last.safetensors").is_file()
-        cmd = [*DRCOLLAB, "train", "--resume", str(run)] if resume else [
-            *DRCOLLAB, "train", "--config", "configs/cpu/ce2.yaml", "--out", str(run), "runtime.progress=false",
-            f"seed={seed}", *ROWS[row][1], *extra]
-        wall = sh(cmd, log)
-        timing_path.write_text(json.dumps({"train_wall_s": round(wall, 1)}))
-    if not (evaluation / "metrics.json").is_file():
-        sh([*DRCOLLAB, "evaluate", "--checkpoint", str(run), "--data", idrid, "--split", "train", "--val-fold-of",
-            str(run), "--out", str(evaluation), "--workers", "1", "--overlays", "0",
-            "--cache-dir", os.environ.get("DRCOLLAB_CACHE", "cache")], log)
+    name = rowbench.run_name(row, seed)
+    overrides = [f"seed={seed}", *ROWS[row][1], *extra]
+    wall = rowbench.train_and_evaluate(out, name, "configs/cpu/ce2.yaml", overrides, idrid)
+    if wall is not None:
+        (out / name / "bench_timing.json").write_text(json.dumps({"train_wall_s": round(wall, 1)}))
     return collect(out, name, row)
 
 
@@ -101,7 +81,8 @@ def collect(out: Path, name: str, row: str) -> dict:
     seg = json.loads((out / "eval" / name / "metrics.json").read_text())["segmentation"]
     timing_path = out / name / "bench_timing.json"
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
-    result = {"row": row, "run": name, "description": ROWS[row][0], "train_min": stage_minutes(out / name),
+    result = {"row": row, "run": name, "description": ROWS[row][0],
+              "train_min": rowbench.stage_minutes(out / name, "seg_pretrain"),
               "wall_min": round(timing.get("train_wall_s", float("nan")) / 60, 2)}
     for lesion in LESIONS:
         result[f"ap_{lesion}"] = seg[lesion]["auc_pr"]
@@ -122,25 +103,12 @@ def table(results: list[dict]) -> str:
 
 
 def medians(results: list[dict]) -> list[dict]:
-    """One row per bench row: the median over its seeds of every number (``seeds`` says how many)."""
-    groups: dict[str, list[dict]] = {}
-    for r in results:
-        groups.setdefault(r["row"], []).append(r)
-    out = []
-    for row, runs in groups.items():
-        keys = [k for k in runs[0] if k.startswith(("ap_", "roc_")) or k in ("train_min", "wall_min")]
-        med = {k: statistics.median(r[k] for r in runs) for k in keys}
+    """One row per bench row: the median over its seeds of every number, and the mean AUC-PR of those medians."""
+    out = rowbench.medians(results, lambda r: [k for k in r if k.startswith(("ap_", "roc_")) and k != "ap_mean"]
+                           + ["train_min", "wall_min"])
+    for med in out:
         med["ap_mean"] = sum(med[f"ap_{lesion}"] for lesion in LESIONS) / len(LESIONS)
-        out.append({"row": row, "run": row if len(runs) == 1 else f"{row} (median of {len(runs)})",
-                    "description": runs[0]["description"], "seeds": len(runs), **med})
     return out
-
-
-def merge(recorded: list[dict], new: list[dict]) -> list[dict]:
-    """The recorded rows with this run's finished ones replacing (or joining) them, by run name, in order."""
-    by_run = {r["run"]: r for r in recorded}
-    by_run.update({r["run"]: r for r in new})
-    return list(by_run.values())
 
 
 def figure(results: list[dict], rows: list[str], path: Path) -> None:
@@ -170,35 +138,12 @@ def figure(results: list[dict], rows: list[str], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/bench_seg"))
-    parser.add_argument("--rows", nargs="+", default=None, choices=list(ROWS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
-    parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
-    parser.add_argument("--report", action="store_true", help="only collect finished rows into the table")
-    parser.add_argument("--recorded", type=Path, default=Path(__file__).parent / "results/bench_seg.json",
-                        help="the committed results of earlier runs (each row's numbers as measured); finished rows "
-                        "in OUT replace theirs, and the merged list is written back")
+    rowbench.add_arguments(parser, ROWS, "runs/bench_seg", Path(__file__).parent / "results/bench_seg.json")
     parser.add_argument("--figure", type=Path, default=None, help="write the budget figure here")
     parser.add_argument("--figure-rows", nargs="+",
                         default=["budget_35", "budget_70", "budget_140", "new_1152", "budget_560", "budget_750"])
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    results = []
-    for row in args.rows or list(ROWS):
-        for seed in args.seeds:
-            name = row if seed == 0 else f"{row}@seed{seed}"
-            if args.report:
-                if (args.out / "eval" / name / "metrics.json").is_file():
-                    results.append(collect(args.out, name, row))
-                continue
-            if "DRCOLLAB_IDRID" not in os.environ:
-                sys.exit("set DRCOLLAB_IDRID to the IDRiD root (the folder holding 'A. Segmentation')")
-            results.append(run_row(args.out, row, seed, os.environ["DRCOLLAB_IDRID"], args.set))
-            (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    recorded = json.loads(args.recorded.read_text()) if args.recorded.is_file() else []
-    merged = merge(recorded, results)
-    args.recorded.write_text(json.dumps(merged, indent=1) + "\n")
+    merged = rowbench.merge_recorded(args.recorded, rowbench.run_rows(args, ROWS, run_row, collect))
     report = table(merged) + "\nMedians over seeds:\n\n" + table(medians(merged))
     (args.out / "results.md").write_text(report)
     print(report)

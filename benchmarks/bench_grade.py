@@ -1,0 +1,81 @@
+"""The grader at CPU budget, option by option, on validation fold 0 of the IDRiD training split.
+
+Every row is stage 1b alone (the plain grader, ``configs/cpu/ori.yaml`` with G's and the joint stage's epochs at 0)
+with the overrides in :data:`ROWS`, scored by ``drcollab evaluate --val-fold-of`` on the 83 held-out images: DR
+accuracy and quadratic kappa, DME accuracy, the joint DR + DME accuracy (IDRiD sub-challenge 2), the referable
+AUC / sensitivity / specificity, and the training minutes (first to last logged step of stage 1b). ``base`` is the
+paper's focal-loss grader at 384 px with a DME head; each other row changes one thing.
+
+    DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/bench_grade.py --out runs/bench_grade
+    .venv/bin/python benchmarks/bench_grade.py --out runs/bench_grade --report
+
+Finished rows are reused and an interrupted one resumes; results are merged into
+``benchmarks/results/bench_grade.json`` (committed), so a later session adds rows without re-running these.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import rowbench
+
+STAGE_1B = ["seg_pretrain.epochs=0", "joint.epochs=0", "grader.dme=true", "runtime.validate_every=100000"]
+AUG = ["grade_pretrain.augment.scale=[0.9,1.1]", "grade_pretrain.augment.brightness=0.2",
+       "grade_pretrain.augment.contrast=0.2", "grade_pretrain.augment.saturation=0.1"]
+
+ROWS: dict[str, tuple[str, list[str]]] = {
+    "base": ("the paper's grader: focal loss, 384 px, resnet18 from scratch, 20 epochs, DME head", []),
+    "no_dme": ("base without the DME head (DR alone)", ["grader.dme=false"]),
+    "balanced": ("class-balanced sampling of the grades", ["data.balanced=true"]),
+    "augment": ("colour jitter and zoom 0.9-1.1", AUG),
+    "res_512": ("512-px images", ["data.preprocess.size=512"]),
+    "epochs_40": ("40 epochs", ["grade_pretrain.epochs=40"]),
+}
+
+
+def run_row(out: Path, row: str, seed: int, idrid: str, extra: list[str]) -> dict:
+    name = rowbench.run_name(row, seed)
+    overrides = [f"seed={seed}", *STAGE_1B, *ROWS[row][1], *extra]
+    rowbench.train_and_evaluate(out, name, "configs/cpu/ori.yaml", overrides, idrid)
+    return collect(out, name, row)
+
+
+def collect(out: Path, name: str, row: str) -> dict:
+    m = json.loads((out / "eval" / name / "metrics.json").read_text())
+    dme, joint, referable = m.get("dme") or {}, m.get("joint") or {}, m.get("referable") or {}
+    return {"row": row, "run": name, "description": ROWS[row][0],
+            "train_min": rowbench.stage_minutes(out / name, "grade_pretrain"),
+            "accuracy": m["grading"]["accuracy"], "kappa": m["grading"]["kappa"],
+            "dme_accuracy": dme.get("accuracy"), "joint_accuracy": joint.get("accuracy"),
+            "referable_auc": referable.get("auc"), "referable_sensitivity": referable.get("sensitivity"),
+            "referable_specificity": referable.get("specificity")}
+
+
+NUMBERS = ("accuracy", "kappa", "dme_accuracy", "joint_accuracy", "referable_auc", "referable_sensitivity",
+           "referable_specificity", "train_min")
+
+
+def table(results: list[dict]) -> str:
+    head = ["row", "what changes", "DR accuracy", "kappa", "DME accuracy", "joint accuracy", "referable AUC",
+            "referable sens.", "referable spec.", "stage 1b (min)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
+    for r in results:
+        cells = ["–" if r[k] is None else (f"{r[k]:.1f}" if k == "train_min" else f"{r[k]:.3f}") for k in NUMBERS]
+        lines.append(f"| `{r['run']}` | {r['description']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    rowbench.add_arguments(parser, ROWS, "runs/bench_grade", Path(__file__).parent / "results/bench_grade.json")
+    args = parser.parse_args()
+    merged = rowbench.merge_recorded(args.recorded, rowbench.run_rows(args, ROWS, run_row, collect))
+    report = table(merged) + "\nMedians over seeds:\n\n" + table(rowbench.medians(merged, lambda r: list(NUMBERS)))
+    (args.out / "results.md").write_text(report)
+    print(report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""What the row benchmarks (``bench_seg.py``, ``bench_grade.py``) share: rows x seeds of ordinary ``drcollab train``
+runs, stage minutes from ``metrics.csv``, medians over seeds and the committed record of every finished row."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+
+def run_name(row: str, seed: int) -> str:
+    return row if seed == 0 else f"{row}@seed{seed}"
+
+
+def stage_minutes(run: Path, stage: str) -> float:
+    """Minutes between the first and the last logged step of ``stage`` (metrics.csv), i.e. training alone."""
+    times = [float(r["time"]) for r in csv.DictReader((run / "metrics.csv").open()) if r["stage"] == stage]
+    return round((max(times) - min(times)) / 60, 2)
+
+
+def add_arguments(parser: argparse.ArgumentParser, rows: Iterable[str], out: str, recorded: Path) -> None:
+    parser.add_argument("--out", type=Path, default=Path(out))
+    parser.add_argument("--rows", nargs="+", default=None, choices=list(rows))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+    parser.add_argument("--report", action="store_true", help="only collect finished rows into the table")
+    parser.add_argument("--recorded", type=Path, default=recorded,
+                        help="the committed results of earlier runs (each row's numbers as measured); finished rows "
+                        "in OUT replace theirs, and the merged list is written back")
+
+
+def run_rows(
+    args: argparse.Namespace, rows: Iterable[str], run_row: Callable[[Path, str, int, str, list[str]], dict],
+    collect: Callable[[Path, str, str], dict],
+) -> list[dict]:
+    """Every (row, seed) of ``args``: finished ones collected, the others run (``--report``: collected only)."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for row in args.rows or list(rows):
+        for seed in args.seeds:
+            name = run_name(row, seed)
+            if args.report:
+                if (args.out / "eval" / name / "metrics.json").is_file():
+                    results.append(collect(args.out, name, row))
+                continue
+            if "DRCOLLAB_IDRID" not in os.environ:
+                sys.exit("set DRCOLLAB_IDRID to the IDRiD root (the folder holding 'A. Segmentation')")
+            results.append(run_row(args.out, row, seed, os.environ["DRCOLLAB_IDRID"], args.set))
+            (args.out / "results.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def merge_recorded(path: Path, results: list[dict]) -> list[dict]:
+    """The recorded rows with this run's replacing (or joining) them by run name, in order; written back."""
+    by_run = {r["run"]: r for r in (json.loads(path.read_text()) if path.is_file() else [])}
+    by_run.update({r["run"]: r for r in results})
+    merged = list(by_run.values())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(merged, indent=1) + "\n")
+    return merged
+
+
+def medians(results: list[dict], numbers: Callable[[dict], list[str]]) -> list[dict]:
+    """One row per bench row: the median over its seeds of each of ``numbers(row)`` (None where none is known)."""
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        groups.setdefault(r["row"], []).append(r)
+    out = []
+    for row, runs in groups.items():
+        med = {k: (statistics.median(v) if (v := [r[k] for r in runs if r.get(k) is not None]) else None)
+               for k in numbers(runs[0])}
+        out.append({"row": row, "run": row if len(runs) == 1 else f"{row} (median of {len(runs)})",
+                    "description": runs[0]["description"], "seeds": len(runs), **med})
+    return out
+
+
+def train_and_evaluate(out: Path, name: str, config: str, overrides: list[str], idrid: str) -> float | None:
+    """Train ``OUT/name`` (resuming an interrupted run) unless finished, then evaluate it on its validation fold.
+
+    Returns the training command's wall seconds, or None when the run was already finished.
+    """
+    from reproduce_idrid import DRCOLLAB, sh  # the same printed, logged subprocess call
+
+    run, log, evaluation = out / name, out / f"{name}.log", out / "eval" / name
+    wall = None
+    if not (run / "model/bundle.json").is_file():
+        resume = (run / "checkpoints/last.safetensors").is_file()
+        cmd = [*DRCOLLAB, "train", "--resume", str(run)] if resume else [
+            *DRCOLLAB, "train", "--config", config, "--out", str(run), "runtime.progress=false", *overrides]
+        wall = sh(cmd, log)
+    if not (evaluation / "metrics.json").is_file():
+        sh([*DRCOLLAB, "evaluate", "--checkpoint", str(run), "--data", idrid, "--split", "train", "--val-fold-of",
+            str(run), "--out", str(evaluation), "--workers", "1", "--overlays", "0",
+            "--cache-dir", os.environ.get("DRCOLLAB_CACHE", "cache")], log)
+    return wall
