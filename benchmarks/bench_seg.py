@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 import rowbench
@@ -83,7 +84,9 @@ def collect(out: Path, name: str, row: str) -> dict:
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else {}
     result = {"row": row, "run": name, "description": ROWS[row][0],
               "train_min": rowbench.stage_minutes(out / name, "seg_pretrain"),
-              "wall_min": round(timing.get("train_wall_s", float("nan")) / 60, 2)}
+              "wall_min": round(timing.get("train_wall_s", float("nan")) / 60, 2),
+              "quiet_min": rowbench.quiet_minutes(out / name, "seg_pretrain"),
+              "steps": rowbench.stage_steps(out / name, "seg_pretrain")}
     for lesion in LESIONS:
         result[f"ap_{lesion}"] = seg[lesion]["auc_pr"]
         result[f"roc_{lesion}"] = seg[lesion]["auc_roc"]
@@ -91,13 +94,23 @@ def collect(out: Path, name: str, row: str) -> dict:
     return result
 
 
+def _int(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
+def _minutes(x: float | None) -> str:
+    return "–" if x is None else f"{x:.1f}"
+
+
 def table(results: list[dict]) -> str:
     head = ["row", "what changes", *(f"{k} AUC-PR" for k in LESIONS), "mean AUC-PR",
-            *(f"{k} AUC-ROC" for k in LESIONS), "stage 1a (min)", "run wall (min)"]
+            *(f"{k} AUC-ROC" for k in LESIONS), "steps", "stage 1a (min)",
+            "stage 1a alone (min)", "run wall (min)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for r in results:
         cells = [f"`{r['run']}`", r["description"], *(f"{r[f'ap_{k}']:.3f}" for k in LESIONS), f"{r['ap_mean']:.3f}",
-                 *(f"{r[f'roc_{k}']:.3f}" for k in LESIONS), f"{r['train_min']:.1f}", f"{r['wall_min']:.1f}"]
+                 *(f"{r[f'roc_{k}']:.3f}" for k in LESIONS), _int(r.get("steps")),
+                 f"{r['train_min']:.1f}", _minutes(r.get("quiet_min")), f"{r['wall_min']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -105,7 +118,7 @@ def table(results: list[dict]) -> str:
 def medians(results: list[dict]) -> list[dict]:
     """One row per bench row: the median over its seeds of every number, and the mean AUC-PR of those medians."""
     out = rowbench.medians(results, lambda r: [k for k in r if k.startswith(("ap_", "roc_")) and k != "ap_mean"]
-                           + ["train_min", "wall_min"])
+                           + ["train_min", "quiet_min", "wall_min", "steps"])
     for med in out:
         med["ap_mean"] = sum(med[f"ap_{lesion}"] for lesion in LESIONS) / len(LESIONS)
     return out
@@ -117,15 +130,20 @@ def figure(results: list[dict], rows: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = sorted((r["train_min"], r) for r in results if r["row"] in rows)
+    points = sorted((r["steps"], r) for r in results if r["row"] in rows and r.get("steps"))
     if not points:
         return
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    xs = [m for m, _ in points]
+    fig, ax = plt.subplots(figsize=(6, 4.2), dpi=120)
+    xs = [s for s, _ in points]
     ax.plot(xs, [r["ap_mean"] for _, r in points], "o-", color="k", label="mean")
     for lesion, colour in zip(LESIONS, ("m", "b", "y", "g"), strict=True):
         ax.plot(xs, [r[f"ap_{lesion}"] for _, r in points], ".--", color=colour, label=lesion, alpha=0.8)
-    ax.set_xlabel("stage 1a training minutes on the 2 CPU cores")
+    ax.set_xlabel("stage 1a optimisation steps (global batch 8 crops of 256 px)")
+    rates = [r["quiet_min"] / r["steps"] for r in results if r.get("quiet_min") and r.get("steps")]
+    if rates:  # minutes alone on the 2 cores, at the measured rate of runs with a quiet stretch
+        rate = statistics.median(rates)
+        top = ax.secondary_xaxis("top", functions=(lambda x: x * rate, lambda m: m / rate))
+        top.set_xlabel(f"minutes alone on the 2 CPU cores ({rate * 60:.2f} s per step)")
     ax.set_ylabel("pixel AUC-PR, IDRiD fold 0 (4288x2848)")
     ax.set_title("G, new recipe at 1152 px: quality against compute")
     ax.grid(alpha=0.3)

@@ -98,3 +98,26 @@ def train_and_evaluate(out: Path, name: str, config: str, overrides: list[str], 
             str(run), "--out", str(evaluation), "--workers", "1", "--overlays", "0",
             "--cache-dir", os.environ.get("DRCOLLAB_CACHE", "cache")], log)
     return wall
+
+
+def quiet_minutes(run: Path, stage: str, window: int = 400) -> float | None:
+    """The stage's steps at the rate of its fastest ``window``-step stretch (metrics.csv), in minutes.
+
+    On 2 shared cores a run's wall time says as much about the other jobs as about the run; its fastest sustained
+    stretch is the closest measure of what it costs alone (None: the stage logged fewer than ``window`` steps).
+    """
+    logged: dict[int, float] = {}
+    for r in csv.DictReader((run / "metrics.csv").open()):
+        if r["stage"] == stage and r["key"].startswith("train/"):
+            logged.setdefault(int(r["global_step"]), float(r["time"]))
+    steps = sorted(logged)
+    rates = [(logged[b] - logged[a]) / (b - a) for i, a in enumerate(steps) for b in steps[i + 1 :]
+             if b - a == window]
+    if not rates:
+        return None
+    return round(min(rates) * (steps[-1] - steps[0] + (steps[1] - steps[0] if len(steps) > 1 else 0)) / 60, 2)
+
+
+def stage_steps(run: Path, stage: str) -> int:
+    """The last global step logged for ``stage`` (metrics.csv): its optimisation steps."""
+    return max(int(r["global_step"]) for r in csv.DictReader((run / "metrics.csv").open()) if r["stage"] == stage)
