@@ -111,8 +111,7 @@ def quiet_minutes(run: Path, stage: str, window: int = 400) -> float | None:
         if r["stage"] == stage and r["key"].startswith("train/"):
             logged.setdefault(int(r["global_step"]), float(r["time"]))
     steps = sorted(logged)
-    rates = [(logged[b] - logged[a]) / (b - a) for i, a in enumerate(steps) for b in steps[i + 1 :]
-             if b - a == window]
+    rates = [(logged[a + window] - logged[a]) / window for a in steps if a + window in logged]
     if not rates:
         return None
     return round(min(rates) * (steps[-1] - steps[0] + (steps[1] - steps[0] if len(steps) > 1 else 0)) / 60, 2)
