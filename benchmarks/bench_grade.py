@@ -31,6 +31,7 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "balanced": ("class-balanced sampling of the grades", ["data.balanced=true"]),
     "augment": ("colour jitter and zoom 0.9-1.1", AUG),
     "res_512": ("512-px images", ["data.preprocess.size=512"]),
+    "res_768": ("768-px images", ["data.preprocess.size=768"]),
     "epochs_40": ("40 epochs", ["grade_pretrain.epochs=40"]),
 }
 
