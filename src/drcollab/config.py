@@ -212,6 +212,12 @@ class GraderConfig(StrictModel):
     attention_gain: float = Field(10.0, gt=0, description="Slope of the 'masks' initialisation.")
     num_lesions: int = Field(NUM_LESIONS, ge=1, description="L, the number of lesion branches.")
     num_grades: int = Field(NUM_GRADES, ge=2, description="Number of severity grades.")
+    head: Literal["softmax", "ordinal"] = Field(
+        "softmax",
+        description="DR grade head: softmax = a linear layer, one logit per grade (the paper); ordinal = a "
+        "cumulative-logit head, one score and G - 1 ordered thresholds, whose logits are log P(grade = k) "
+        "(models/ordinal.py; docs/method.md, 'A stronger grader'). The DME head stays a linear layer.",
+    )
     dme: bool = Field(
         False, description="A second linear head on the same pooled features predicts the risk of macular edema "
         "(0, 1, 2; docs/method.md, 'DME and referable'); false = the paper's grader, DR only."

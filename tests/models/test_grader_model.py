@@ -27,6 +27,8 @@ class TestGrader(ModelTester):
         [GraderConfig(mode="attention", num_lesions=2, num_grades=2, **TINY), (2, 3, 64, 96), (2, 2)],
         [GraderConfig(mode="ori", dme=True, **TINY), (2, 3, 64, 64), (2, 5)],
         [GraderConfig(mode="attention", dme=True, **TINY), (2, 3, 64, 64), (2, 5)],
+        [GraderConfig(mode="ori", head="ordinal", **TINY), (2, 3, 64, 64), (2, 5)],
+        [GraderConfig(mode="attention", head="ordinal", dme=True, **TINY), (2, 3, 64, 64), (2, 5)],
     ]
 
     def inputs(self, config: GraderConfig, shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
@@ -72,17 +74,19 @@ def test_dme_head_gives_three_logits_from_the_pooled_features_and_none_when_off(
     assert LesionGrader(GraderConfig(mode=mode, **TINY))(torch.randn(2, 3, 64, 64), masks).dme_logits is None
 
 
+@pytest.mark.parametrize("head", ["softmax", "ordinal"])
 @pytest.mark.parametrize("dme", [False, True])
 @pytest.mark.parametrize("mode", ["pretrained", "attention"])
-def test_from_ori_reproduces_ori_logits_when_alpha_is_one(mode: str, dme: bool) -> None:
+def test_from_ori_reproduces_ori_logits_when_alpha_is_one(mode: str, dme: bool, head: str) -> None:
     torch.manual_seed(0)
-    ori = LesionGrader(GraderConfig(mode="ori", dme=dme, **TINY))
+    ori = LesionGrader(GraderConfig(mode="ori", dme=dme, head=head, **TINY))
     image = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ori.train()(image)  # non-trivial BN statistics
     ori.eval()
     model = grader_from_ori(ori, mode).eval()
     assert model.config.mode == mode and model.config.backbone == ori.config.backbone
+    assert type(model.classifier) is type(ori.classifier)
     with torch.no_grad():
         if mode == "pretrained":
             out = model(image, torch.ones(2, 4, 64, 64))

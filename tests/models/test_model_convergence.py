@@ -1,9 +1,12 @@
-"""Tiny convergence tests on synthetic tensors: each network learns an easy task in a few dozen steps.
+"""Tiny convergence tests on synthetic tensors: each network (and the ordinal grade head) learns an easy task.
 
 They prove the gradients flow the right way end to end (after MONAI's 40-step convergence tests).
 """
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -11,6 +14,7 @@ import torch.nn.functional as F
 from drcollab.config import DiscriminatorConfig, GeneratorConfig, GraderConfig
 from drcollab.losses import discriminator_loss, focal_loss, masked_bce_with_logits
 from drcollab.models import LesionDiscriminator, LesionGenerator, LesionGrader
+from drcollab.models.ordinal import OrdinalHead
 
 SIZE = 64
 COLOURS = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])  # one per lesion
@@ -36,20 +40,26 @@ def paint(masks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return image + 0.1 * torch.randn(image.shape, generator=gen)
 
 
+def fit(model: torch.nn.Module, loss_fn: Callable[[], torch.Tensor], steps: int, lr: float) -> list[float]:
+    """``steps`` Adam steps on ``loss_fn()``; the loss of each step."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = loss_fn()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def test_generator_fits_two_synthetic_images() -> None:
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     masks = blobs(2, 4, gen)
     images = paint(masks, gen)
     model = LesionGenerator(GeneratorConfig(widths=(8, 16, 16, 32, 32)))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(50):
-        loss = masked_bce_with_logits(model(images), masks)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit(model, lambda: masked_bce_with_logits(model(images), masks), 50, 1e-2)
     assert losses[-1] < 0.15 * losses[0], losses[::10]
 
 
@@ -69,19 +79,24 @@ def test_grader_separates_two_easy_classes() -> None:
     masks = blobs(8, 4, gen) * labels.view(-1, 1, 1, 1)
     images = paint(masks, gen)
     model = LesionGrader(GraderConfig(backbone="test_resnet", mode="attention", att_channels=8, num_grades=2))
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
-    losses = []
-    for _ in range(30):
-        loss = focal_loss(model(images, masks).logits, labels, gamma=2.0)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = fit(model, lambda: focal_loss(model(images, masks).logits, labels, gamma=2.0), 30, 2e-3)
     settle_batch_norm(model, images, masks)
     with torch.no_grad():
         predicted = model.eval()(images, masks).logits.argmax(1)
     assert torch.equal(predicted, labels), (predicted, losses[::5])
     assert losses[-1] < 0.25 * losses[0], losses[::5]
+
+
+def test_ordinal_head_learns_a_one_dimensional_ordinal_problem() -> None:
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    x = torch.rand(512, 1) * 6 - 3
+    y = torch.bucketize(x[:, 0], torch.tensor([-1.8, -0.6, 0.6, 1.8]))  # 5 ordered grades along x
+    model = torch.nn.Sequential(torch.nn.Linear(1, 8), torch.nn.Tanh(), OrdinalHead(8, 5))
+    losses = fit(model, lambda: focal_loss(model(x), y), 150, 0.05)
+    accuracy = (model(x).argmax(1) == y).float().mean().item()
+    assert losses[-1] < 0.2 * losses[0] and accuracy > 0.9, (losses[::30], accuracy)
+    assert time.perf_counter() - start < 2.0
 
 
 def blurred(masks: torch.Tensor) -> torch.Tensor:

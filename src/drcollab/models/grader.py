@@ -9,7 +9,8 @@ pass"; it keeps its own BN running statistics, see ``SecondStatistics``). Modes 
 - ``attention``: alpha_l from the lesion attention model of Eqs. 4-6 (the full model).
 
 For the masked modes each ``alpha_l ⊙ f_low`` goes through the same ``rest`` (shared weights),
-is globally pooled, and the L vectors are concatenated and classified into the grades. With ``dme`` a second
+is globally pooled, and the L vectors are concatenated and classified into the grades, by a linear layer
+(``head = "softmax"``) or the cumulative-logit ``OrdinalHead`` (``head = "ordinal"``). With ``dme`` a second
 linear head classifies the same concatenated vector into the risk of macular edema (0, 1, 2).
 """
 
@@ -29,11 +30,12 @@ from drcollab.constants import NUM_DME
 from drcollab.errors import ConfigError
 from drcollab.models.blocks import LesionAttention
 from drcollab.models.memory import checkpointed
+from drcollab.models.ordinal import OrdinalHead
 
 
 class GraderOutput(NamedTuple):
-    """Grade logits ``(B, G)``, the attention maps ``(B, L, h, w)`` at f_low's resolution (None for ori) and the
-    DME logits ``(B, 3)`` (None without a DME head)."""
+    """Grade logits ``(B, G)`` (log-probabilities for the ordinal head), the attention maps ``(B, L, h, w)`` at
+    f_low's resolution (None for ori) and the DME logits ``(B, 3)`` (None without a DME head)."""
 
     logits: torch.Tensor
     attention: torch.Tensor | None
@@ -114,8 +116,10 @@ class LesionGrader(nn.Module):
         self.top_channels = info.channels()[-1]
         self.stem, self.rest = split_backbone(backbone, config.low_stage)
         branches = 1 if config.mode == "ori" else config.num_lesions
-        self.classifier = nn.Linear(branches * self.top_channels, config.num_grades)
-        self.dme_classifier = nn.Linear(branches * self.top_channels, NUM_DME) if config.dme else None
+        features = branches * self.top_channels
+        self.classifier: nn.Module = (OrdinalHead(features, config.num_grades) if config.head == "ordinal"
+                                      else nn.Linear(features, config.num_grades))
+        self.dme_classifier = nn.Linear(features, NUM_DME) if config.dme else None
         self.attention: LesionAttention | None = None
         self.context_stats: SecondStatistics | None = None
         if config.mode == "attention":
@@ -176,7 +180,8 @@ def grader_from_ori(ori: LesionGrader, target: GraderConfig | str = "attention")
             a mode to keep everything else from ``ori``'s config. The backbone must be ``ori``'s.
 
     The backbone weights are copied; the classifier (and the DME head) is the ori one with its weight divided
-    by L and replicated per lesion branch, so with alpha == 1 it reproduces the ori logits exactly.
+    by L and replicated per lesion branch (an ordinal head's score weight alike, its thresholds as they are),
+    so with alpha == 1 it reproduces the ori logits exactly.
     The attention module (mode ``attention``) gets the target config's initialisation.
     """
     if ori.config.mode != "ori":
@@ -185,7 +190,7 @@ def grader_from_ori(ori: LesionGrader, target: GraderConfig | str = "attention")
         target = ori.config.model_copy(update={"mode": target})
     if target.mode == "ori":
         raise ValueError("grader_from_ori: target mode must be 'pretrained' or 'attention'")
-    for field in ("backbone", "low_stage", "num_lesions", "num_grades", "dme"):
+    for field in ("backbone", "low_stage", "num_lesions", "num_grades", "head", "dme"):
         if getattr(target, field) != getattr(ori.config, field):
             raise ConfigError(
                 f"grader.{field} {getattr(target, field)!r} differs from the pre-trained grader's "
@@ -201,8 +206,8 @@ def grader_from_ori(ori: LesionGrader, target: GraderConfig | str = "attention")
     if model.dme_classifier is not None:
         heads.append((model.dme_classifier, ori.dme_classifier))
     num_lesions = model.config.num_lesions
-    with torch.no_grad():
-        for head, ori_head in heads:
-            head.weight.copy_(ori_head.weight.repeat(1, num_lesions) / num_lesions)  # (K, L*C_top)
-            head.bias.copy_(ori_head.bias)
-    return model.to(ori.classifier.weight.device)
+    for head, ori_head in heads:
+        state = {name: value.repeat(1, num_lesions) / num_lesions if name.endswith("weight") else value
+                 for name, value in ori_head.state_dict().items()}  # weights (K, C_top) -> (K, L*C_top)
+        head.load_state_dict(state)
+    return model.to(next(ori.parameters()).device)
