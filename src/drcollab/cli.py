@@ -8,7 +8,11 @@ from typing import Literal
 
 import typer
 
+from drcollab.config import Tta
 from drcollab.data.header import ImageLimits
+
+TTA_HELP = ("Test-time flips averaged: none, hflip (+ the mirror image) or flips (+ vertical and both) "
+            "(default: the bundle's tta, else none).")
 
 app = typer.Typer(
     name="drcollab",
@@ -141,6 +145,7 @@ def evaluate_cmd(
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda or cuda:N."),
     overlays: int = typer.Option(3, "--overlays", min=0, help="Segmentation images to draw Fig. 4 overlays for."),
     tile: int | None = typer.Option(None, "--tile", min=0, help="G tile side in px (default: the bundle's; 0: none)."),
+    tta: Tta | None = typer.Option(None, "--tta", help=TTA_HELP),
     workers: int = typer.Option(2, "--workers", min=0, help="Threads decoding and preprocessing images ahead."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Preprocessing cache (e.g. the training one)."),
 ) -> None:
@@ -162,7 +167,7 @@ def evaluate_cmd(
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         metrics = evaluate(checkpoint, eval_set, out, batch_size=batch_size, device=device, overlays=overlays,
-                           tile=tile, workers=workers, cache_dir=cache_dir)
+                           tile=tile, tta=tta, workers=workers, cache_dir=cache_dir)
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
@@ -216,6 +221,7 @@ def predict(
     engine: str | None = typer.Option(None, "--engine", help="torch or onnx (default: onnx for a .onnx file)."),
     amp: bool = typer.Option(False, "--amp", help="bf16 autocast (torch engine)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format (torch engine)."),
+    tta: Tta | None = typer.Option(None, "--tta", help=TTA_HELP + " Torch engine only."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     min_side: int = typer.Option(MIN_SIDE, "--min-side", min=1, help="Refuse images with a shorter side (px)."),
     max_aspect: float = typer.Option(MAX_ASPECT, "--max-aspect", min=1.0, help="Refuse longer/shorter side above."),
@@ -233,7 +239,7 @@ def predict(
     dist = setup("cpu")  # gloo: the ranks only meet at barriers, whatever device the model runs on
     try:
         dev = f"cuda:{dist.local_rank}" if device == "cuda" and dist.enabled else device
-        summary = predict_images(load_engine(checkpoint, engine, dev, amp, channels_last), inputs, out,
+        summary = predict_images(load_engine(checkpoint, engine, dev, amp, channels_last, tta), inputs, out,
                                  batch_size, dist, progress, ImageLimits(min_side=min_side, max_aspect=max_aspect))
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)

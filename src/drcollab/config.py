@@ -224,6 +224,10 @@ class GraderConfig(StrictModel):
     )
 
 
+# Test-time flips prediction averages over (inference/predictor.py): none, the mirror image, or also the vertical flips.
+Tta = Literal["none", "hflip", "flips"]
+
+
 class ReferableConfig(StrictModel):
     """Who is referred: DR grade >= dr_min or DME risk >= dme_min (``inference/referable.py``); programmes differ."""
 

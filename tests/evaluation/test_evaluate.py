@@ -55,6 +55,7 @@ def test_writes_the_report_files_with_the_expected_keys(evaluated: tuple[Path, d
                 "grading", "messidor", "files"):
         assert key in on_disk, key
     assert on_disk["data"]["split"] == "train" and on_disk["data"]["fold"] is None
+    assert on_disk["settings"]["tta"] == "none"
     assert on_disk["counts"] == {"images": 6, "segmentation": 6, "grading": 6,
                                  "lesion_images": on_disk["counts"]["lesion_images"]}
     assert set(on_disk["segmentation"]) == set(LESIONS)

@@ -28,7 +28,8 @@ def test_evaluate_the_validation_fold_of_a_run_then_compare(eval_bundle: Path, e
     cfg = TrainConfig.model_validate({"data": {"pixel": [spec], "image": [spec], "n_folds": 3, "val_fold": 0}})
     (run_dir / "config.yaml").write_text(dump_config(cfg))
     code, output = run("evaluate", "--checkpoint", eval_bundle, "--data", eval_synth, "--val-fold-of", run_dir,
-                       "--out", tmp_path / "eval", "--device", "cpu", "--overlays", "1", "--workers", "1")
+                       "--out", tmp_path / "eval", "--device", "cpu", "--overlays", "1", "--workers", "1",
+                       "--tta", "hflip")
     assert code == 0, output
     assert "evaluated on validation fold 0 of 3 of the generic set 'set'" in output
     assert "report:" in output and "AUC_PR MA" in output
@@ -38,6 +39,7 @@ def test_evaluate_the_validation_fold_of_a_run_then_compare(eval_bundle: Path, e
         assert sorted(row["name"] for row in csv.DictReader(f)) == sorted(r.name for r in val)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["data"]["fold"]["val_fold"] == 0 and metrics["counts"]["images"] == len(val)
+    assert metrics["settings"]["tta"] == "hflip"
     assert len(list((tmp_path / "eval" / "overlays").iterdir())) == 1
 
     code, output = run("compare", tmp_path / "eval", tmp_path / "eval", "--out", tmp_path / "cmp", "--labels", "a,b")

@@ -96,6 +96,20 @@ def test_onnx_engine_refuses_torch_only_options_and_foreign_files(exported: tupl
 
 
 @pytest.mark.slow
+def test_an_ordinal_grader_with_test_time_flips_exports(tmp_path: Path) -> None:
+    bundle = write_tiny_bundle(tmp_path / "model", dme=True, head="ordinal")
+    info = json.loads((bundle / "bundle.json").read_text())
+    (bundle / "bundle.json").write_text(json.dumps({**info, "tta": "hflip"}))
+    result = export_onnx(bundle, tmp_path / "ordinal.onnx")
+    assert result.dynamic_size and result.max_abs_diff < TOL
+    onnx_pred = OnnxPredictor(result.path)
+    assert onnx_pred.session.get_modelmeta().custom_metadata_map["drcollab.tta"] == "hflip"
+    images = torch.rand(2, 3, 64, 96) * 2 - 1
+    for w, g in zip(Predictor(bundle).forward(images), onnx_pred.forward(images), strict=True):
+        assert torch.allclose(g, w, atol=TOL, rtol=0), float((g - w).abs().max())
+
+
+@pytest.mark.slow
 def test_a_tiled_bundle_exports_at_its_fixed_preprocess_size(tmp_path: Path) -> None:
     bundle = write_tiny_bundle(tmp_path / "model")
     info = json.loads((bundle / "bundle.json").read_text())

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from drcollab import __version__
+from drcollab.config import Tta
 from drcollab.constants import GRADES, LESIONS, NUM_DME, NUM_GRADES
 from drcollab.data.cache import PreprocessCache
 from drcollab.data.io import load_masks, read_image
@@ -123,6 +124,7 @@ def evaluate(
     device: str = "cpu",
     overlays: int = 3,
     tile: int | None = None,
+    tta: Tta | None = None,
     workers: int = 0,
     cache_dir: str | Path | None = None,
     bins: int = DEFAULT_BINS,
@@ -139,6 +141,7 @@ def evaluate(
         device: torch device.
         overlays: Number of segmentation images to draw Fig. 4-style overlays for.
         tile: Generator tile side (None: the bundle's, 0: whole image), see ``Predictor``.
+        tta: Test-time flips (None: the bundle's, else none), see ``Predictor``.
         workers: Threads decoding and preprocessing ahead of the model (0: in the main thread).
         cache_dir: Preprocessing cache folder (shared with training) to skip decoding on later evaluations.
         bins: Score bins of the pooled pixel histograms.
@@ -150,7 +153,7 @@ def evaluate(
     if not Path(bundle_path).exists():
         raise DataError(bundle_path, "checkpoint not found (expected a run folder, its model/ folder or bundle.json)")
     eval_set = records if isinstance(records, EvalSet) else EvalSet.from_records(list(records))
-    predictor = Predictor(bundle_path, device=device, tile=tile)
+    predictor = Predictor(bundle_path, device=device, tile=tile, tta=tta)
     eval_set, skipped = _plan(eval_set, predictor)
     todo = eval_set.records()
     if not todo:
@@ -199,7 +202,7 @@ def _metrics(predictor: Predictor, eval_set: EvalSet, scores: Scores, skipped: l
         "data": {**eval_set.info, "dataset": eval_set.dataset},
         "description": eval_set.description,
         "settings": {"device": str(predictor.device), "batch_size": batch_size, "tile": predictor.tile or None,
-                     "tile_overlap": predictor.overlap if predictor.tile else None, "bins": bins,
+                     "tile_overlap": predictor.overlap if predictor.tile else None, "tta": predictor.tta, "bins": bins,
                      "threshold": THRESHOLD},
         "counts": {"images": n_images, "segmentation": scores.n_segmentation, "grading": len(scores.true),
                    "lesion_images": dict(zip(LESIONS, scores.lesion_images.tolist(), strict=True))},

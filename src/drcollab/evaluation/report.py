@@ -200,7 +200,8 @@ def _facts(metrics: dict[str, Any]) -> list[str]:
         if data.get("root") else "- **Data:** records passed in by the caller",
         f"- **Checkpoint:** `{metrics['checkpoint']}` (model {metrics['model']['name']!r})",
         f"- **Settings:** device {s['device']}, batch size {s['batch_size']}, tile {s['tile'] or 'whole image'}, "
-        f"{s['bins']} score bins; drcollab {metrics['drcollab_version']}, {metrics['created']}",
+        f"test-time flips {s.get('tta', 'none')}, {s['bins']} score bins; drcollab {metrics['drcollab_version']}, "
+        f"{metrics['created']}",
     ] + [f"- **Not evaluated:** {note}" for note in metrics.get("skipped", [])]
 
 

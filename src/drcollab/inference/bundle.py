@@ -4,6 +4,7 @@
 
     bundle.json                 {"name", "parts": {"generator": {...}, "grader": {...}}, "preprocess": {...},
                                  "referable": {"dr_min", "dme_min", "threshold"}}   (absent: 2, 1, 0.5)
+                                 optional: "tile", "tile_overlap", "tta" (see Predictor)
     generator.safetensors/.json
     grader.safetensors/.json
 
@@ -20,7 +21,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from drcollab.config import PreprocessConfig, ReferableConfig
+from drcollab.config import PreprocessConfig, ReferableConfig, Tta
 from drcollab.errors import DataError
 from drcollab.models import LesionGenerator, LesionGrader, load_model
 from drcollab.models.generator import SIZE_MULTIPLE
@@ -53,6 +54,7 @@ class BundleSpec(BaseModel):
     tile: int | None = Field(None, ge=0, description="G's tile side; null or 0 runs G on the whole image.")
     tile_overlap: int = Field(0, ge=0, description="Minimum overlap of the tiles (absent: tile // 4).")
     referable: ReferableConfig = Field(default_factory=ReferableConfig, description="Who is referred.")
+    tta: Tta = Field("none", description="Test-time flips prediction averages over (see Predictor).")
 
     @model_validator(mode="after")
     def _usable_tiles(self) -> BundleSpec:

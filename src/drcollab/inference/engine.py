@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from drcollab.config import Tta
 from drcollab.errors import ConfigError, DataError
 from drcollab.inference.bundle import BUNDLE_FILE, Bundle, load_bundle
 from drcollab.inference.predictor import Predictor
@@ -88,8 +89,11 @@ def load_engine(
     device: str = "cpu",
     amp: bool = False,
     channels_last: bool = False,
+    tta: Tta | None = None,
 ) -> Engine:
     """Load a bundle (run folder, bundle folder or ``bundle.json``) or an exported ``.onnx`` file.
+
+    ``tta`` (torch engine): the test-time flips, see :class:`Predictor`; None takes the bundle's.
 
     Raises:
         ConfigError: an option the engine cannot honour (CUDA without a GPU, ``amp`` under onnxruntime, ...).
@@ -102,6 +106,9 @@ def load_engine(
 
         if device != "cpu" or amp or channels_last:
             raise ConfigError("the onnx engine runs on onnxruntime's CPU provider: drop --device/--amp/--channels-last")
+        if tta is not None:
+            raise ConfigError("an ONNX graph runs the test-time flips it was exported with (its bundle's tta): "
+                              "drop --tta, or export the bundle again with the tta you want in its bundle.json")
         predictor = OnnxPredictor(checkpoint)
         meta = predictor.metadata
         return Engine(predictor, kind, meta.name, meta.fingerprint, checkpoint)
@@ -110,6 +117,6 @@ def load_engine(
     if not checkpoint.exists():
         raise DataError(checkpoint, "checkpoint not found")
     bundle = load_bundle(checkpoint, device)
-    predictor = Predictor(bundle, device=device, amp=amp, channels_last=channels_last)
+    predictor = Predictor(bundle, device=device, amp=amp, channels_last=channels_last, tta=tta)
     name = str(bundle.info.get("name", bundle.root.name))
     return Engine(predictor, kind, name, bundle_fingerprint(bundle), checkpoint)

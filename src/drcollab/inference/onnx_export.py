@@ -1,6 +1,7 @@
 """Export a model bundle to one ONNX graph: image ``(B, 3, H, W)`` -> lesion, grade and DME probabilities.
 
-The graph is :meth:`Predictor.forward` in fp32 (G, sigmoid, grader, softmax; G tiled when the bundle says so),
+The graph is :meth:`Predictor.forward` in fp32 (G, sigmoid, grader, softmax; G tiled and the test-time flips
+averaged when the bundle says so),
 exported with ``torch.export`` (``torch.onnx.export(dynamo=True)``). Batch is always dynamic; H and W are dynamic
 in multiples of 16 (G's four 2x2 poolings) unless the bundle tiles G, whose window loop depends on the image
 size: then they are fixed to the bundle's preprocess size. ``predict`` always feeds that size anyway.
@@ -9,8 +10,8 @@ Metadata stored in the ONNX file (``metadata_props``, all strings) so ``predict 
 else: ``drcollab.preprocess`` (the bundle's preprocess config as JSON), ``drcollab.name``,
 ``drcollab.fingerprint`` (of the source bundle), ``drcollab.lesions``, ``drcollab.grades``,
 ``drcollab.outputs`` (``lesion_probs``, ``grade_probs`` and, with a DME head, ``dme_probs``), ``drcollab.referable``
-(the bundle's referable rule as JSON), ``drcollab.input_size`` (``dynamic`` or ``fixed``) and
-``drcollab.format_version``.
+(the bundle's referable rule as JSON), ``drcollab.input_size`` (``dynamic`` or ``fixed``), ``drcollab.tta`` (the
+test-time flips in the graph, the bundle's ``tta``) and ``drcollab.format_version``.
 """
 
 from __future__ import annotations
@@ -140,6 +141,7 @@ def export_onnx(checkpoint: str | Path, out: str | Path) -> OnnxExport:
             "drcollab.outputs": json.dumps(outputs),
             "drcollab.referable": bundle.referable.model_dump_json(),
             "drcollab.input_size": "fixed" if note else "dynamic",
+            "drcollab.tta": predictor.tta,
         }
     )
     out.parent.mkdir(parents=True, exist_ok=True)

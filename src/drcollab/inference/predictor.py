@@ -5,19 +5,26 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from drcollab.config import PreprocessConfig, ReferableConfig
+from drcollab.config import PreprocessConfig, ReferableConfig, Tta
 from drcollab.constants import LESIONS
 from drcollab.data.preprocess import Preprocessed, preprocess
 from drcollab.data.transforms import image_to_tensor
 from drcollab.inference.bundle import Bundle, load_bundle
 from drcollab.inference.referable import referable_probability
 from drcollab.inference.tiling import tiled_apply
+
+# The flips each test-time augmentation averages over, as torch.flip dims of (B, C, H, W): () is the image itself.
+TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "none": ((),),
+    "hflip": ((), (3,)),
+    "flips": ((), (3,), (2,), (2, 3)),
+}
 
 
 class Probabilities(NamedTuple):
@@ -80,6 +87,8 @@ class Predictor:
         tile: Run G on overlapping ``tile``-pixel windows (see :mod:`drcollab.inference.tiling`); None takes the
             bundle's ``"tile"`` entry (absent: whole image), 0 forces the whole image.
         overlap: Minimum overlap of the windows; None takes the bundle's ``"tile_overlap"``, else ``tile // 4``.
+        tta: Test-time flips :meth:`forward` averages over: ``none``, ``hflip`` (the image and its mirror image) or
+            ``flips`` (also the vertical and the double flip); None takes the bundle's ``"tta"``, else ``none``.
     """
 
     def __init__(
@@ -91,6 +100,7 @@ class Predictor:
         referable: ReferableConfig | None = None,
         tile: int | None = None,
         overlap: int | None = None,
+        tta: Tta | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
@@ -101,6 +111,9 @@ class Predictor:
         self.overlap = int(default_overlap) if overlap is None else overlap
         if self.tile < 0 or (self.tile and not 0 <= self.overlap < self.tile):
             raise ValueError(f"need tile >= 0 and 0 <= overlap < tile, got tile={self.tile}, overlap={self.overlap}")
+        self.tta: Tta = tta or self.bundle.info.get("tta", "none")
+        if self.tta not in TTA_FLIPS:
+            raise ValueError(f"tta {self.tta!r}: choose one of {', '.join(get_args(Tta))}")
         for model in (self.bundle.generator, self.bundle.grader):
             if model is not None:
                 model.to(self.device).eval()
@@ -132,8 +145,20 @@ class Predictor:
 
         ``S`` is :attr:`input_preprocess`'s size. When G has its own, larger size, the grader sees the image and
         the masks averaged over ``grader_factor x grader_factor`` blocks, i.e. at the size it was trained at.
+        With :attr:`tta`, each output is the mean of the probabilities over the flipped copies of the input
+        (the lesion maps flipped back first): probabilities, not logits, are averaged.
         """
         images = images.to(self.device)
+        runs = [self._forward_flipped(images, dims) for dims in TTA_FLIPS[self.tta]]
+        if len(runs) == 1:
+            return runs[0]
+        parts = zip(*runs, strict=True)  # (masks, masks, ...), (grades, ...), (dme, ...)
+        return Probabilities(*(None if p[0] is None else torch.stack(p).mean(0) for p in parts))
+
+    def _forward_flipped(self, images: torch.Tensor, dims: tuple[int, ...]) -> Probabilities:
+        """:meth:`forward` without test-time flips on ``images`` flipped along ``dims``; lesion maps flipped back."""
+        if dims:
+            images = images.flip(dims)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
@@ -154,6 +179,8 @@ class Predictor:
                 grades = torch.softmax(out.logits.float(), dim=1)
                 if out.dme_logits is not None:
                     dme = torch.softmax(out.dme_logits.float(), dim=1)
+        if masks is not None and dims:
+            masks = masks.flip(dims)
         return Probabilities(masks, grades, dme)
 
     def predict(self, images: list[np.ndarray]) -> list[Prediction]:
