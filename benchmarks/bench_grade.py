@@ -4,7 +4,9 @@ Every row is stage 1b alone (the plain grader, ``configs/cpu/ori.yaml`` with G's
 with the overrides in :data:`ROWS`, scored by ``drcollab evaluate --val-fold-of`` on the 83 held-out images: DR
 accuracy and quadratic kappa, DME accuracy, the joint DR + DME accuracy (IDRiD sub-challenge 2), the referable
 AUC / sensitivity / specificity, and the training minutes (first to last logged step of stage 1b). ``base`` is the
-paper's focal-loss grader at 384 px with a DME head; each other row changes one thing.
+paper's focal-loss grader at 384 px with a DME head; each other row changes one thing. A row of
+:data:`EVALUATE_ONLY` trains nothing: it evaluates another row's model with extra ``drcollab evaluate`` arguments,
+and its training minutes are that row's.
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/bench_grade.py --out runs/bench_grade
     .venv/bin/python benchmarks/bench_grade.py --out runs/bench_grade --report
@@ -33,21 +35,29 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "res_512": ("512-px images", ["data.preprocess.size=512"]),
     "res_768": ("768-px images", ["data.preprocess.size=768"]),
     "epochs_40": ("40 epochs", ["grade_pretrain.epochs=40"]),
+    "ordinal": ("cumulative-logit ordinal head", ["grader.head=ordinal"]),
+    "tta": ("base's model evaluated with horizontal-flip test-time augmentation (no training)", []),
 }
+# row -> (the row whose run it evaluates, extra `drcollab evaluate` arguments)
+EVALUATE_ONLY: dict[str, tuple[str, list[str]]] = {"tta": ("base", ["--tta", "hflip"])}
 
 
 def run_row(out: Path, row: str, seed: int, idrid: str, extra: list[str]) -> dict:
     name = rowbench.run_name(row, seed)
-    overrides = [f"seed={seed}", *STAGE_1B, *ROWS[row][1], *extra]
-    rowbench.train_and_evaluate(out, name, "configs/cpu/ori.yaml", overrides, idrid)
+    trained, evaluate_args = EVALUATE_ONLY.get(row, (row, []))
+    overrides = [f"seed={seed}", *STAGE_1B, *ROWS[trained][1], *extra]
+    rowbench.train_and_evaluate(out, name, "configs/cpu/ori.yaml", overrides, idrid, evaluate_args,
+                                rowbench.run_name(trained, seed))
     return collect(out, name, row)
 
 
 def collect(out: Path, name: str, row: str) -> dict:
     m = json.loads((out / "eval" / name / "metrics.json").read_text())
     dme, joint, referable = m.get("dme") or {}, m.get("joint") or {}, m.get("referable") or {}
+    # An evaluation-only row's minutes are those of the run it evaluates: "tta@seed1" -> "base@seed1".
+    run = EVALUATE_ONLY[row][0] + name.removeprefix(row) if row in EVALUATE_ONLY else name
     return {"row": row, "run": name, "description": ROWS[row][0],
-            "train_min": rowbench.stage_minutes(out / name, "grade_pretrain"),
+            "train_min": rowbench.stage_minutes(out / run, "grade_pretrain"),
             "accuracy": m["grading"]["accuracy"], "kappa": m["grading"]["kappa"],
             "dme_accuracy": dme.get("accuracy"), "joint_accuracy": joint.get("accuracy"),
             "referable_auc": referable.get("auc"), "referable_sensitivity": referable.get("sensitivity"),

@@ -79,24 +79,30 @@ def medians(results: list[dict], numbers: Callable[[dict], list[str]]) -> list[d
     return out
 
 
-def train_and_evaluate(out: Path, name: str, config: str, overrides: list[str], idrid: str) -> float | None:
-    """Train ``OUT/name`` (resuming an interrupted run) unless finished, then evaluate it on its validation fold.
+def train_and_evaluate(
+    out: Path, name: str, config: str, overrides: list[str], idrid: str, evaluate_args: Iterable[str] = (),
+    run_name: str | None = None,
+) -> float | None:
+    """Train ``OUT/run_name`` (resuming an interrupted run) unless finished, then evaluate it on its validation fold
+    into ``OUT/eval/name`` with ``evaluate_args`` added to ``drcollab evaluate``.
 
-    Returns the training command's wall seconds, or None when the run was already finished.
+    ``run_name`` defaults to ``name``; another row's run name makes an evaluation-only row of that row's model
+    (trained here with ``overrides`` if it is not finished yet). Returns the training command's wall seconds, or
+    None when the run was already finished.
     """
     from reproduce_idrid import DRCOLLAB, sh  # the same printed, logged subprocess call
 
-    run, log, evaluation = out / name, out / f"{name}.log", out / "eval" / name
+    run, evaluation = out / (run_name or name), out / "eval" / name
     wall = None
     if not (run / "model/bundle.json").is_file():
         resume = (run / "checkpoints/last.safetensors").is_file()
         cmd = [*DRCOLLAB, "train", "--resume", str(run)] if resume else [
             *DRCOLLAB, "train", "--config", config, "--out", str(run), "runtime.progress=false", *overrides]
-        wall = sh(cmd, log)
+        wall = sh(cmd, out / f"{run.name}.log")
     if not (evaluation / "metrics.json").is_file():
         sh([*DRCOLLAB, "evaluate", "--checkpoint", str(run), "--data", idrid, "--split", "train", "--val-fold-of",
             str(run), "--out", str(evaluation), "--workers", "1", "--overlays", "0",
-            "--cache-dir", os.environ.get("DRCOLLAB_CACHE", "cache")], log)
+            "--cache-dir", os.environ.get("DRCOLLAB_CACHE", "cache"), *evaluate_args], out / f"{name}.log")
     return wall
 
 
