@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 
-def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64, dme: bool = False) -> Path:
+def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64, dme: bool = False,
+                      lesion_stats: bool = False) -> Path:
     """A randomly initialised but complete model bundle (tiny widths), as ``drcollab train`` writes one; ``dme``
-    gives the grader a DME head."""
+    gives the grader a DME head, ``lesion_stats`` the statistics of G's masks."""
     import torch
 
     from drcollab.config import GeneratorConfig, GraderConfig, PreprocessConfig
@@ -17,7 +18,7 @@ def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64
     torch.manual_seed(0)
     root.mkdir(parents=True, exist_ok=True)
     save_model(LesionGenerator(GeneratorConfig(widths=(4, 8, 8, 16, 16))), root / "generator")
-    grader = GraderConfig(mode=grader_mode, backbone="resnet18", att_channels=8, dme=dme)
+    grader = GraderConfig(mode=grader_mode, backbone="resnet18", att_channels=8, dme=dme, lesion_stats=lesion_stats)
     save_model(LesionGrader(grader), root / "grader")
     bundle = {
         "name": "tiny",
