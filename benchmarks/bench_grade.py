@@ -4,7 +4,9 @@ Every row is stage 1b alone (the plain grader, ``configs/cpu/ori.yaml`` with G's
 with the overrides in :data:`ROWS`, scored by ``drcollab evaluate --val-fold-of`` on the 83 held-out images: DR
 accuracy and quadratic kappa, DME accuracy, the joint DR + DME accuracy (IDRiD sub-challenge 2), the referable
 AUC / sensitivity / specificity, and the training minutes (first to last logged step of stage 1b). ``base`` is the
-paper's focal-loss grader at 384 px with a DME head; each other row changes one thing. A row of
+paper's focal-loss grader at 384 px with a DME head; each other row changes one thing. ``lesion_stats`` joins G's
+lesion statistics (docs/method.md, "Lesion statistics") from a G trained by ``bench_seg.py`` (``--generator``) at
+1152 px; its minutes include G's pass over the grading images (also reported alone, ``precompute_min``). A row of
 :data:`EVALUATE_ONLY` trains nothing: it evaluates another row's model with extra ``drcollab evaluate`` arguments,
 and its training minutes are that row's.
 
@@ -18,12 +20,15 @@ Finished rows are reused and an interrupted one resumes; results are merged into
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+from functools import partial
 from pathlib import Path
 
 import rowbench
 
 STAGE_1B = ["seg_pretrain.epochs=0", "joint.epochs=0", "grader.dme=true", "runtime.validate_every=100000"]
+GENERATOR = "runs/bench_seg/new_1152@seed1/models/seg_pretrain/generator"  # bench_seg's new recipe at 1152 px
 AUG = ["grade_pretrain.augment.scale=[0.9,1.1]", "grade_pretrain.augment.brightness=0.2",
        "grade_pretrain.augment.contrast=0.2", "grade_pretrain.augment.saturation=0.1"]
 
@@ -37,15 +42,17 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "epochs_40": ("40 epochs", ["grade_pretrain.epochs=40"]),
     "ordinal": ("cumulative-logit ordinal head", ["grader.head=ordinal"]),
     "tta": ("base's model evaluated with horizontal-flip test-time augmentation (no training)", []),
+    "lesion_stats": ("G's lesion statistics (area, count; macula disc + 4 quadrants) beside the pooled features",
+                     ["grader.lesion_stats=true", "init.generator={generator}", "data.seg_size=1152"]),
 }
 # row -> (the row whose run it evaluates, extra `drcollab evaluate` arguments)
 EVALUATE_ONLY: dict[str, tuple[str, list[str]]] = {"tta": ("base", ["--tta", "hflip"])}
 
 
-def run_row(out: Path, row: str, seed: int, idrid: str, extra: list[str]) -> dict:
+def run_row(out: Path, row: str, seed: int, idrid: str, extra: list[str], generator: str = GENERATOR) -> dict:
     name = rowbench.run_name(row, seed)
     trained, evaluate_args = EVALUATE_ONLY.get(row, (row, []))
-    overrides = [f"seed={seed}", *STAGE_1B, *ROWS[trained][1], *extra]
+    overrides = [f"seed={seed}", *STAGE_1B, *(o.format(generator=generator) for o in ROWS[trained][1]), *extra]
     rowbench.train_and_evaluate(out, name, "configs/cpu/ori.yaml", overrides, idrid, evaluate_args,
                                 rowbench.run_name(trained, seed))
     return collect(out, name, row)
@@ -58,22 +65,31 @@ def collect(out: Path, name: str, row: str) -> dict:
     run = EVALUATE_ONLY[row][0] + name.removeprefix(row) if row in EVALUATE_ONLY else name
     return {"row": row, "run": name, "description": ROWS[row][0],
             "train_min": rowbench.stage_minutes(out / run, "grade_pretrain"),
+            "precompute_min": precompute_minutes(out / run),
             "accuracy": m["grading"]["accuracy"], "kappa": m["grading"]["kappa"],
             "dme_accuracy": dme.get("accuracy"), "joint_accuracy": joint.get("accuracy"),
             "referable_auc": referable.get("auc"), "referable_sensitivity": referable.get("sensitivity"),
             "referable_specificity": referable.get("specificity")}
 
 
+def precompute_minutes(run: Path) -> float | None:
+    """Minutes of G's pass over the grading images before stage 1b (None: the row uses no G)."""
+    seconds = [float(r["value"]) for r in csv.DictReader((run / "metrics.csv").open())
+               if r["stage"] == "grade_pretrain" and r["key"] == "precompute/seconds"]
+    return round(sum(seconds) / 60, 2) if seconds else None
+
+
 NUMBERS = ("accuracy", "kappa", "dme_accuracy", "joint_accuracy", "referable_auc", "referable_sensitivity",
-           "referable_specificity", "train_min")
+           "referable_specificity", "train_min", "precompute_min")
 
 
 def table(results: list[dict]) -> str:
     head = ["row", "what changes", "DR accuracy", "kappa", "DME accuracy", "joint accuracy", "referable AUC",
-            "referable sens.", "referable spec.", "stage 1b (min)"]
+            "referable sens.", "referable spec.", "stage 1b (min)", "of which G's pass (min)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * (len(head) - 2)]
     for r in results:
-        cells = ["–" if r[k] is None else (f"{r[k]:.1f}" if k == "train_min" else f"{r[k]:.3f}") for k in NUMBERS]
+        cells = ["–" if r.get(k) is None else (f"{r[k]:.1f}" if k.endswith("_min") else f"{r[k]:.3f}")
+                 for k in NUMBERS]
         lines.append(f"| `{r['run']}` | {r['description']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -81,8 +97,11 @@ def table(results: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     rowbench.add_arguments(parser, ROWS, "runs/bench_grade", Path(__file__).parent / "results/bench_grade.json")
+    parser.add_argument("--generator", default=GENERATOR, help="checkpoint stem of the G of the lesion_stats row "
+                        "(trained at 1152 px on 256-px crops, as configs/cpu/ce2.yaml does)")
     args = parser.parse_args()
-    merged = rowbench.merge_recorded(args.recorded, rowbench.run_rows(args, ROWS, run_row, collect))
+    rows = rowbench.run_rows(args, ROWS, partial(run_row, generator=args.generator), collect)
+    merged = rowbench.merge_recorded(args.recorded, rows)
     report = table(merged) + "\nMedians over seeds:\n\n" + table(rowbench.medians(merged, lambda r: list(NUMBERS)))
     (args.out / "results.md").write_text(report)
     print(report)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 
 def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64, dme: bool = False,
-                      head: str = "softmax") -> Path:
+                      head: str = "softmax", lesion_stats: bool = False) -> Path:
     """A randomly initialised but complete model bundle (tiny widths), as ``drcollab train`` writes one; ``dme``
-    gives the grader a DME head, ``head`` is its DR head."""
+    gives the grader a DME head, ``head`` is its DR head, ``lesion_stats`` the statistics of G's masks."""
     import torch
 
     from drcollab.config import GeneratorConfig, GraderConfig, PreprocessConfig
@@ -18,7 +18,8 @@ def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64
     torch.manual_seed(0)
     root.mkdir(parents=True, exist_ok=True)
     save_model(LesionGenerator(GeneratorConfig(widths=(4, 8, 8, 16, 16))), root / "generator")
-    grader = GraderConfig(mode=grader_mode, backbone="resnet18", att_channels=8, dme=dme, head=head)
+    grader = GraderConfig(mode=grader_mode, backbone="resnet18", att_channels=8, dme=dme, head=head,
+                          lesion_stats=lesion_stats)
     save_model(LesionGrader(grader), root / "grader")
     bundle = {
         "name": "tiny",

@@ -222,6 +222,11 @@ class GraderConfig(StrictModel):
         False, description="A second linear head on the same pooled features predicts the risk of macular edema "
         "(0, 1, 2; docs/method.md, 'DME and referable'); false = the paper's grader, DR only."
     )
+    lesion_stats: bool = Field(
+        False, description="Join per-lesion statistics of G's masks (area and blob count in the macula's disc and "
+        "the four quadrants, models/lesion_stats.py) to the pooled features before the DR and DME heads, in every "
+        "mode (ori too); G's masks then come from the one mask path (models/mask_path.py). false = the paper."
+    )
 
 
 # Test-time flips prediction averages over (inference/predictor.py): none, the mirror image, or also the vertical flips.

@@ -121,3 +121,14 @@ def test_a_tiled_bundle_exports_at_its_fixed_preprocess_size(tmp_path: Path) -> 
     images = torch.rand(3, 3, 64, 64) * 2 - 1
     for w, g in zip(Predictor(bundle).forward(images), onnx_pred.forward(images), strict=True):
         assert (w is None) == (g is None) and (w is None or torch.allclose(g, w, atol=TOL, rtol=0))
+
+
+def test_a_lesion_stats_bundle_computes_its_statistics_inside_the_graph(tmp_path: Path) -> None:
+    bundle = write_tiny_bundle(tmp_path / "model", grader_mode="pretrained", dme=True, lesion_stats=True)
+    result = export_onnx(bundle, tmp_path / "stats.onnx")
+    assert result.dynamic_size and result.max_abs_diff < TOL
+    torch_pred, onnx_pred = Predictor(bundle), OnnxPredictor(result.path)
+    for shape in [(2, 3, 64, 64), (1, 3, 96, 128)]:
+        images = torch.rand(shape, generator=torch.Generator().manual_seed(2)) * 2 - 1
+        for w, g in zip(torch_pred.forward(images), onnx_pred.forward(images), strict=True):
+            assert torch.allclose(g, w, atol=TOL, rtol=0), float((g - w).abs().max())

@@ -18,9 +18,11 @@ from typer.testing import CliRunner
 
 from drcollab.cli import app
 from drcollab.constants import LESIONS
+from drcollab.errors import DataError
 from drcollab.inference import batch, outputs
+from drcollab.inference.bundle import load_bundle
 from drcollab.inference.predictor import Predictor
-from helpers import png_declaring
+from helpers import png_declaring, write_tiny_bundle
 
 
 def predict_cli(*args: str | Path):
@@ -223,3 +225,10 @@ def test_bundle_part_paths_are_not_followed_outside_the_bundle(tiny_bundle: Path
     _edit_bundle(tiny_bundle, parts={"generator": {"file": "../outside/generator"}, "grader": {"file": "grader"}})
     result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", tmp_path / "out")
     assert result.exit_code == 2 and "inside the bundle folder" in one_error_line(result.output)
+
+
+def test_a_grader_on_gs_statistics_refuses_a_bundle_without_g(tmp_path: Path) -> None:
+    root = write_tiny_bundle(tmp_path / "model", grader_mode="ori", lesion_stats=True)
+    _edit_bundle(root, parts={"grader": {"file": "grader"}})
+    with pytest.raises(DataError, match="grader lesion_stats needs the generator, which is missing"):
+        load_bundle(root)

@@ -1,4 +1,5 @@
-"""The grader through the shared tester (all three modes), the stage-2 initialisation and its checks.
+"""The grader through the shared tester (all three modes, with and without lesion statistics), the stage-2
+initialisation and its checks.
 
 ``test_resnet`` is timm's 0.4M-parameter test network (random weights, nothing downloaded).
 """
@@ -13,6 +14,7 @@ from model_tester import ModelTester
 from drcollab.config import GraderConfig
 from drcollab.errors import ConfigError
 from drcollab.models import GraderOutput, LesionGrader, grader_from_ori
+from drcollab.models.lesion_stats import num_stats
 
 TINY = {"backbone": "test_resnet", "att_channels": 8}
 
@@ -29,11 +31,15 @@ class TestGrader(ModelTester):
         [GraderConfig(mode="attention", dme=True, **TINY), (2, 3, 64, 64), (2, 5)],
         [GraderConfig(mode="ori", head="ordinal", **TINY), (2, 3, 64, 64), (2, 5)],
         [GraderConfig(mode="attention", head="ordinal", dme=True, **TINY), (2, 3, 64, 64), (2, 5)],
+        [GraderConfig(mode="ori", lesion_stats=True, dme=True, **TINY), (2, 3, 64, 64), (2, 5)],
+        [GraderConfig(mode="pretrained", lesion_stats=True, **TINY), (2, 3, 64, 64), (2, 5)],
+        [GraderConfig(mode="attention", lesion_stats=True, dme=True, **TINY), (2, 3, 64, 64), (2, 5)],
     ]
 
     def inputs(self, config: GraderConfig, shape: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
         b, _, h, w = shape
-        return torch.randn(shape), torch.rand(b, config.num_lesions, h, w)
+        stats = torch.randn(b, num_stats(config.num_lesions)) if config.lesion_stats else None
+        return torch.randn(shape), torch.rand(b, config.num_lesions, h, w), stats
 
     def outputs(self, out: GraderOutput) -> list[torch.Tensor]:
         return [t for t in out if t is not None]
@@ -67,6 +73,37 @@ def test_masked_modes_refuse_missing_or_misshapen_masks(mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["ori", "pretrained", "attention"])
+def test_lesion_stats_grader_refuses_missing_or_misshapen_stats_and_others_refuse_stats(mode: str) -> None:
+    image, masks = torch.randn(2, 3, 64, 64), torch.rand(2, 4, 64, 64)
+    model = LesionGrader(GraderConfig(mode=mode, lesion_stats=True, **TINY))
+    with pytest.raises(ValueError, match=r"lesion_stats needs stats of shape \(B=2, S=40\).*got None"):
+        model(image, masks)
+    with pytest.raises(ValueError, match=r"got \(2, 39\)"):
+        model(image, masks, torch.randn(2, 39))
+    with pytest.raises(ValueError, match="grader.lesion_stats false"):
+        LesionGrader(GraderConfig(mode=mode, **TINY))(image, masks, torch.randn(2, 40))
+
+
+@pytest.mark.parametrize("mode", ["ori", "attention"])
+def test_the_grade_depends_on_the_stats_and_their_gradient_reaches_normaliser_and_heads(mode: str) -> None:
+    torch.manual_seed(0)
+    model = LesionGrader(GraderConfig(mode=mode, lesion_stats=True, dme=True, **TINY)).train()
+    image, masks, stats = torch.randn(4, 3, 64, 64), torch.rand(4, 4, 64, 64), torch.randn(4, 40)
+    out = model(image, masks, stats)
+    # A random projection: the plain sum of a batch-normed feature's linear function has no gradient.
+    sum((t * torch.randn_like(t)).sum() for t in (out.logits, out.dme_logits)).backward()
+    assert model.stats_norm.weight.grad.abs().min() > 0  # every statistic's scale learns
+    features = model.classifier.in_features
+    assert features == (1 if mode == "ori" else 4) * model.top_channels + 40
+    for head in (model.classifier, model.dme_classifier):
+        assert head.weight.grad[:, -40:].abs().sum() > 0
+    model.eval()
+    with torch.no_grad():
+        changed = model(image, masks, stats + 1).logits
+        assert not torch.allclose(changed, model(image, masks, stats).logits)
+
+
+@pytest.mark.parametrize("mode", ["ori", "pretrained", "attention"])
 def test_dme_head_gives_three_logits_from_the_pooled_features_and_none_when_off(mode: str) -> None:
     masks = torch.rand(2, 4, 64, 64)
     out = LesionGrader(GraderConfig(mode=mode, dme=True, **TINY))(torch.randn(2, 3, 64, 64), masks)
@@ -75,27 +112,28 @@ def test_dme_head_gives_three_logits_from_the_pooled_features_and_none_when_off(
 
 
 @pytest.mark.parametrize("head", ["softmax", "ordinal"])
-@pytest.mark.parametrize("dme", [False, True])
+@pytest.mark.parametrize("dme, lesion_stats", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("mode", ["pretrained", "attention"])
-def test_from_ori_reproduces_ori_logits_when_alpha_is_one(mode: str, dme: bool, head: str) -> None:
+def test_from_ori_reproduces_ori_logits_when_alpha_is_one(mode: str, dme: bool, lesion_stats: bool, head: str) -> None:
     torch.manual_seed(0)
-    ori = LesionGrader(GraderConfig(mode="ori", dme=dme, head=head, **TINY))
+    ori = LesionGrader(GraderConfig(mode="ori", dme=dme, lesion_stats=lesion_stats, head=head, **TINY))
     image = torch.randn(2, 3, 64, 64)
+    stats = torch.randn(2, 40) if lesion_stats else None
     with torch.no_grad():
-        ori.train()(image)  # non-trivial BN statistics
+        ori.train()(image, None, stats)  # non-trivial BN statistics
     ori.eval()
     model = grader_from_ori(ori, mode).eval()
     assert model.config.mode == mode and model.config.backbone == ori.config.backbone
     assert type(model.classifier) is type(ori.classifier)
     with torch.no_grad():
         if mode == "pretrained":
-            out = model(image, torch.ones(2, 4, 64, 64))
+            out = model(image, torch.ones(2, 4, 64, 64), stats)
         else:  # force alpha == 1 by a huge bias on W_high
             for conv in model.attention.high:
                 conv.weight.zero_()
                 conv.bias.fill_(100.0)
-            out = model(image, torch.rand(2, 4, 64, 64))
-        expected = ori(image)
+            out = model(image, torch.rand(2, 4, 64, 64), stats)
+        expected = ori(image, None, stats)
     torch.testing.assert_close(out.logits, expected.logits, rtol=1e-5, atol=1e-5)
     if dme:
         torch.testing.assert_close(out.dme_logits, expected.dme_logits, rtol=1e-5, atol=1e-5)

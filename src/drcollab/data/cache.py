@@ -8,6 +8,10 @@ uint8, the FOV and masks as packed bits, the geometry as a JSON string. Each is 
 temporary file in the same folder and moved into place with ``os.replace``, so processes filling
 the cache at once never see a half-written entry; an unreadable entry is deleted and rebuilt.
 Deleting the whole folder is always safe.
+
+:class:`GraderInputCache` keeps, the same way, what a frozen G gives the grader for each grading image (its pooled
+masks and lesion statistics, ``models/mask_path.py``), in ``root/grader-inputs-<digest>/``: the digest hashes G's
+weights, its preprocessing and its tiling (``training/mask_inputs.py``), the key adds the image file's identity.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from typing import BinaryIO
 import numpy as np
 
 from drcollab.config import PreprocessConfig
-from drcollab.data.io import load_sample
+from drcollab.data.io import load_sample, read_image
 from drcollab.data.preprocess import Geometry, Preprocessed, preprocess
 from drcollab.data.records import Record
 from drcollab.errors import DataError
@@ -102,6 +106,44 @@ def read_entry(path: Path, key: str) -> Preprocessed:
     return Preprocessed(image=image, masks=masks, fov=fov, geometry=geometry)  # checks shapes and dtypes
 
 
+def _open_folder(folder: Path, config_json: str) -> Path:
+    """Create ``folder`` with a ``config.json`` saying what its entries depend on; drop stale temporary files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg_file = folder / "config.json"
+    if not cfg_file.is_file():  # for people browsing the cache
+        _write_atomic(cfg_file, lambda f: f.write(config_json.encode()))
+    now = time.time()
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TMP_S:
+                tmp.unlink()
+        except FileNotFoundError:
+            pass  # another process finished or removed it meanwhile
+    return folder
+
+
+def _entry_path(folder: Path, record: Record, key: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", record.name)[:80]
+    return folder / f"{safe}-{key[:24]}.npz"
+
+
+def preprocess_record(record: Record, cfg: PreprocessConfig, with_masks: bool = True) -> Preprocessed:
+    """Decode a record (its masks too, with ``with_masks``) and preprocess it, without caching.
+
+    Raises:
+        DataError: naming the source file when it is missing, undecodable or has no FOV.
+    """
+    if with_masks:
+        sample = load_sample(record)
+        image, masks = sample.image, sample.masks
+    else:
+        image, masks = read_image(record.image_path), None
+    try:
+        return preprocess(image, masks, cfg)
+    except ValueError as err:
+        raise DataError(record.image_path, str(err)) from err
+
+
 class PreprocessCache:
     """Preprocessed images on disk, computed on first use.
 
@@ -114,18 +156,7 @@ class PreprocessCache:
         self.cfg = cfg
         self._cfg_json = cfg.model_dump_json()
         digest = hashlib.sha256(f"{CACHE_VERSION}:{self._cfg_json}".encode()).hexdigest()[:12]
-        self.folder = Path(root) / digest
-        self.folder.mkdir(parents=True, exist_ok=True)
-        cfg_file = self.folder / "config.json"
-        if not cfg_file.is_file():  # for people browsing the cache
-            _write_atomic(cfg_file, lambda f: f.write(self._cfg_json.encode()))
-        now = time.time()
-        for tmp in self.folder.glob(".*.tmp"):
-            try:
-                if now - tmp.stat().st_mtime > STALE_TMP_S:
-                    tmp.unlink()
-            except FileNotFoundError:
-                pass  # another process finished or removed it meanwhile
+        self.folder = _open_folder(Path(root) / digest, self._cfg_json)
 
     def key(self, record: Record) -> str:
         """Hash of the record's source files' identity and the config."""
@@ -136,8 +167,7 @@ class PreprocessCache:
 
     def path(self, record: Record, key: str | None = None) -> Path:
         """Where the record's entry lives (whether or not it exists yet)."""
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", record.name)[:80]
-        return self.folder / f"{safe}-{(key or self.key(record))[:24]}.npz"
+        return _entry_path(self.folder, record, key or self.key(record))
 
     def get(self, record: Record) -> Preprocessed:
         """The preprocessed record: read from disk, or decoded, preprocessed and stored.
@@ -153,11 +183,7 @@ class PreprocessCache:
             except _UNREADABLE as err:
                 log.warning("%s: unreadable cache entry (%s); rebuilding it", path, err)
                 path.unlink(missing_ok=True)
-        sample = load_sample(record)
-        try:
-            entry = preprocess(sample.image, sample.masks, self.cfg)
-        except ValueError as err:
-            raise DataError(record.image_path, str(err)) from err
+        entry = preprocess_record(record, self.cfg)
         write_entry(path, entry, key)
         return entry
 
@@ -169,3 +195,50 @@ class PreprocessCache:
                 self.get(record)
                 built += 1
         return built
+
+
+class GraderInputCache:
+    """What a frozen G gives the grader for each grading image: masks pooled to the grader's size as uint8
+    levels ``(L, s, s)`` and lesion statistics ``(S,)`` float32, written once by ``training/mask_inputs.py``.
+
+    Args:
+        root: Cache folder (the preprocessing cache's).
+        identity: Everything the entries depend on besides the image (G's weight digest, its preprocessing,
+            tile, overlap, grader factor, versions), JSON-able; its hash names the subfolder.
+    """
+
+    def __init__(self, root: str | Path, identity: dict) -> None:
+        self._identity_json = json.dumps(identity, sort_keys=True)
+        self.digest = hashlib.sha256(self._identity_json.encode()).hexdigest()
+        self.folder = _open_folder(Path(root) / f"grader-inputs-{self.digest[:12]}", self._identity_json)
+
+    def key(self, record: Record) -> str:
+        """Hash of the identity and the record's image file."""
+        payload = json.dumps({"identity": self.digest, "image": file_identity(Path(record.image_path))})
+        return hashlib.sha256(payload.encode()).hexdigest()
+
+    def path(self, record: Record, key: str | None = None) -> Path:
+        return _entry_path(self.folder, record, key or self.key(record))
+
+    def put(self, record: Record, masks: np.ndarray, stats: np.ndarray) -> None:
+        """Store uint8 ``masks`` ``(L, s, s)`` and float32 ``stats`` ``(S,)`` atomically."""
+        key = self.key(record)
+        meta = np.array(json.dumps({"key": key}))
+        _write_atomic(self.path(record, key), lambda f: np.savez(f, masks=masks, stats=stats, meta=meta))
+
+    def get(self, record: Record, stats: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(masks uint8 (L, s, s), stats float32 (S,) or None)``.
+
+        Raises:
+            DataError: naming the entry when it is missing or unreadable (the precompute writes every one).
+        """
+        key = self.key(record)
+        path = self.path(record, key)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if json.loads(z["meta"].item())["key"] != key:
+                    raise ValueError("entry holds another key")
+                return z["masks"], z["stats"] if stats else None
+        except _UNREADABLE as err:
+            raise DataError(path, f"G's grader inputs are missing or unreadable ({err}); delete the file and train "
+                            "again: the stage recomputes it") from err

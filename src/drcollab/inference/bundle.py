@@ -124,6 +124,7 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         raise DataError(bundle_path, "bundle has neither a generator nor a grader")
     generator = load_model(root / parts["generator"], device) if "generator" in parts else None
     grader = load_model(root / parts["grader"], device) if "grader" in parts else None
-    if grader is not None and grader.config.mode != "ori" and generator is None:
-        raise DataError(bundle_path, f"grader mode {grader.config.mode!r} needs the generator, which is missing")
+    if grader is not None and (grader.config.mode != "ori" or grader.config.lesion_stats) and generator is None:
+        need = "lesion_stats" if grader.config.mode == "ori" else f"mode {grader.config.mode!r}"
+        raise DataError(bundle_path, f"grader {need} needs the generator, which is missing")
     return Bundle(generator, grader, preprocess, info, root, generator_preprocess, spec.referable)

@@ -17,7 +17,7 @@ from drcollab.data.preprocess import Preprocessed, preprocess
 from drcollab.data.transforms import image_to_tensor
 from drcollab.inference.bundle import Bundle, load_bundle
 from drcollab.inference.referable import referable_probability
-from drcollab.inference.tiling import tiled_apply
+from drcollab.models.mask_path import grader_inputs
 
 # The flips each test-time augmentation averages over, as torch.flip dims of (B, C, H, W): () is the image itself.
 TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -84,7 +84,7 @@ class Predictor:
         amp: bf16 autocast.
         channels_last: channels_last memory format.
         referable: Who is referred (DR and DME minimums, flag threshold); None takes the bundle's ``"referable"``.
-        tile: Run G on overlapping ``tile``-pixel windows (see :mod:`drcollab.inference.tiling`); None takes the
+        tile: Run G on overlapping ``tile``-pixel windows (see :mod:`drcollab.models.tiling`); None takes the
             bundle's ``"tile"`` entry (absent: whole image), 0 forces the whole image.
         overlap: Minimum overlap of the windows; None takes the bundle's ``"tile_overlap"``, else ``tile // 4``.
         tta: Test-time flips :meth:`forward` averages over: ``none``, ``hflip`` (the image and its mirror image) or
@@ -144,7 +144,8 @@ class Predictor:
         """``(B, 3, S, S)`` input -> lesion ``(B, L, S, S)``, DR grade ``(B, G)`` and DME ``(B, 3)`` probabilities.
 
         ``S`` is :attr:`input_preprocess`'s size. When G has its own, larger size, the grader sees the image and
-        the masks averaged over ``grader_factor x grader_factor`` blocks, i.e. at the size it was trained at.
+        the masks averaged over ``grader_factor x grader_factor`` blocks, i.e. at the size it was trained at. G's
+        masks (and lesion statistics) reach it through the one mask path, ``models/mask_path.py``.
         With :attr:`tta`, each output is the mean of the probabilities over the flipped copies of the input
         (the lesion maps flipped back first): probabilities, not logits, are averaged.
         """
@@ -164,18 +165,16 @@ class Predictor:
         ctx = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
         g, c = self.bundle.generator, self.bundle.grader
         with ctx:
-            masks = None
+            masks = inputs = None
             if g is not None:
-                logits = tiled_apply(g, images, self.tile, self.overlap) if self.tile else g(images)
-                masks = torch.sigmoid(logits.float())
+                uses_stats = c is not None and c.config.lesion_stats
+                inputs = grader_inputs(g, images, self.grader_factor, self.tile, self.overlap, uses_stats)
+                masks = inputs.full  # (B, L, S, S)
             grades = dme = None
             if c is not None:
                 k = self.grader_factor
                 small = images if k == 1 else F.avg_pool2d(images, k)  # (B, 3, S/k, S/k)
-                if c.config.mode == "ori":
-                    out = c(small)
-                else:
-                    out = c(small, masks if k == 1 else F.avg_pool2d(masks, k))
+                out = c(small) if inputs is None else c(small, inputs.masks, inputs.stats)
                 grades = torch.softmax(out.logits.float(), dim=1)
                 if out.dme_logits is not None:
                     dme = torch.softmax(out.dme_logits.float(), dim=1)

@@ -11,7 +11,9 @@ pass"; it keeps its own BN running statistics, see ``SecondStatistics``). Modes 
 For the masked modes each ``alpha_l ⊙ f_low`` goes through the same ``rest`` (shared weights),
 is globally pooled, and the L vectors are concatenated and classified into the grades, by a linear layer
 (``head = "softmax"``) or the cumulative-logit ``OrdinalHead`` (``head = "ordinal"``). With ``dme`` a second
-linear head classifies the same concatenated vector into the risk of macular edema (0, 1, 2).
+linear head classifies the same concatenated vector into the risk of macular edema (0, 1, 2). With
+``lesion_stats`` the statistics of G's masks (``models/lesion_stats.py``), normalised by a ``BatchNorm1d``, join
+that vector before both heads, in every mode.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from drcollab.config import GraderConfig
 from drcollab.constants import NUM_DME
 from drcollab.errors import ConfigError
 from drcollab.models.blocks import LesionAttention
+from drcollab.models.lesion_stats import num_stats
 from drcollab.models.memory import checkpointed
 from drcollab.models.ordinal import OrdinalHead
 
@@ -86,9 +89,10 @@ class SecondStatistics(nn.Module):
 
 
 class LesionGrader(nn.Module):
-    """C and att of Eq. 2: ``forward(image (B, 3, H, W), masks (B, L, H, W) | None) -> GraderOutput``.
+    """C and att of Eq. 2: ``forward(image (B, 3, H, W), masks (B, L, H, W) | None, stats (B, S) | None)``.
 
-    ``masks`` are G's mask probabilities at the image's resolution (required unless mode is ori).
+    ``masks`` are G's mask probabilities at the image's resolution (required unless mode is ori); ``stats`` their
+    lesion statistics (``models/lesion_stats.py``, required with ``lesion_stats``). Returns a ``GraderOutput``.
     Returns logits; softmax lives in the prediction code. With ``checkpointing`` (a training setting,
     ``runtime.activation_checkpointing``) each of the L + 1 passes through ``rest`` is recomputed in the
     backward pass instead of keeping its activations.
@@ -116,7 +120,9 @@ class LesionGrader(nn.Module):
         self.top_channels = info.channels()[-1]
         self.stem, self.rest = split_backbone(backbone, config.low_stage)
         branches = 1 if config.mode == "ori" else config.num_lesions
-        features = branches * self.top_channels
+        # A BatchNorm1d brings each statistic (log area, log count) to zero mean and unit variance over the data.
+        self.stats_norm = nn.BatchNorm1d(num_stats(config.num_lesions)) if config.lesion_stats else None
+        features = branches * self.top_channels + (num_stats(config.num_lesions) if config.lesion_stats else 0)
         self.classifier: nn.Module = (OrdinalHead(features, config.num_grades) if config.head == "ordinal"
                                       else nn.Linear(features, config.num_grades))
         self.dme_classifier = nn.Linear(features, NUM_DME) if config.dme else None
@@ -132,10 +138,13 @@ class LesionGrader(nn.Module):
             # running statistics: mixing them with the attended pass's would make eval differ from training.
             self.context_stats = SecondStatistics(self.rest)
 
-    def forward(self, image: torch.Tensor, masks: torch.Tensor | None = None) -> GraderOutput:
+    def forward(
+        self, image: torch.Tensor, masks: torch.Tensor | None = None, stats: torch.Tensor | None = None
+    ) -> GraderOutput:
+        stats = self.check_stats(image, stats)
         f_low = self.stem(image)  # (B, C_low, h, w)
         if self.config.mode == "ori":
-            return self.classify(self._rest(self.rest, f_low).unsqueeze(1), None)
+            return self.classify(self._rest(self.rest, f_low).unsqueeze(1), None, stats)
         m = pool_masks(self.check_masks(image, masks), f_low.shape[-2:])  # (B, L, h, w)
         if self.attention is None or self.context_stats is None:
             alpha = m  # Lesion (Pretrained): the initial masks weight f_low directly
@@ -146,7 +155,7 @@ class LesionGrader(nn.Module):
         attended = alpha.unsqueeze(2) * f_low.unsqueeze(1)  # (B, L, C_low, h, w)
         top = self._rest(self.rest, attended.flatten(0, 1))  # (B*L, C_top, h', w'), shared weights over lesions
         top = top.unflatten(0, (b, num_lesions))  # (B, L, C_top, h', w')
-        return self.classify(top, alpha)
+        return self.classify(top, alpha, stats)
 
     def _context(self, f_low: torch.Tensor) -> torch.Tensor:
         return self.context_stats.run(self.rest, f_low)
@@ -154,9 +163,14 @@ class LesionGrader(nn.Module):
     def _rest(self, fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         return checkpointed(self, fn, x) if self.checkpointing else fn(x)
 
-    def classify(self, top: torch.Tensor, alpha: torch.Tensor | None) -> GraderOutput:
-        """Global-average-pool each branch's top feature ``(B, n, C_top, h', w')``, concatenate, classify."""
+    def classify(
+        self, top: torch.Tensor, alpha: torch.Tensor | None, stats: torch.Tensor | None = None
+    ) -> GraderOutput:
+        """Global-average-pool each branch's top feature ``(B, n, C_top, h', w')``, concatenate (with the normalised
+        statistics ``(B, S)``), classify."""
         pooled = top.mean(dim=(-2, -1)).flatten(1)  # (B, n * C_top)
+        if self.stats_norm is not None:
+            pooled = torch.cat([pooled, self.stats_norm(stats.float()).to(pooled.dtype)], dim=1)  # (B, n * C_top + S)
         dme = None if self.dme_classifier is None else self.dme_classifier(pooled)  # (B, 3)
         return GraderOutput(self.classifier(pooled), alpha, dme)  # logits (B, G)
 
@@ -170,6 +184,21 @@ class LesionGrader(nn.Module):
             )
         return masks
 
+    def check_stats(self, image: torch.Tensor, stats: torch.Tensor | None) -> torch.Tensor | None:
+        """``stats`` when the grader takes them (``lesion_stats``), else None; refuses missing or misshapen ones."""
+        if self.stats_norm is None:
+            if stats is not None:
+                raise ValueError("LesionGrader got lesion statistics but was built with grader.lesion_stats false")
+            return None
+        expected = (image.shape[0], self.stats_norm.num_features)
+        if stats is None or tuple(stats.shape) != expected:
+            got = None if stats is None else tuple(stats.shape)
+            raise ValueError(
+                f"LesionGrader with grader.lesion_stats needs stats of shape (B={expected[0]}, S={expected[1]}) "
+                f"(models/lesion_stats.py lesion_statistics of G's masks), got {got}"
+            )
+        return stats
+
 
 def grader_from_ori(ori: LesionGrader, target: GraderConfig | str = "attention") -> LesionGrader:
     """Stage 2's starting point: a masked-mode grader initialised from a trained ``ori`` grader.
@@ -180,8 +209,8 @@ def grader_from_ori(ori: LesionGrader, target: GraderConfig | str = "attention")
             a mode to keep everything else from ``ori``'s config. The backbone must be ``ori``'s.
 
     The backbone weights are copied; the classifier (and the DME head) is the ori one with its weight divided
-    by L and replicated per lesion branch (an ordinal head's score weight alike, its thresholds as they are),
-    so with alpha == 1 it reproduces the ori logits exactly.
+    by L and replicated per lesion branch (an ordinal head's score weight alike, its thresholds as they are; the
+    statistics' columns and normaliser copied as they are), so with alpha == 1 it reproduces the ori logits exactly.
     The attention module (mode ``attention``) gets the target config's initialisation.
     """
     if ori.config.mode != "ori":
@@ -190,7 +219,7 @@ def grader_from_ori(ori: LesionGrader, target: GraderConfig | str = "attention")
         target = ori.config.model_copy(update={"mode": target})
     if target.mode == "ori":
         raise ValueError("grader_from_ori: target mode must be 'pretrained' or 'attention'")
-    for field in ("backbone", "low_stage", "num_lesions", "num_grades", "head", "dme"):
+    for field in ("backbone", "low_stage", "num_lesions", "num_grades", "head", "dme", "lesion_stats"):
         if getattr(target, field) != getattr(ori.config, field):
             raise ConfigError(
                 f"grader.{field} {getattr(target, field)!r} differs from the pre-trained grader's "
@@ -205,9 +234,18 @@ def grader_from_ori(ori: LesionGrader, target: GraderConfig | str = "attention")
     heads = [(model.classifier, ori.classifier)]
     if model.dme_classifier is not None:
         heads.append((model.dme_classifier, ori.dme_classifier))
-    num_lesions = model.config.num_lesions
+    if model.stats_norm is not None:
+        model.stats_norm.load_state_dict(ori.stats_norm.state_dict())
+    num_lesions, c_top = model.config.num_lesions, ori.top_channels
     for head, ori_head in heads:
-        state = {name: value.repeat(1, num_lesions) / num_lesions if name.endswith("weight") else value
-                 for name, value in ori_head.state_dict().items()}  # weights (K, C_top) -> (K, L*C_top)
+        state = {name: _spread(value, c_top, num_lesions) if name.endswith("weight") else value
+                 for name, value in ori_head.state_dict().items()}
         head.load_state_dict(state)
     return model.to(next(ori.parameters()).device)
+
+
+def _spread(weight: torch.Tensor, c_top: int, num_lesions: int) -> torch.Tensor:
+    """``(K, C_top [+ S])`` -> ``(K, L*C_top [+ S])``: the pooled columns divided by L and replicated per branch,
+    the statistics' columns as they are."""
+    pooled, stats = weight[:, :c_top], weight[:, c_top:]
+    return torch.cat([pooled.repeat(1, num_lesions) / num_lesions, stats], dim=1)

@@ -11,10 +11,12 @@ from drcollab.data.sources import DatasetSpec, read_records
 from drcollab.errors import ConfigError, DataError
 from drcollab.models.generator import SIZE_MULTIPLE
 from drcollab.training.config import STAGES, TrainConfig
+from drcollab.training.mask_inputs import generator_tiles, uses_mask_path
 
 
 def _runs_generator(cfg: TrainConfig, stage: str) -> bool:
-    return stage == "seg_pretrain" or (stage == "joint" and cfg.grader.mode != "ori")
+    """Whether G runs on the stage's (cropped) training batches; a frozen G runs once, at its own size."""
+    return stage == "seg_pretrain" or (stage == "joint" and cfg.grader.mode != "ori" and cfg.joint.train_generator)
 
 
 def _input_sides(cfg: TrainConfig, stage: str) -> list[tuple[str, int]]:
@@ -52,6 +54,19 @@ def check_config(cfg: TrainConfig) -> None:
             near = max(SIZE_MULTIPLE, fed // SIZE_MULTIPLE * SIZE_MULTIPLE)
             raise ConfigError(f"{field} {fed} must be a multiple of {SIZE_MULTIPLE} (G halves the image 4 times); "
                               f"e.g. {near}")
+    _check_mask_path(cfg, stages)
+
+
+def _check_mask_path(cfg: TrainConfig, stages: list[str]) -> None:
+    """G's windows on the mask path (its whole image, or its tiles) must suit its four 2x2 poolings."""
+    if not any(uses_mask_path(cfg, s) for s in stages):
+        return
+    side, (tile, _) = cfg.data.seg_preprocess.size, generator_tiles(cfg)
+    fed, field = (tile, "seg_pretrain.augment.crop") if 0 < tile < side else (side, "data.seg_size")
+    if fed % SIZE_MULTIPLE:
+        near = max(SIZE_MULTIPLE, fed // SIZE_MULTIPLE * SIZE_MULTIPLE)
+        raise ConfigError(f"{field} {fed}: the frozen G runs on {fed}-px windows of the grading images, which must "
+                          f"be a multiple of {SIZE_MULTIPLE} (G halves the image 4 times); e.g. {near}")
 
 
 def _count(specs: list[DatasetSpec], masks: bool) -> int:

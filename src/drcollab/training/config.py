@@ -249,11 +249,15 @@ class TrainConfig(StrictModel):
             )
         if not self.data.image and (self.grade_pretrain.epochs or j.epochs):
             raise ValueError("data.image is empty: set grade_pretrain.epochs and joint.epochs to 0")
-        if self.data.seg_preprocess.size != self.data.preprocess.size and j.epochs and self.grader.mode != "ori":
+        needs_g = self.grader.lesion_stats and (self.grade_pretrain.epochs or j.epochs)
+        if needs_g and not self.seg_pretrain.epochs and self.init.generator is None:
+            raise ValueError("grader.lesion_stats needs G's masks but G would start untrained: set "
+                             "seg_pretrain.epochs > 0 or init.generator")
+        if self.data.seg_preprocess.size != self.data.preprocess.size and j.epochs and j.train_generator:
             raise ValueError(
                 f"data.seg_size {self.data.seg_size} differs from data.preprocess.size {self.data.preprocess.size}, "
-                "but stage 2 (joint) would run G on X^I at the grader's size: not supported yet; use the same size "
-                "or joint.epochs 0"
+                "but stage 2 (joint) would train G on X^I at the grader's size: not supported yet; use the same "
+                "size, joint.train_generator false (a frozen G runs at its own size) or joint.epochs 0"
             )
         return self
 

@@ -17,6 +17,7 @@ from drcollab.data.records import Record
 from drcollab.data.transforms import BACKGROUND, AugmentConfig, augment, build_augment
 
 Loader = Callable[[Record], Preprocessed]
+GraderInputLoader = Callable[[Record], tuple[np.ndarray, np.ndarray | None]]  # uint8 (L, H, W), float32 (S,) | None
 
 
 class FundusDataset(Dataset):
@@ -30,6 +31,10 @@ class FundusDataset(Dataset):
     ``masks`` ``(L, H, W)`` bool or ``grade`` and ``dme`` (int64 scalars; ``dme`` is -1 where the dataset gives no
     DME label, and the DME loss leaves such images out) with ``presence`` ``(L,)`` int64 (per lesion: 0 absent,
     1 present, -1 unknown, as ``presence`` implies from the record's labels, :mod:`drcollab.data.presence`).
+    With ``g_inputs`` (a frozen G's precomputed inputs, ``training/mask_inputs.py``) grade items also carry
+    ``g_masks`` ``(L, H, W)`` uint8 (G's pooled masks, moved by the same flips, rotation, zoom and crop as the image)
+    and, when the loader gives them, ``stats`` ``(S,)`` float32 (unchanged: they do not change under flips and
+    quarter turns, ``models/lesion_stats.py``; a free rotation, zoom or crop moves the masks but not them).
     Images and masks stay 8-bit until they reach the device (a quarter of float32's bytes through the loader
     queues and pinned memory); the steps normalise them there (``training/steps.py`` ``network_inputs``). Crops
     centred on lesions or inside the FOV (``augment.lesion_crops`` / ``augment.crop_centre``) are cut by
@@ -43,6 +48,7 @@ class FundusDataset(Dataset):
         augment_cfg: AugmentConfig | None = None,
         labels: Literal["masks", "grade"] = "masks",
         presence: PresenceConfig | None = None,
+        g_inputs: GraderInputLoader | None = None,
     ) -> None:
         missing = [r.name for r in records if (not r.has_masks if labels == "masks" else r.grade is None)]
         if missing:
@@ -50,6 +56,7 @@ class FundusDataset(Dataset):
         self.records = list(records)
         self.load = load
         self.labels = labels
+        self.g_inputs = g_inputs if labels == "grade" else None
         self.augment_cfg = augment_cfg
         self.transform = build_augment(augment_cfg) if augment_cfg is not None else None
         self.presence = [lesion_presence(r, presence) for r in self.records] if labels == "grade" else None
@@ -62,7 +69,12 @@ class FundusDataset(Dataset):
         record = self.records[index]
         pre = self.load(record)
         lesions = pre.masks if self.labels == "masks" else None
-        stack = pre.fov[None] if lesions is None else np.concatenate([lesions, pre.fov[None]])  # (K, H, W), FOV last
+        g_masks, stats = self.g_inputs(record) if self.g_inputs is not None else (None, None)
+        if g_masks is not None and g_masks.shape[1:] != pre.fov.shape:
+            raise ValueError(f"{record.name}: G's pooled masks are {g_masks.shape[1:]}, the image {pre.fov.shape}: "
+                             "data.seg_size must be a whole multiple of data.preprocess.size")
+        layers = lesions if lesions is not None else g_masks  # (K, H, W) that move with the image
+        stack = pre.fov[None] if layers is None else np.concatenate([layers, pre.fov[None]])  # (K + 1, H, W), FOV last
         image = pre.image.transpose(2, 0, 1)  # (3, H, W) uint8
         if self.transform is not None and seed is not None:
             image, stack = self._augment(image, stack, lesions, pre.fov, seed)
@@ -73,6 +85,10 @@ class FundusDataset(Dataset):
         item: dict[str, Any] = {"image": image, "fov": stack[-1:].bool(), "index": index}
         if lesions is not None:
             item["masks"] = stack[:-1].bool()
+        if g_masks is not None:
+            item["g_masks"] = stack[:-1].to(torch.uint8)  # (L, H, W) levels of 1/255
+        if stats is not None:
+            item["stats"] = torch.from_numpy(stats)  # (S,)
         if self.labels == "grade":
             item["grade"] = torch.tensor(record.grade, dtype=torch.int64)
             item["dme"] = torch.tensor(MISSING_DME if record.dme is None else record.dme, dtype=torch.int64)

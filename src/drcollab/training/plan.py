@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from drcollab.constants import NUM_LESIONS
+from drcollab.models.lesion_stats import num_stats
 from drcollab.precision import Precision
 from drcollab.training.config import STAGES, TrainConfig
 from drcollab.training.distributed import DistInfo
@@ -103,7 +104,7 @@ def _unit(cfg: TrainConfig, stage: str) -> tuple[int, int]:
     return i // g, p // g
 
 
-def _batch(n: int, size: int, labels: str, device: torch.device) -> dict:
+def _batch(n: int, size: int, labels: str, device: torch.device, stats: int = 0) -> dict:
     g = torch.Generator().manual_seed(n)
     batch = {"image": torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g),
              "fov": torch.ones(n, 1, size, size, dtype=torch.bool)}
@@ -113,19 +114,25 @@ def _batch(n: int, size: int, labels: str, device: torch.device) -> dict:
         batch["grade"] = torch.randint(0, 5, (n,), generator=g)
         batch["dme"] = torch.randint(0, 3, (n,), generator=g)
         batch["presence"] = torch.randint(-1, 2, (n, NUM_LESIONS), generator=g)  # (B, L) codes, data/presence.py
+        # A frozen G's precomputed masks and statistics (training/mask_inputs.py); steps that train G ignore them.
+        batch["g_masks"] = torch.randint(0, 256, (n, NUM_LESIONS, size, size), dtype=torch.uint8, generator=g)
+        if stats:
+            batch["stats"] = torch.randn(n, stats, generator=g)
     return {k: v.to(device) for k, v in batch.items()}
 
 
 def _step(cfg: TrainConfig, stage: str, nets: Nets, units: int, size: int, device: torch.device,
           autocast: Callable) -> None:
     i, p = _unit(cfg, stage)
+    stats = num_stats(NUM_LESIONS) if cfg.grader.lesion_stats else 0
     if stage == "seg_pretrain":
         seg_step(nets, _batch(units, size, "masks", device), cfg, autocast)
     elif stage == "grade_pretrain":
-        grade_step(nets, _batch(units, size, "grade", device), cfg, autocast)
+        grade_step(nets, _batch(units, size, "grade", device, stats), cfg, autocast)
     else:
         p_batch = _batch(units * p, size, "masks", device) if p else None
-        joint_step(nets, p_batch, _batch(units * i, size, "grade", device), cfg, autocast, use_semi=cfg.joint.semi)
+        i_batch = _batch(units * i, size, "grade", device, stats)
+        joint_step(nets, p_batch, i_batch, cfg, autocast, use_semi=cfg.joint.semi)
 
 
 def _state_bytes(nets: Nets) -> int:

@@ -1,7 +1,8 @@
 """The three stages of Sec. 3.4: their networks, their batches, their step and validation.
 
 ``seg_pretrain`` (1a) trains G with BCE on X^P; ``grade_pretrain`` (1b) trains the plain grader
-with focal loss on X^I; ``joint`` (2) trains G, the lesion-attentive grader and D end to end.
+with focal loss on X^I; ``joint`` (2) trains G, the lesion-attentive grader and D end to end. A stage whose grader
+takes a frozen G's masks or statistics reads them precomputed (``training/mask_inputs.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from drcollab.training.data import TrainData, cycle, make_loader, stage_batches,
 from drcollab.training.datasets import FundusDataset
 from drcollab.training.distributed import barrier
 from drcollab.training.loop import Context, run_epochs
+from drcollab.training.mask_inputs import stage_mask_inputs
 from drcollab.training.schedule import lr_at, set_lr
 from drcollab.training.steps import Nets, grade_step, joint_step, seg_step
 from drcollab.training.validate import validate_generator, validate_grader
@@ -84,6 +86,10 @@ def build_nets(ctx: Context, stage: str) -> Nets:
         ori = GraderConfig.model_validate({**cfg.grader.model_dump(), "mode": "ori"})
         nets.grader = _prepare(ctx, LesionGrader(ori), True)
         nets.opt_grader = _adam(ctx, nets.grader, stage)
+        if cfg.grader.lesion_stats:  # frozen, for its statistics; loaded after the grader's seeded initialisation
+            g_path = _saved(ctx, "seg_pretrain", "generator") or cfg.init.generator
+            generator = load_model(g_path) if g_path else LesionGenerator(cfg.generator)  # fresh: drcollab plan only
+            nets.generator = _prepare(ctx, generator, False)
     else:
         j = cfg.joint
         generator, grader = joint_start(cfg, _saved(ctx, "seg_pretrain", "generator"),
@@ -100,7 +106,7 @@ def build_nets(ctx: Context, stage: str) -> Nets:
 
 
 def joint_start(cfg: TrainConfig, g_path: Path | None, c_path: Path | None) -> tuple[nn.Module | None, nn.Module]:
-    """Stage 2's G (None for an ori grader) and grader as the stage begins, on the CPU.
+    """Stage 2's G (None for an ori grader without lesion statistics) and grader as the stage begins, on the CPU.
 
     Args:
         cfg: The run's config.
@@ -110,7 +116,7 @@ def joint_start(cfg: TrainConfig, g_path: Path | None, c_path: Path | None) -> t
     then get the very weights the run started from, so ``benchmarks/pseudo_mask_stats.py`` can rebuild them.
     """
     generator = None
-    if cfg.grader.mode != "ori":
+    if cfg.grader.mode != "ori" or cfg.grader.lesion_stats:
         g_path = g_path or cfg.init.generator
         generator = load_model(g_path) if g_path else LesionGenerator(cfg.generator)
     c_path = c_path or cfg.init.grader
@@ -139,13 +145,15 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
         def validate() -> dict[str, float]:
             return validate_generator(nets.generator, data.pixel_val, data.seg_cache, dist.device, ctx.autocast)
     else:
-        ds = FundusDataset(data.image_train, load, s.augment, labels="grade", presence=cfg.data.presence)
+        G = nets.generator
+        g_inputs = stage_mask_inputs(ctx, stage, G, data.image_train + data.image_val)
+        ds = FundusDataset(data.image_train, load, s.augment, labels="grade", presence=cfg.data.presence,
+                           g_inputs=g_inputs)
         main_sampler = train_sampler(ds, seed, batch.per_rank, dist, balanced=cfg.data.balanced)
         main_loader = make_loader(ds, main_sampler, batch.per_rank, workers, dist.device)
-        G = nets.generator
 
         def validate() -> dict[str, float]:
-            out = validate_grader(nets.grader, G, data.image_val, data.cache, dist.device, ctx.autocast)
+            out = validate_grader(nets.grader, G, data.image_val, data.cache, dist.device, ctx.autocast, g_inputs)
             if G is not None and cfg.joint.train_generator and data.pixel_val:
                 out |= validate_generator(G, data.pixel_val, data.seg_cache, dist.device, ctx.autocast)
             return out

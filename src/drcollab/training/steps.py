@@ -2,7 +2,8 @@
 
 Each step returns its losses as floats for logging. A non-finite loss raises
 :class:`NonFiniteLoss` *before* any optimizer step, so the weights never see it. Batches arrive on the
-device as the loaders make them (uint8 images, boolean masks) and are normalised here; stages 1a and 1b
+device as the loaders make them (uint8 images, boolean masks, uint8 levels of a frozen G's masks) and are
+normalised here; stages 1a and 1b
 split them into ``accumulation`` micro-batches whose gradients add up to the whole batch's.
 """
 
@@ -27,6 +28,8 @@ from drcollab.losses import (
     segmentation_loss,
 )
 from drcollab.models.grader import GraderOutput
+from drcollab.models.lesion_stats import lesion_statistics
+from drcollab.models.mask_path import dequantise
 from drcollab.models.memory import frozen_buffers
 from drcollab.training.config import JointConfig, TrainConfig
 from drcollab.training.pseudo import pseudo_targets
@@ -64,12 +67,15 @@ class Nets:
 
 
 def network_inputs(batch: dict) -> dict:
-    """uint8 images -> float in about [-1, 1] and boolean masks -> float, on the batch's device."""
+    """uint8 images -> float in about [-1, 1], boolean masks -> float and a frozen G's uint8 mask levels -> its
+    probabilities, on the batch's device."""
     out = dict(batch)
     if batch["image"].dtype == torch.uint8:
         out["image"] = image_to_tensor(batch["image"])  # (B, 3, H, W), keeps channels_last
     if "masks" in batch:
         out["masks"] = batch["masks"].float()  # (B, L, H, W)
+    if "g_masks" in batch:
+        out["g_masks"] = dequantise(batch["g_masks"])  # (B, L, H, W), models/mask_path.py
     return out
 
 
@@ -141,11 +147,12 @@ def seg_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) -> d
 
 
 def grade_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) -> dict[str, float]:
-    """Stage 1b: the plain ("ori") grader with focal loss on grade-labelled images (and its DME head's loss)."""
+    """Stage 1b: the plain ("ori") grader with focal loss on grade-labelled images (and its DME head's loss); with
+    ``grader.lesion_stats`` it also takes the frozen G's lesion statistics that came with the batch."""
 
     def loss_of(b: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         with autocast():
-            out = nets.grader(b["image"])
+            out = nets.grader(b["image"], None, b.get("stats"))
         losses = grader_losses(out, b, cfg)
         return losses, grader_total(losses, cfg)
 
@@ -174,9 +181,11 @@ def joint_step(
 
     Updates, in order:
 
-    1. G predicts mask logits for X^P and X^I in one forward pass (frozen G: X^I only, no grad).
+    1. G predicts mask logits for X^P and X^I in one forward pass (frozen G: its masks of X^I came with the batch,
+       precomputed through the one mask path, ``training/mask_inputs.py``).
     2. The grader sees X^I and G's masks m = sigmoid(G(X^I)) (with gradient into G when
-       ``joint.grade_to_generator``) and returns grade logits and attention maps alpha (Eqs. 4-6).
+       ``joint.grade_to_generator``), with ``grader.lesion_stats`` their statistics too, and returns grade logits
+       and attention maps alpha (Eqs. 4-6).
     3. Pseudo masks and their per-pixel weights (``training/pseudo.py``): alpha up-sampled to the image size
        (the paper; ``joint.pseudo_mask: gated`` multiplies it by G's own masks, ``refined`` keeps G's lesion
        pixels where alpha agrees, weighted by their agreement; ``joint.zero_absent`` zeroes the lesions the
@@ -228,6 +237,7 @@ def _joint_losses(
     G, C, D = nets.generator, nets.grader, nets.discriminator
     x_i = i_batch["image"]
     logits_p = logits_i = None
+    grader_masks, stats = i_batch.get("g_masks"), i_batch.get("stats")  # a frozen G's (mask path)
     if G is not None and j.train_generator:
         x_p, s_p = p_batch["image"], p_batch["masks"]
         with autocast():
@@ -235,11 +245,9 @@ def _joint_losses(
         logits_p, logits_i = logits[: len(x_p)], logits[len(x_p) :]
         masks_i = torch.sigmoid(logits_i)  # (B_i, L, H, W)
         grader_masks = masks_i if j.grade_to_generator else masks_i.detach()
-    elif G is not None:
-        with torch.no_grad(), autocast():
-            grader_masks = torch.sigmoid(G(x_i).float())
+        stats = lesion_statistics(grader_masks) if cfg.grader.lesion_stats else None  # (B_i, S)
     with autocast():
-        out = C(x_i) if G is None else C(x_i, grader_masks)
+        out = C(x_i) if G is None else C(x_i, grader_masks, stats)
     losses: dict[str, torch.Tensor] = grader_losses(out, i_batch, cfg)
     total = grader_total(losses, cfg)
     if j.presence_weight and out.attention is not None:

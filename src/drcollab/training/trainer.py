@@ -25,6 +25,7 @@ from drcollab.training.data import build_data, check_batches, sets_used
 from drcollab.training.distributed import DistInfo, barrier, setup, teardown
 from drcollab.training.launch import launch, should_launch
 from drcollab.training.loop import Context, Position, StopOnSignal
+from drcollab.training.mask_inputs import generator_tiles
 from drcollab.training.run_folder import RunFolder
 from drcollab.training.stages import KINDS, build_nets, finish_stage, run_stage
 from drcollab.training.state import load_into, read_state
@@ -143,7 +144,8 @@ def export_final(ctx: Context) -> Path:
     if ctx.dist.is_main:
         final.mkdir(parents=True, exist_ok=True)
         parts = {}
-        for kind, stages in (("generator", ("joint", "seg_pretrain")), ("grader", ("joint", "grade_pretrain"))):
+        g_stages = ("joint", "seg_pretrain", "grade_pretrain")  # stage 1b keeps a copy of the frozen G it used
+        for kind, stages in (("generator", g_stages), ("grader", ("joint", "grade_pretrain"))):
             source = next((ctx.folder.stage_dir(s) / kind for s in stages
                            if (ctx.folder.stage_dir(s) / f"{kind}.json").is_file()), None)
             if source is None:
@@ -153,14 +155,17 @@ def export_final(ctx: Context) -> Path:
                 shutil.copyfile(source.with_name(source.name + suffix), tmp)
                 os.replace(tmp, final / f"{kind}{suffix}")
             parts[kind] = {"file": kind, "stage": source.parent.name}
-        # A G whose last training saw random crops (stage 1a; a frozen G in stage 2 kept those weights)
-        # is run in overlapping tiles of that size.
+        # A G whose last training saw random crops (stage 1a; a frozen G in stage 1b or 2 kept those weights)
+        # is run in overlapping tiles of that size, as the mask path ran it in training (training/mask_inputs.py).
         g_stage = parts.get("generator", {}).get("stage")
-        trained_on_crops = g_stage == "seg_pretrain" or (g_stage == "joint" and not ctx.cfg.joint.train_generator)
+        trained_on_crops = g_stage in ("seg_pretrain", "grade_pretrain") or (
+            g_stage == "joint" and not ctx.cfg.joint.train_generator)
+        tile, overlap = generator_tiles(ctx.cfg)
         bundle = {
             "name": ctx.cfg.name,
             "parts": parts,
-            "tile": ctx.cfg.seg_pretrain.augment.crop if trained_on_crops else None,
+            "tile": (tile or None) if trained_on_crops else None,
+            **({"tile_overlap": overlap} if trained_on_crops and tile else {}),
             "preprocess": ctx.cfg.data.preprocess.model_dump(mode="json"),
             # G's own resolution, when it differs from the grader's (data.seg_size): predict preprocesses at it.
             **({"generator_preprocess": ctx.cfg.data.seg_preprocess.model_dump(mode="json")}

@@ -16,6 +16,9 @@ from drcollab.data.transforms import image_to_tensor
 from drcollab.evaluation.grading_metrics import grading_metrics
 from drcollab.evaluation.metrics import LesionCurves, UndefinedMetricWarning
 from drcollab.models.checkpoint import unwrap
+from drcollab.models.lesion_stats import lesion_statistics
+from drcollab.models.mask_path import dequantise
+from drcollab.training.datasets import GraderInputLoader
 from drcollab.training.steps import Autocast
 
 
@@ -55,9 +58,13 @@ def validate_generator(
 @torch.inference_mode()
 def validate_grader(
     grader: nn.Module, generator: nn.Module | None, records: Sequence[Record], cache: PreprocessCache,
-    device: torch.device, autocast: Autocast, batch_size: int = 8,
+    device: torch.device, autocast: Autocast, g_inputs: GraderInputLoader | None = None, batch_size: int = 8,
 ) -> dict[str, float]:
-    """Accuracy and quadratic weighted kappa of the grader (fed G's masks when it uses them)."""
+    """Accuracy and quadratic weighted kappa of the grader (fed G's masks, and statistics, when it uses them).
+
+    A frozen G's inputs come precomputed from ``g_inputs``, as in the stage's batches (``training/mask_inputs.py``);
+    without it, a ``generator`` (one that trains) runs on the grader's images, as in ``joint_step``.
+    """
     c, g = unwrap(grader), None if generator is None else unwrap(generator)
     modes = [(m, m.training) for m in (c, g) if m is not None]
     for m, _ in modes:
@@ -65,9 +72,16 @@ def validate_grader(
     y_true, y_pred = [], []
     for recs, _, images in _batches(records, cache, batch_size):
         images = images.to(device)
+        masks = stats = None
+        if g_inputs is not None:
+            pairs = [g_inputs(r) for r in recs]
+            masks = dequantise(torch.stack([torch.from_numpy(m) for m, _ in pairs])).to(device)  # (B, L, S, S)
+            stats = None if pairs[0][1] is None else torch.stack([torch.from_numpy(v) for _, v in pairs]).to(device)
         with autocast():
-            masks = None if g is None else torch.sigmoid(g(images).float())
-            logits = c(images) if masks is None else c(images, masks)
+            if g_inputs is None and g is not None:
+                masks = torch.sigmoid(g(images).float())
+                stats = lesion_statistics(masks) if c.config.lesion_stats else None
+            logits = c(images) if masks is None else c(images, masks, stats)
         y_pred += logits.logits.float().argmax(1).tolist()
         y_true += [r.grade for r in recs]
     for m, was in modes:

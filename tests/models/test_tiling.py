@@ -11,8 +11,8 @@ from torch import nn
 from drcollab.config import GeneratorConfig, PreprocessConfig
 from drcollab.inference.bundle import Bundle
 from drcollab.inference.predictor import Predictor
-from drcollab.inference.tiling import tile_starts, tiled_apply
 from drcollab.models import LesionGenerator
+from drcollab.models.tiling import tile_starts, tiled_apply
 
 
 @pytest.mark.parametrize(
