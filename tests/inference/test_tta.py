@@ -16,6 +16,7 @@ from drcollab.cli import app
 from drcollab.errors import ConfigError, DataError
 from drcollab.inference.engine import load_engine
 from drcollab.inference.predictor import Predictor
+from drcollab.models.mask_path import grader_inputs
 from helpers import write_tiny_bundle
 
 
@@ -33,7 +34,9 @@ def test_none_is_the_plain_forward_pass(dme_bundle: Path) -> None:
     g, c = predictor.bundle.generator, predictor.bundle.grader
     with torch.no_grad():
         masks = torch.sigmoid(g(x))
-        out = c(x, masks)
+        # The grader's masks come through the one mask path (pooled and quantised as the training cache is).
+        inputs = grader_inputs(g, x, predictor.grader_factor, predictor.tile, predictor.overlap, False)
+        out = c(x, inputs.masks)
     got = predictor.forward(x)
     assert predictor.tta == "none"
     torch.testing.assert_close(got.masks, masks, rtol=0, atol=0)
