@@ -5,10 +5,11 @@ with the overrides in :data:`ROWS`, scored by ``drcollab evaluate --val-fold-of`
 accuracy and quadratic kappa, DME accuracy, the joint DR + DME accuracy (IDRiD sub-challenge 2), the referable
 AUC / sensitivity / specificity, and the training minutes (first to last logged step of stage 1b). ``base`` is the
 paper's focal-loss grader at 384 px with a DME head; each other row changes one thing. ``lesion_stats`` joins G's
-lesion statistics (docs/method.md, "Lesion statistics") from a G trained by ``bench_seg.py`` (``--generator``) at
-1152 px; its minutes include G's pass over the grading images (also reported alone, ``precompute_min``). A row of
-:data:`EVALUATE_ONLY` trains nothing: it evaluates another row's model with extra ``drcollab evaluate`` arguments,
-and its training minutes are that row's.
+lesion statistics (docs/method.md, "Lesion statistics") from a G at 1152 px (``--generator``; by default the
+release's G, the ``budget_750`` row of ``bench_seg.py``, so the row needs no G training first); its minutes
+include G's pass over the grading images (also reported alone, ``precompute_min``). ``stats_ordinal`` is the
+combination (lesion statistics with the ordinal head). A row of :data:`EVALUATE_ONLY` trains nothing: it evaluates
+another row's model with extra ``drcollab evaluate`` arguments, and its training minutes are that row's.
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/bench_grade.py --out runs/bench_grade
     .venv/bin/python benchmarks/bench_grade.py --out runs/bench_grade --report
@@ -28,7 +29,7 @@ from pathlib import Path
 import rowbench
 
 STAGE_1B = ["seg_pretrain.epochs=0", "joint.epochs=0", "grader.dme=true", "runtime.validate_every=100000"]
-GENERATOR = "runs/bench_seg/new_1152@seed1/models/seg_pretrain/generator"  # bench_seg's new recipe at 1152 px
+GENERATOR = "release/drcollab-idrid-cpu/generator"  # the release's G: bench_seg.py's budget_750 row, 1152 px
 AUG = ["grade_pretrain.augment.scale=[0.9,1.1]", "grade_pretrain.augment.brightness=0.2",
        "grade_pretrain.augment.contrast=0.2", "grade_pretrain.augment.saturation=0.1"]
 
@@ -44,9 +45,14 @@ ROWS: dict[str, tuple[str, list[str]]] = {
     "tta": ("base's model evaluated with horizontal-flip test-time augmentation (no training)", []),
     "lesion_stats": ("G's lesion statistics (area, count; macula disc + 4 quadrants) beside the pooled features",
                      ["grader.lesion_stats=true", "init.generator={generator}", "data.seg_size=1152"]),
+    "stats_ordinal": ("the combination: lesion_stats with the ordinal head",
+                      ["grader.lesion_stats=true", "init.generator={generator}", "data.seg_size=1152",
+                       "grader.head=ordinal"]),
+    "stats_ordinal_tta": ("stats_ordinal's model evaluated with horizontal-flip test-time augmentation", []),
 }
 # row -> (the row whose run it evaluates, extra `drcollab evaluate` arguments)
-EVALUATE_ONLY: dict[str, tuple[str, list[str]]] = {"tta": ("base", ["--tta", "hflip"])}
+EVALUATE_ONLY: dict[str, tuple[str, list[str]]] = {"tta": ("base", ["--tta", "hflip"]),
+                                                  "stats_ordinal_tta": ("stats_ordinal", ["--tta", "hflip"])}
 
 
 def run_row(out: Path, row: str, seed: int, idrid: str, extra: list[str], generator: str = GENERATOR) -> dict:
