@@ -13,11 +13,13 @@ import torch
 from drcollab.config import DiscriminatorConfig, GeneratorConfig, GraderConfig
 from drcollab.constants import MISSING_DME
 from drcollab.data.records import Record
+from drcollab.data.transforms import image_to_tensor
 from drcollab.losses import dme_loss, focal_loss
 from drcollab.models import LesionDiscriminator, LesionGenerator, LesionGrader
 from drcollab.training.config import TrainConfig
 from drcollab.training.datasets import FundusDataset
 from drcollab.training.steps import Nets, grade_step, joint_step, network_inputs
+from drcollab.training.validate import validate_grader
 
 CFG = TrainConfig.model_validate({"data": {"pixel": [{"format": "generic", "root": "x"}],
                                            "image": [{"format": "generic", "root": "x"}]},
@@ -89,3 +91,32 @@ def test_joint_step_logs_the_dme_loss():
     losses = joint_step(nets, p_batch, _batch([1, MISSING_DME]), CFG, nullcontext, use_semi=True)
     assert losses.keys() == {"focal", "dme", "bce_p", "bce_i", "disc", "adv"}
     assert all(np.isfinite(v) for v in losses.values())
+
+
+def test_validation_reports_dme_and_joint_accuracy_over_the_images_with_a_known_dme():
+    rng = np.random.default_rng(0)
+    images = {f"r{i}": rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for i in range(6)}
+    dmes = [0, None, 2, 1, None, 0]
+    grades = [0, 1, 2, 3, 4, 2]
+    records = [Record(f"r{i}", Path(f"r{i}.png"), grade=grades[i], dme=dmes[i]) for i in range(6)]
+    cache = SimpleNamespace(get=lambda r: SimpleNamespace(image=images[r.name]))
+    c = _grader_nets().grader
+    got = validate_grader(c, None, records, cache, torch.device("cpu"), nullcontext, batch_size=4)
+    with torch.no_grad():
+        out = c(torch.stack([image_to_tensor(images[r.name]) for r in records]))
+    dr_right = out.logits.argmax(1).numpy() == np.asarray(grades)
+    known = [i for i, d in enumerate(dmes) if d is not None]
+    dme_right = out.dme_logits.argmax(1).numpy()[known] == np.asarray([dmes[i] for i in known])
+    assert got["accuracy"] == pytest.approx(dr_right.mean())
+    assert got["dme_accuracy"] == pytest.approx(dme_right.mean())  # the unknown DME is not counted as a miss
+    assert got["joint_accuracy"] == pytest.approx((dme_right & dr_right[known]).mean())
+    assert c.training is False  # the grader's mode is restored
+
+
+def test_validation_of_a_grader_without_a_dme_head_has_no_dme_keys():
+    torch.manual_seed(0)
+    c = LesionGrader(GraderConfig(mode="ori", backbone="test_resnet", dme=False))
+    records = [Record("a", Path("a.png"), grade=1, dme=1)]
+    cache = SimpleNamespace(get=lambda r: SimpleNamespace(image=np.zeros((64, 64, 3), np.uint8)))
+    got = validate_grader(c, None, records, cache, torch.device("cpu"), nullcontext)
+    assert got.keys() == {"accuracy", "kappa"} and c.training

@@ -1,5 +1,6 @@
 """Validation on the held-out fold at the preprocessed resolution (full-resolution evaluation is
-``drcollab evaluate``): pooled per-lesion AUC-PR inside the field of view, grade accuracy and kappa."""
+``drcollab evaluate``): pooled per-lesion AUC-PR inside the field of view, grade accuracy and kappa, and with a DME
+head the DME accuracy and the joint DR + DME accuracy (IDRiD sub-challenge 2) over the images whose DME is known."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def validate_grader(
     grader: nn.Module, generator: nn.Module | None, records: Sequence[Record], cache: PreprocessCache,
     device: torch.device, autocast: Autocast, g_inputs: GraderInputLoader | None = None, batch_size: int = 8,
 ) -> dict[str, float]:
-    """Accuracy and quadratic weighted kappa of the grader (fed G's masks, and statistics, when it uses them).
+    """Accuracy and quadratic weighted kappa of the grader (fed G's masks, and statistics, when it uses them), and
+    with a DME head ``dme_accuracy`` and ``joint_accuracy`` (DR and DME both right) over the images with a known DME.
 
     A frozen G's inputs come precomputed from ``g_inputs``, as in the stage's batches (``training/mask_inputs.py``);
     without it, a ``generator`` (one that trains) runs on the grader's images, as in ``joint_step``.
@@ -69,7 +71,7 @@ def validate_grader(
     modes = [(m, m.training) for m in (c, g) if m is not None]
     for m, _ in modes:
         m.eval()
-    y_true, y_pred = [], []
+    y_true, y_pred, dme_true, dme_pred, dme_rows = [], [], [], [], []
     for recs, _, images in _batches(records, cache, batch_size):
         images = images.to(device)
         masks = stats = None
@@ -82,9 +84,19 @@ def validate_grader(
                 masks = torch.sigmoid(g(images).float())
                 stats = lesion_statistics(masks) if c.config.lesion_stats else None
             logits = c(images) if masks is None else c(images, masks, stats)
+        if logits.dme_logits is not None:
+            known = [i for i, r in enumerate(recs) if r.dme is not None]
+            dme_pred += logits.dme_logits.float().argmax(1)[known].tolist()
+            dme_true += [recs[i].dme for i in known]
+            dme_rows += [len(y_true) + i for i in known]
         y_pred += logits.logits.float().argmax(1).tolist()
         y_true += [r.grade for r in recs]
     for m, was in modes:
         m.train(was)
     result = grading_metrics(np.asarray(y_true), np.asarray(y_pred))
-    return {"accuracy": result.accuracy, "kappa": result.kappa}
+    out = {"accuracy": result.accuracy, "kappa": result.kappa}
+    if dme_rows:
+        dme_right = np.asarray(dme_true) == np.asarray(dme_pred)
+        dr_right = (np.asarray(y_true) == np.asarray(y_pred))[dme_rows]
+        out |= {"dme_accuracy": float(dme_right.mean()), "joint_accuracy": float((dme_right & dr_right).mean())}
+    return out
