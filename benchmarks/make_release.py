@@ -11,6 +11,10 @@ README.md (where it came from, how to re-train it) is written by hand.
 previous release's stage-1b grader, which in ``ori`` mode does not use G); the bundle then names both sources in
 its ``"sources"`` entry, and ``--evaluation`` must be an evaluation of the combined release folder
 (``drcollab evaluate --checkpoint OUT ...``, run after a first call without ``--evaluation``).
+
+A grading run whose G was frozen from another bundle (``init.generator``, e.g. ``bench_grade.py``'s
+``lesion_stats`` row) already holds both parts; ``--source generator="..."`` then says where that G came from,
+and ``--generator-config FILE`` keeps G's own training config beside the run's (``generator_config.yaml``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ def main() -> None:
     parser.add_argument("--run", type=Path, required=True, help="run folder (holds model/ and config.yaml)")
     parser.add_argument("--evaluation", type=Path, default=None, help="drcollab evaluate output of the release")
     parser.add_argument("--grader-from", type=Path, default=None, help="bundle folder to take the grader from")
+    parser.add_argument("--source", action="append", default=[], metavar="KIND=TEXT",
+                        help="where a part came from, in the bundle's sources (overrides the run's folder)")
+    parser.add_argument("--generator-config", type=Path, default=None, help="G's training config, if another run's")
     parser.add_argument("--name", default=None, help="the bundle's name (default: the run's)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
@@ -51,7 +58,14 @@ def main() -> None:
             continue
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(args.run / "model" / (part["file"] + suffix), args.out / (part["file"] + suffix))
+    for entry in args.source:
+        kind, sep, text = entry.partition("=")
+        if not sep or kind not in bundle["parts"]:
+            raise SystemExit(f"--source {entry!r}: expected KIND=TEXT with KIND one of {sorted(bundle['parts'])}")
+        sources[kind] = text
     bundle["sources"] = sources
+    if args.generator_config is not None:
+        shutil.copyfile(args.generator_config, args.out / "generator_config.yaml")
     if args.name:
         bundle["name"] = args.name
     (args.out / "bundle.json").write_text(json.dumps(bundle, indent=2))
