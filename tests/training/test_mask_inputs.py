@@ -78,6 +78,11 @@ def test_a_second_run_reuses_the_cache_and_another_g_misses_it(synth_root, tmp_p
     assert logged(tmp_path / "second", "precompute/images") == {"grade_pretrain": 0.0}
     info = json.loads((bundle_dir / "bundle.json").read_text())
     assert info["parts"]["generator"]["stage"] == "grade_pretrain" and info["tile"] == 64  # G travels with the grader
+    # ... and says where it was trained: the first run's stage 1a, not the stage that only used it
+    g_meta = json.loads((bundle_dir / "generator.json").read_text())["metadata"]
+    assert g_meta == {"stage": "seg_pretrain", "epochs": first.seg_pretrain.epochs, "run": first.name,
+                      "frozen_in": {"stage": "grade_pretrain", "run": second.name}}
+    assert json.loads((bundle_dir / "grader.json").read_text())["metadata"]["stage"] == "grade_pretrain"
 
     g = load_model(g_path)
     record = next(r for r in read_records(first.data.image[0]) if r.grade is not None)

@@ -128,6 +128,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     build_config = config.model_copy(update={"pretrained": False}) if hasattr(config, "pretrained") else config
     model = cls(build_config)
     model.config = config
+    model.checkpoint_metadata = info.get("metadata") or {}  # how it was trained: a frozen copy keeps it
     if not weights_path.is_file():
         raise DataError(weights_path, "checkpoint weights not found")
     try:

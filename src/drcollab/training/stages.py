@@ -24,6 +24,7 @@ from drcollab.models import (
     load_model,
     save_model,
 )
+from drcollab.models.checkpoint import unwrap
 from drcollab.precision import resolve_precision
 from drcollab.training.config import STAGES, TrainConfig
 from drcollab.training.data import TrainData, cycle, make_loader, stage_batches, train_sampler
@@ -204,14 +205,23 @@ def _pixel_stream(ctx: Context, stage: str, nets: Nets, data: TrainData, seed: i
 def finish_stage(ctx: Context, stage: str, nets: Nets) -> None:
     """Save the stage's networks under ``RUN/models/<stage>/`` and record the stage as done.
 
+    A network the stage kept frozen (no optimiser: G in stage 1b with lesion statistics, or in stage 2 with
+    ``joint.train_generator: false``) keeps the metadata of the checkpoint it was loaded from, with
+    ``frozen_in`` naming this stage, so a bundle does not claim that the stage trained it.
+
     Ends in a barrier: the next stage's networks are read from these files by every rank.
     """
     if ctx.dist.is_main:
         meta = {"stage": stage, "epochs": ctx.cfg.stage(stage).epochs, "run": ctx.cfg.name}
         for kind in KINDS:
             model = getattr(nets, kind)
-            if model is not None:
-                save_model(model, ctx.folder.stage_dir(stage) / kind, metadata=meta)
+            if model is None:
+                continue
+            part_meta = meta
+            if getattr(nets, f"opt_{kind}") is None:
+                source = getattr(unwrap(model), "checkpoint_metadata", {})
+                part_meta = {**source, "frozen_in": {"stage": stage, "run": ctx.cfg.name}}
+            save_model(model, ctx.folder.stage_dir(stage) / kind, metadata=part_meta)
     ctx.position.completed.append(stage)
     ctx.checkpoint(nets)
     barrier()
