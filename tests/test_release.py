@@ -22,13 +22,19 @@ def test_release_is_small_and_complete():
     assert size < 50 * 2**20
     for name in ("bundle.json", "generator.safetensors", "grader.safetensors", "config.yaml", "metrics.json"):
         assert (RELEASE / name).is_file(), name
-    assert json.loads((RELEASE / "metrics.json").read_text())["description"].startswith("validation fold")
+    metrics = json.loads((RELEASE / "metrics.json").read_text())
+    assert metrics["description"].startswith("validation fold")
+    assert {"dme", "joint", "referable"} <= metrics.keys() and metrics["referable"]["uses_dme"]
+    grader = json.loads((RELEASE / "grader.json").read_text())["config"]
+    assert grader["dme"] and grader["lesion_stats"]  # the grader the README describes
 
 
 def test_release_predicts_a_real_idrid_image(idrid_root):
     image = read_image(idrid_root / IMAGE)
     pred = Predictor(RELEASE).predict([image])[0]
     assert pred.grade in range(5) and abs(sum(pred.probabilities) - 1) < 1e-4
+    assert pred.dme in range(3) and abs(sum(pred.dme_probabilities) - 1) < 1e-4  # the release grades DME too
+    assert isinstance(pred.referable, bool) and 0 <= pred.referable_probability <= 1
     maps = pred.pre.geometry.to_original(pred.lesion_probs)  # (L, H, W) at 4288x2848
     assert maps.shape == (len(LESIONS), *image.shape[:2])
     assert np.isfinite(maps).all() and maps.min() >= 0 and maps.max() <= 1
