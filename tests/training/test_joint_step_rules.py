@@ -7,6 +7,7 @@ import contextlib
 import pytest
 import torch
 from torch import nn
+from training_helpers import reached
 
 from drcollab.config import DiscriminatorConfig, GeneratorConfig, GraderConfig
 from drcollab.models import LesionDiscriminator, LesionGenerator, LesionGrader
@@ -15,7 +16,6 @@ from drcollab.training.steps import Nets, _joint_losses, joint_step
 
 NO_AUTOCAST = contextlib.nullcontext
 SOURCES = {"pixel": [{"format": "generic", "root": "unused"}], "image": [{"format": "generic", "root": "unused"}]}
-KINDS = ("generator", "grader", "discriminator")
 
 
 class Recorder(nn.Module):
@@ -54,17 +54,6 @@ def _batches(grades: list[int]) -> tuple[dict, dict]:
     return p, i
 
 
-def _reached(loss: torch.Tensor, nets: Nets) -> set[str]:
-    """The networks whose parameters get a non-zero gradient from ``loss``."""
-    out = set()
-    for kind in KINDS:
-        params = list(getattr(nets, kind).parameters())
-        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        if any(gr is not None and gr.abs().sum() > 0 for gr in grads):
-            out.add(kind)
-    return out
-
-
 @pytest.mark.parametrize("grade_to_generator", [True, False])
 def test_each_loss_reaches_only_its_networks(grade_to_generator: bool) -> None:
     cfg = _cfg(grade_to_generator=grade_to_generator, presence_weight=1.0, pseudo_mask="refined", zero_absent=True)
@@ -72,11 +61,11 @@ def test_each_loss_reaches_only_its_networks(grade_to_generator: bool) -> None:
     p, i = _batches([0, 2])
     losses, _ = _joint_losses(nets, p, i, cfg, NO_AUTOCAST, use_semi=True, update_disc=False)
     through_masks = {"grader", "generator"} if grade_to_generator else {"grader"}
-    assert _reached(losses["focal"], nets) == through_masks
-    assert _reached(losses["presence"], nets) == through_masks  # a loss on the grader's alpha, like the focal loss
-    assert _reached(losses["bce_p"], nets) == {"generator"}
-    assert _reached(losses["bce_i"], nets) == {"generator"}  # pseudo masks detached: nothing reaches the grader
-    assert {"generator"} <= _reached(losses["adv"], nets) and "grader" not in _reached(losses["adv"], nets)
+    assert reached(losses["focal"], nets) == through_masks
+    assert reached(losses["presence"], nets) == through_masks  # a loss on the grader's alpha, like the focal loss
+    assert reached(losses["bce_p"], nets) == {"generator"}
+    assert reached(losses["bce_i"], nets) == {"generator"}  # pseudo masks detached: nothing reaches the grader
+    assert {"generator"} <= reached(losses["adv"], nets) and "grader" not in reached(losses["adv"], nets)
 
 
 @pytest.mark.parametrize("accumulation", [1, 2])

@@ -52,8 +52,6 @@ def test_a_segmentation_only_run_preprocesses_no_grading_image(synth_root, tmp_p
     assert all(data.seg_cache.path(r).is_file() for r in data.pixel_train + data.pixel_val)
 
 
-def test_seg_size_must_be_a_multiple_and_stage_2_must_share_it(synth_root, tmp_path):
+def test_seg_size_must_be_a_multiple(synth_root, tmp_path):
     with pytest.raises(ValidationError, match="whole multiple of preprocess.size 64"):
         tiny_config(synth_root, tmp_path, data={"seg_size": 100})
-    with pytest.raises(ValidationError, match="stage 2"):
-        tiny_config(synth_root, tmp_path, data={"seg_size": 128})  # the tiny config's joint stage uses G

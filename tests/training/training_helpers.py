@@ -1,9 +1,11 @@
-"""Tiny training configs for the training tests (importable as ``training_helpers``)."""
+"""Tiny training configs and gradient probes for the training tests (importable as ``training_helpers``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from drcollab.config import deep_merge
 from drcollab.training.config import TrainConfig
@@ -30,3 +32,17 @@ def tiny_config(data_root: Path, cache: Path, **sections: Any) -> TrainConfig:
         "runtime": {"threads": 1, "deterministic": True, "progress": False, "checkpoint_every": 1, "log_every": 1},
     }
     return TrainConfig.model_validate(deep_merge(tree, sections))
+
+
+NETWORKS = ("generator", "grader", "discriminator")
+
+
+def reached(loss: torch.Tensor, nets: Any, kinds: tuple[str, ...] = NETWORKS) -> set[str]:
+    """The networks of ``nets`` (a ``training.steps.Nets``) whose parameters get a non-zero gradient from ``loss``."""
+    out = set()
+    for kind in kinds:
+        params = list(getattr(nets, kind).parameters())
+        grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        if any(gr is not None and gr.abs().sum() > 0 for gr in grads):
+            out.add(kind)
+    return out

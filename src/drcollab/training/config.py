@@ -253,13 +253,26 @@ class TrainConfig(StrictModel):
         if needs_g and not self.seg_pretrain.epochs and self.init.generator is None:
             raise ValueError("grader.lesion_stats needs G's masks but G would start untrained: set "
                              "seg_pretrain.epochs > 0 or init.generator")
-        if self.data.seg_preprocess.size != self.data.preprocess.size and j.epochs and j.train_generator:
+        if self.two_size_joint and self.seg_pretrain.augment.crop is None:
             raise ValueError(
-                f"data.seg_size {self.data.seg_size} differs from data.preprocess.size {self.data.preprocess.size}, "
-                "but stage 2 (joint) would train G on X^I at the grader's size: not supported yet; use the same "
-                "size, joint.train_generator false (a frozen G runs at its own size) or joint.epochs 0"
+                f"data.seg_size {self.data.seg_size} differs from data.preprocess.size: stage 2 then trains G on crops "
+                "at its own size, of side seg_pretrain.augment.crop, which is null; set it (e.g. 256)"
+            )
+        if self.two_size_joint and j.grade_to_generator:
+            raise ValueError(
+                f"data.seg_size {self.data.seg_size} differs from data.preprocess.size {self.data.preprocess.size}: "
+                "stage 2 then trains G on crops at its own size while the grader reads the masks of the G the stage "
+                "started with (training/two_size.py), so no grading gradient can reach G; set "
+                "joint.grade_to_generator false (or use one size, joint.train_generator false or joint.epochs 0)"
             )
         return self
+
+    @property
+    def two_size_joint(self) -> bool:
+        """Whether stage 2 trains G at its own size (``data.seg_size``), on crops (``training/two_size.py``)."""
+        j = self.joint
+        sizes = self.data.seg_preprocess.size != self.data.preprocess.size
+        return bool(sizes and j.epochs and j.train_generator)  # train_generator implies a mode with masks
 
     def stage(self, name: str) -> StageConfig:
         return getattr(self, name)

@@ -56,13 +56,14 @@ def _read_all(specs: list[DatasetSpec]) -> list[Record]:
 
 
 def build_data(cfg: DataConfig, dist: DistInfo | None = None, pixel_used: bool = True,
-               image_used: bool = True) -> TrainData:
+               image_used: bool = True, image_seg_used: bool = False) -> TrainData:
     """Read the sources, split off the validation fold, and fill the preprocessing caches.
 
     Only the sets a run's stages use are preprocessed (``pixel_used``: X^P at G's size; ``image_used``: X^I at
-    the grader's), so a segmentation-only run never decodes the grading images. Every rank fills its own share
-    of the missing entries (rank 0 with a progress bar), then all wait for each other: no full-size image is
-    decoded twice, and N ranks fill the cache N times as fast.
+    the grader's; ``image_seg_used``: X^I's training images at G's size too, for stage 2's crops when G trains at
+    its own size, ``training/two_size.py``), so a segmentation-only run never decodes the grading images. Every
+    rank fills its own share of the missing entries (rank 0 with a progress bar), then all wait for each other: no
+    full-size image is decoded twice, and N ranks fill the cache N times as fast.
     """
     dist = dist or DistInfo()
     # A source may mix labelled and unlabelled images (e.g. a synthetic set with --pixel-fraction):
@@ -90,6 +91,7 @@ def build_data(cfg: DataConfig, dist: DistInfo | None = None, pixel_used: bool =
     data = TrainData(pixel_train, pixel_val, image_train, image_val, cache, seg_cache)
     todo = [(seg_cache, r) for r in pixel_train + pixel_val if pixel_used]
     todo += [(cache, r) for r in image_train + image_val if image_used]
+    todo += [(seg_cache, r) for r in image_train if image_seg_used and seg_cache is not cache]
     missing = [(c, r) for c, r in todo if not c.path(r).is_file()]
     barrier()  # every rank has listed the same missing entries before any writes one: the shares are disjoint
     fill_share(missing, dist.rank, dist.world_size, progress=dist.is_main)
@@ -106,12 +108,13 @@ def fill_share(missing: list[tuple[PreprocessCache, Record]], rank: int, world_s
     return len(share)
 
 
-def sets_used(cfg: TrainConfig) -> tuple[bool, bool]:
-    """Whether the run's stages use X^P (G trains or is validated) and X^I (a grader trains)."""
+def sets_used(cfg: TrainConfig) -> tuple[bool, bool, bool]:
+    """Whether the run's stages use X^P (G trains or is validated), X^I (a grader trains) and X^I at G's size
+    (stage 2 trains G at its own size, on crops of X^I)."""
     j = cfg.joint
     pixel = bool(cfg.seg_pretrain.epochs) or bool(j.epochs and j.train_generator)
     image = bool(cfg.grade_pretrain.epochs) or bool(j.epochs)
-    return pixel, image
+    return pixel, image, cfg.two_size_joint
 
 
 @dataclass(frozen=True)

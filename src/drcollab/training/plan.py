@@ -132,7 +132,19 @@ def _step(cfg: TrainConfig, stage: str, nets: Nets, units: int, size: int, devic
     else:
         p_batch = _batch(units * p, size, "masks", device) if p else None
         i_batch = _batch(units * i, size, "grade", device, stats)
-        joint_step(nets, p_batch, i_batch, cfg, autocast, use_semi=cfg.joint.semi)
+        c_batch = _crop_batch(i_batch) if cfg.two_size_joint else None
+        joint_step(nets, p_batch, i_batch, cfg, autocast, use_semi=cfg.joint.semi, c_batch=c_batch)
+
+
+def _crop_batch(i_batch: dict) -> dict:
+    """Stage 2's X^I crops at G's size (training/two_size.py), measured at the grader's side: G's crops are
+    smaller than the grader's images in the configs (256 vs 384 px), so this over-states G's share."""
+    n = len(i_batch["image"])
+    teacher = {"teacher_image": i_batch["image"], "teacher_masks": i_batch["g_masks"]}
+    if "stats" in i_batch:
+        teacher["teacher_stats"] = i_batch["stats"]
+    box = torch.tensor([[0.0, 0.0, 1.0]] * n, device=i_batch["image"].device)
+    return {**i_batch, **teacher, "box": box, "flip": torch.zeros(n, 2, device=box.device)}
 
 
 def _state_bytes(nets: Nets) -> int:

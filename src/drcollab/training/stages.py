@@ -28,12 +28,13 @@ from drcollab.models.checkpoint import unwrap
 from drcollab.precision import resolve_precision
 from drcollab.training.config import STAGES, TrainConfig
 from drcollab.training.data import TrainData, cycle, make_loader, stage_batches, train_sampler
-from drcollab.training.datasets import FundusDataset
+from drcollab.training.datasets import FundusDataset, GraderInputLoader
 from drcollab.training.distributed import barrier
 from drcollab.training.loop import Context, run_epochs
 from drcollab.training.mask_inputs import stage_mask_inputs
 from drcollab.training.schedule import lr_at, set_lr
 from drcollab.training.steps import Nets, grade_step, joint_step, seg_step
+from drcollab.training.two_size import CropDataset
 from drcollab.training.validate import validate_generator, validate_grader
 
 KINDS = ("generator", "grader", "discriminator")
@@ -135,6 +136,7 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
     load = data.cache.get
     workers = cfg.data.workers
     batch = stage_batches(cfg, stage, data, dist.world_size)  # the config's batches are global
+    g_inputs = None
     if stage == "seg_pretrain":
         ds = FundusDataset(data.pixel_train, data.seg_cache.get, s.augment, labels="masks")
         main_sampler = train_sampler(ds, seed, batch.per_rank, dist)
@@ -147,7 +149,11 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
             return validate_generator(nets.generator, data.pixel_val, data.seg_cache, dist.device, ctx.autocast)
     else:
         G = nets.generator
-        g_inputs = stage_mask_inputs(ctx, stage, G, data.image_train + data.image_val)
+        two_size = stage == "joint" and cfg.two_size_joint
+        # G at its own size: the grader reads the masks of the G the stage started with, also when a resume finds
+        # G further on (training/two_size.py).
+        g_inputs = stage_mask_inputs(ctx, stage, start_generator(ctx) if two_size else G,
+                                     data.image_train + data.image_val)
         ds = FundusDataset(data.image_train, load, s.augment, labels="grade", presence=cfg.data.presence,
                            g_inputs=g_inputs)
         main_sampler = train_sampler(ds, seed, batch.per_rank, dist, balanced=cfg.data.balanced)
@@ -165,12 +171,13 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
                 return grade_step(nets, batch, cfg, ctx.autocast)
         else:
 
-            def step(p_batch: dict | None, i_batch: dict, epoch: int) -> dict[str, float]:
+            def step(p_batch: dict | None, c_batch: dict | None, i_batch: dict, epoch: int) -> dict[str, float]:
                 use_semi = cfg.joint.semi and epoch >= cfg.joint.semi_warmup_epochs
-                return joint_step(nets, p_batch, i_batch, cfg, ctx.autocast, use_semi)
+                return joint_step(nets, p_batch, i_batch, cfg, ctx.autocast, use_semi, c_batch)
 
     steps = min(main_sampler.num_batches(), s.max_steps_per_epoch or 10**12)
     pixel_stream = _pixel_stream(ctx, stage, nets, data, seed, batch.pixel_per_rank)
+    crop_stream = _crop_stream(ctx, stage, data, seed, batch.per_rank, g_inputs)
     optimizers = [nets.opt_generator, nets.opt_grader, nets.opt_discriminator]
 
     def scheduled(*args: object, epoch: int) -> dict[str, float]:
@@ -181,8 +188,8 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
     def batches(epoch: int, start: int) -> Iterator[tuple]:
         main_sampler.set_epoch(epoch, start)
         if stage == "joint":
-            pixel = pixel_stream(epoch * steps + start)
-            yield from ((p, i) for i, p in zip(main_loader, pixel, strict=False))
+            pixel, crops = pixel_stream(epoch * steps + start), crop_stream(epoch * steps + start)
+            yield from ((p, c, i) for i, p, c in zip(main_loader, pixel, crops, strict=False))
         else:
             yield from ((b,) for b in main_loader)
 
@@ -195,11 +202,35 @@ def _pixel_stream(ctx: Context, stage: str, nets: Nets, data: TrainData, seed: i
     cfg = ctx.cfg
     if stage != "joint" or nets.generator is None or not cfg.joint.train_generator:
         return lambda start: repeat(None)
-    j = cfg.joint
-    ds = FundusDataset(data.pixel_train, data.seg_cache.get, j.augment, labels="masks")
+    # G at its own size trains on crops of X^P as in stage 1a; else on X^P as stage 2 augments X^I.
+    augment = cfg.seg_pretrain.augment if cfg.two_size_joint else cfg.joint.augment
+    ds = FundusDataset(data.pixel_train, data.seg_cache.get, augment, labels="masks")
     sampler = train_sampler(ds, seed + 5, bs, ctx.dist)
     loader = make_loader(ds, sampler, bs, cfg.data.workers, ctx.dist.device)
     return lambda start: cycle(loader, sampler, start)
+
+
+def _crop_stream(ctx: Context, stage: str, data: TrainData, seed: int, bs: int,  # noqa: ANN202
+                 g_inputs: GraderInputLoader | None):
+    """For the joint stage with G at its own size: batches of X^I crops at G's size (``training/two_size.py``),
+    ``bs`` per process, cycled in lock-step with X^I's; else None at every step."""
+    cfg = ctx.cfg
+    if stage != "joint" or not cfg.two_size_joint:
+        return lambda start: repeat(None)
+    ds = CropDataset(data.image_train, data.seg_cache.get, data.cache.get, g_inputs, cfg.seg_pretrain.augment.crop,
+                     cfg.data.presence)
+    sampler = train_sampler(ds, seed + 7, bs, ctx.dist)
+    loader = make_loader(ds, sampler, bs, cfg.data.workers, ctx.dist.device)
+    return lambda start: cycle(loader, sampler, start)
+
+
+def start_generator(ctx: Context) -> nn.Module:
+    """The G stage 2 starts from (the run's stage-1a G, else ``init.generator``), freshly loaded, in eval mode."""
+    path = _saved(ctx, "seg_pretrain", "generator") or ctx.cfg.init.generator
+    if path is None:
+        raise ValueError("stage 2 trains G at its own size but has no G to start from: set seg_pretrain.epochs > 0 "
+                         "or init.generator")
+    return load_model(path).to(ctx.dist.device).eval()
 
 
 def finish_stage(ctx: Context, stage: str, nets: Nets) -> None:

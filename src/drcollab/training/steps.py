@@ -33,6 +33,7 @@ from drcollab.models.mask_path import dequantise
 from drcollab.models.memory import frozen_buffers
 from drcollab.training.config import JointConfig, TrainConfig
 from drcollab.training.pseudo import pseudo_targets
+from drcollab.training.two_size import alpha_in_crops, teacher_attention
 
 Autocast = Callable[[], AbstractContextManager]
 
@@ -175,7 +176,8 @@ def grader_total(losses: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Ten
 
 
 def joint_step(
-    nets: Nets, p_batch: dict | None, i_batch: dict, cfg: TrainConfig, autocast: Autocast, use_semi: bool
+    nets: Nets, p_batch: dict | None, i_batch: dict, cfg: TrainConfig, autocast: Autocast, use_semi: bool,
+    c_batch: dict | None = None,
 ) -> dict[str, float]:
     """Stage 2: one joint, end-to-end step on a pixel-labelled and a grade-labelled batch.
 
@@ -204,20 +206,28 @@ def joint_step(
     With ``joint.accumulation`` k > 1 the order holds for the whole batch: D first steps once on all k
     micro-batches (G's masks for it from a no-grad pass that leaves G's BN statistics alone), then steps 1-3 and
     5 run per micro-batch, accumulating G's and the grader's gradients, and their optimizers step once.
+
+    With G at its own size (``c_batch``: crops of X^I at G's size, ``training/two_size.py``) G runs on X^P and
+    X^I crops instead, its X^I targets come from the grader's teacher pass, D judges crops, and the grader reads the
+    start G's precomputed masks of X^I (:func:`_crop_losses`).
     """
     parts = cfg.joint.accumulation
     i_parts = micro_batches(i_batch, parts)
     p_parts = [None] * parts if p_batch is None else micro_batches(p_batch, parts)
+    c_parts = [None] * parts if c_batch is None else micro_batches(c_batch, parts)
     trains_g = nets.generator is not None and cfg.joint.train_generator
     disc = None
     if parts > 1 and nets.discriminator is not None and trains_g:
-        disc = _disc_phase(nets, p_parts, i_parts, cfg, autocast)
+        disc = _disc_phase(nets, p_parts, i_parts if c_batch is None else c_parts, cfg, autocast)
     for opt in (nets.opt_generator, nets.opt_grader):
         if opt is not None:
             opt.zero_grad(set_to_none=True)
     sums: dict[str, float] = {}
-    for p, i in zip(p_parts, i_parts, strict=True):
-        losses, total = _joint_losses(nets, p, i, cfg, autocast, use_semi, update_disc=parts == 1)
+    for p, i, c in zip(p_parts, i_parts, c_parts, strict=True):
+        if c is None:
+            losses, total = _joint_losses(nets, p, i, cfg, autocast, use_semi, update_disc=parts == 1)
+        else:
+            losses, total = _crop_losses(nets, p, c, i, cfg, autocast, use_semi, update_disc=parts == 1)
         for name, value in _finite(losses).items():
             sums[name] = sums.get(name, 0.0) + value
         _backward(total / parts if parts > 1 else total, nets.scaler)
@@ -234,7 +244,7 @@ def _joint_losses(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Steps 1-4 of :func:`joint_step` on one (micro-)batch: its losses and their total (step 4 if ``update_disc``)."""
     j = cfg.joint
-    G, C, D = nets.generator, nets.grader, nets.discriminator
+    G = nets.generator
     x_i = i_batch["image"]
     logits_p = logits_i = None
     grader_masks, stats = i_batch.get("g_masks"), i_batch.get("stats")  # a frozen G's (mask path)
@@ -246,31 +256,83 @@ def _joint_losses(
         masks_i = torch.sigmoid(logits_i)  # (B_i, L, H, W)
         grader_masks = masks_i if j.grade_to_generator else masks_i.detach()
         stats = lesion_statistics(grader_masks) if cfg.grader.lesion_stats else None  # (B_i, S)
-    with autocast():
-        out = C(x_i) if G is None else C(x_i, grader_masks, stats)
-    losses: dict[str, torch.Tensor] = grader_losses(out, i_batch, cfg)
-    total = grader_total(losses, cfg)
-    if j.presence_weight and out.attention is not None:
-        losses["presence"] = presence_loss(out.attention.float(), i_batch["presence"], i_batch["fov"],
-                                           j.presence_topk)
-        total = total + j.presence_weight * losses["presence"]
+    out, losses, total = _grader_part(nets, i_batch, None if G is None else grader_masks, stats, cfg, autocast)
     if logits_p is not None:
         ce = losses["bce_p"] = g_mask_loss(logits_p, s_p, p_batch["fov"], cfg)
         if use_semi and out.attention is not None:
             target, weight = pseudo_targets(out.attention, masks_i, i_batch["fov"], i_batch.get("presence"), j)
             losses["bce_i"] = g_mask_loss(logits_i, target, weight, cfg)
             ce = ce + j.semi_weight * losses["bce_i"]
-        adv = torch.zeros((), device=x_i.device)
-        if D is not None:
-            real = s_p if j.adv_real == "ground_truth" else torch.sigmoid(logits_p).detach()
-            x_f, m_f = _fakes(i_batch, masks_i, j)
-            if update_disc:
-                losses["disc"] = _disc_update(nets, x_p, real, x_f, m_f.detach(), autocast)
-            with autocast():  # the same real+fake batch composition as D's update, so BN sees alike batches
-                judged = D(torch.cat([x_p, x_f]), torch.cat([real, m_f])).float()
-            adv = losses["adv"] = generator_adversarial_loss(judged[len(x_p) :])
+        adv = _adversarial(nets, p_batch, logits_p, i_batch, masks_i, cfg, autocast, update_disc, losses)
         total = total + segmentation_loss(adv, ce, cfg.loss.lambda_ce)
     return losses, total
+
+
+def _grader_part(nets: Nets, i_batch: dict, masks: torch.Tensor | None, stats: torch.Tensor | None,
+                 cfg: TrainConfig, autocast: Autocast) -> tuple[GraderOutput, dict[str, torch.Tensor], torch.Tensor]:
+    """The grader on X^I with G's ``masks`` (and ``stats``): its output, its losses (focal, dme, presence), total."""
+    j, C = cfg.joint, nets.grader
+    with autocast():
+        out = C(i_batch["image"]) if masks is None else C(i_batch["image"], masks, stats)
+    losses: dict[str, torch.Tensor] = grader_losses(out, i_batch, cfg)
+    total = grader_total(losses, cfg)
+    if j.presence_weight and out.attention is not None:
+        losses["presence"] = presence_loss(out.attention.float(), i_batch["presence"], i_batch["fov"],
+                                           j.presence_topk)
+        total = total + j.presence_weight * losses["presence"]
+    return out, losses, total
+
+
+def _adversarial(
+    nets: Nets, p_batch: dict, logits_p: torch.Tensor, fake_batch: dict, masks_fake: torch.Tensor,
+    cfg: TrainConfig, autocast: Autocast, update_disc: bool, losses: dict[str, torch.Tensor],
+) -> torch.Tensor:
+    """G's adversarial term (0 without D), after D's update on detached masks when ``update_disc``.
+
+    Real: (X^P, G(X^P)) [or X^P's ground truth]; fake: ``fake_batch``'s images with G's ``masks_fake``
+    (``joint.disc_match: grade``: those of grade >= 1). Adds ``disc`` and ``adv`` to ``losses``.
+    """
+    j, D = cfg.joint, nets.discriminator
+    x_p = p_batch["image"]
+    if D is None:
+        return torch.zeros((), device=x_p.device)
+    real = p_batch["masks"] if j.adv_real == "ground_truth" else torch.sigmoid(logits_p).detach()
+    x_f, m_f = _fakes(fake_batch, masks_fake, j)
+    if update_disc:
+        losses["disc"] = _disc_update(nets, x_p, real, x_f, m_f.detach(), autocast)
+    with autocast():  # the same real+fake batch composition as D's update, so BN sees alike batches
+        judged = D(torch.cat([x_p, x_f]), torch.cat([real, m_f])).float()
+    adv = losses["adv"] = generator_adversarial_loss(judged[len(x_p) :])
+    return adv
+
+
+def _crop_losses(
+    nets: Nets, p_batch: dict, c_batch: dict, i_batch: dict, cfg: TrainConfig, autocast: Autocast, use_semi: bool,
+    update_disc: bool,
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """:func:`joint_step`'s losses when G trains at its own size (``training/two_size.py``).
+
+    The grader learns from X^I with the start G's precomputed masks (``g_masks``, ``stats``); G from crops at its
+    size: X^P crops against their masks, X^I crops (``c_batch``) against the pseudo masks of the teacher pass
+    (the grader's α on the whole image, sampled at the crop's pixels); D judges crops. No loss reaches both.
+    """
+    j, G, C = cfg.joint, nets.generator, nets.grader
+    out, losses, total = _grader_part(nets, i_batch, i_batch["g_masks"], i_batch.get("stats"), cfg, autocast)
+    x_p, x_c = p_batch["image"], c_batch["image"]
+    with autocast():
+        logits = G(torch.cat([x_p, x_c])).float()  # (B_p + B_c, L, c, c)
+    logits_p, logits_c = logits[: len(x_p)], logits[len(x_p) :]
+    masks_c = torch.sigmoid(logits_c)
+    ce = losses["bce_p"] = g_mask_loss(logits_p, p_batch["masks"], p_batch["fov"], cfg)
+    if use_semi and out.attention is not None:
+        with autocast():
+            alpha = teacher_attention(C, c_batch)  # (B_c, L, h, w), no gradient
+        alpha = alpha_in_crops(alpha, c_batch["box"], c_batch["flip"], x_c.shape[-1])  # (B_c, L, c, c)
+        target, weight = pseudo_targets(alpha, masks_c, c_batch["fov"], c_batch.get("presence"), j)
+        losses["bce_i"] = g_mask_loss(logits_c, target, weight, cfg)
+        ce = ce + j.semi_weight * losses["bce_i"]
+    adv = _adversarial(nets, p_batch, logits_p, c_batch, masks_c, cfg, autocast, update_disc, losses)
+    return losses, total + segmentation_loss(adv, ce, cfg.loss.lambda_ce)
 
 
 def _fakes(i_batch: dict, masks_i: torch.Tensor, j: JointConfig) -> tuple[torch.Tensor, torch.Tensor]:

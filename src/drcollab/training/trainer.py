@@ -159,7 +159,7 @@ def export_final(ctx: Context) -> Path:
         # is run in overlapping tiles of that size, as the mask path ran it in training (training/mask_inputs.py).
         g_stage = parts.get("generator", {}).get("stage")
         trained_on_crops = g_stage in ("seg_pretrain", "grade_pretrain") or (
-            g_stage == "joint" and not ctx.cfg.joint.train_generator)
+            g_stage == "joint" and (not ctx.cfg.joint.train_generator or ctx.cfg.two_size_joint))
         tile, overlap = generator_tiles(ctx.cfg)
         bundle = {
             "name": ctx.cfg.name,
