@@ -11,7 +11,8 @@ run's ``joint.pseudo_mask``, ``pseudo_threshold`` and ``zero_absent``, presence 
 
 Per lesion, over the field of view at the preprocessed size: the share of pixels that are lesion, the mean
 pseudo-mask value ("coverage": the share a BCE against it asks G to mark), AUC-PR of the pseudo masks and of G's
-own masks against the ground truth (scikit-learn), and how alike the lesions' pseudo masks are (mean Pearson
+own masks against the ground truth (scikit-learn; a run with G at its own size, ``training/two_size.py``, at G's
+size, with the teacher's α sampled at its pixels), and how alike the lesions' pseudo masks are (mean Pearson
 correlation between the lesion channels of one image).
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/pseudo_mask_stats.py \\
@@ -37,9 +38,12 @@ from drcollab.data.presence import lesion_presence
 from drcollab.data.transforms import image_to_tensor
 from drcollab.evaluation.selection import read_eval_set, restrict_to_val_fold
 from drcollab.models import load_model
+from drcollab.models.mask_path import grader_inputs
 from drcollab.training.config import TrainConfig
+from drcollab.training.mask_inputs import generator_tiles, grader_factor
 from drcollab.training.pseudo import pseudo_targets
 from drcollab.training.stages import joint_start, stage_seed
+from drcollab.training.two_size import alpha_in_crops
 
 
 def _saved(run: Path, stage: str, kind: str) -> Path | None:
@@ -65,19 +69,44 @@ def _mean_correlation(p: np.ndarray) -> float:
     return float(c[np.triu_indices(len(varying), 1)].mean())
 
 
-def measure(cfg: TrainConfig, generator: nn.Module, grader: nn.Module, records: list) -> dict[str, list]:
-    """Per lesion, inside the FOV of every image: ground truth, pseudo masks, G's masks; and the correlations."""
+def _two_size_targets(cfg: TrainConfig, generator: nn.Module, grader: nn.Module, start_g: nn.Module,
+                      sample, presence: torch.Tensor) -> tuple:
+    """G at its own size (``training/two_size.py``): the teacher's α from the start G's pooled masks, sampled at
+    every pixel of G's size, against G's own tiled masks there. Returns (preprocessed at G's size, targets, masks)."""
+    seg = preprocess(sample.image, sample.masks, cfg.data.seg_preprocess)
+    small = preprocess(sample.image, None, cfg.data.preprocess)
+    xs, x = image_to_tensor(seg.image)[None], image_to_tensor(small.image)[None]  # (1, 3, S, S), (1, 3, s, s)
+    tile, overlap = generator_tiles(cfg)
+    k = grader_factor(cfg)
+    start_in = grader_inputs(start_g, xs, k, tile, overlap, stats=cfg.grader.lesion_stats)
+    masks = start_in.full if generator is start_g else grader_inputs(generator, xs, k, tile, overlap).full
+    alpha = grader(x, start_in.masks, start_in.stats).attention  # (1, L, h, w)
+    side = xs.shape[-1]
+    alpha = alpha_in_crops(alpha, torch.tensor([[0.0, 0.0, 1.0]]), torch.zeros(1, 2), side)  # (1, L, S, S)
+    fov = torch.from_numpy(seg.fov)[None, None]
+    target, _ = pseudo_targets(alpha, masks, fov, presence, cfg.joint)
+    return seg, target, masks
+
+
+def measure(cfg: TrainConfig, generator: nn.Module, grader: nn.Module, records: list,
+            start_g: nn.Module | None = None) -> dict[str, list]:
+    """Per lesion, inside the FOV of every image: ground truth, pseudo masks, G's masks; and the correlations.
+
+    With G at its own size (``cfg.two_size_joint``) at G's size, the grader fed ``start_g``'s masks."""
     out: dict[str, list] = {"truth": [[] for _ in LESIONS], "pseudo": [[] for _ in LESIONS],
                             "own": [[] for _ in LESIONS], "corr": []}
     for record in records:
         sample = load_sample(record)
-        pre = preprocess(sample.image, sample.masks, cfg.data.preprocess)
-        x = image_to_tensor(pre.image)[None]  # (1, 3, S, S)
-        fov = torch.from_numpy(pre.fov)[None, None]  # (1, 1, S, S)
         presence = torch.tensor([lesion_presence(record, cfg.data.presence)])  # (1, L)
         with torch.inference_mode():
-            masks = torch.sigmoid(generator(x))  # (1, L, S, S)
-            target, _ = pseudo_targets(grader(x, masks).attention, masks, fov, presence, cfg.joint)
+            if cfg.two_size_joint:
+                pre, target, masks = _two_size_targets(cfg, generator, grader, start_g, sample, presence)
+            else:
+                pre = preprocess(sample.image, sample.masks, cfg.data.preprocess)
+                x = image_to_tensor(pre.image)[None]  # (1, 3, S, S)
+                fov = torch.from_numpy(pre.fov)[None, None]  # (1, 1, S, S)
+                masks = torch.sigmoid(generator(x))  # (1, L, S, S)
+                target, _ = pseudo_targets(grader(x, masks).attention, masks, fov, presence, cfg.joint)
         p = target[0].numpy()[:, pre.fov]  # (L, n) inside the field of view
         out["corr"].append(_mean_correlation(p))
         for i in range(len(LESIONS)):
@@ -95,7 +124,8 @@ def _nanmean(values: list[float]) -> float:
 def stats(run: Path, records: list) -> list[str]:
     cfg = load_config(TrainConfig, run / "config.yaml")
     j = cfg.joint
-    found = {when: measure(cfg, g, c, records) for when, (g, c) in networks(run, cfg).items()}
+    nets = networks(run, cfg)
+    found = {when: measure(cfg, g, c, records, nets["start"][0]) for when, (g, c) in nets.items()}
     lines = [f"### `{run}` ({j.pseudo_mask} pseudo masks, zero_absent {j.zero_absent}, {len(records)} images)", "",
              "| lesion | lesion pixels | coverage start → end | pseudo-mask AUC-PR start → end | "
              "G's mask AUC-PR start → end |", "|---|---:|---:|---:|---:|"]

@@ -36,6 +36,9 @@ REMEDIES = {
     "adv_matched": ["joint.adversarial=true", "joint.disc_match=grade"],
 }
 
+RELEASE = Path(__file__).resolve().parent.parent / "release/drcollab-idrid-cpu"
+RELEASE_INIT = [f"init.generator={RELEASE / 'generator'}", f"init.grader={RELEASE / 'grader'}"]
+
 
 def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
     """Row -> (config file, overrides). ``pretrain`` first: the others start from its networks."""
@@ -58,6 +61,10 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
         "lesion_semi_adv_new": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init]),
         **{f"lesion_semi_{name}": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init, f"name=lesion_semi_{name}", *values])
            for name, values in REMEDIES.items()},
+        # G at its own 1152 px in stage 2 (training/two_size.py), starting from the release's G and grader (run
+        # with --rows): CE2 is then the release's G, and its grader the lesion-statistics grader of issue 13.
+        "lesion_semi_new_1152": ("lesion_semi_new_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT]),
+        "lesion_semi_adv_new_1152": ("lesion_semi_adv_new_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT]),
     }
 
 
