@@ -23,7 +23,9 @@ def _record(grade: int | None, dme: int | None = None, scale: str = "icdr") -> R
         (1, None, (PRESENT, ABSENT, ABSENT, ABSENT)),
         (2, None, (UNKNOWN,) * 4),
         (3, 0, (UNKNOWN, UNKNOWN, ABSENT, UNKNOWN)),  # DME 0: no hard exudate
-        (4, 2, (UNKNOWN,) * 4),
+        (4, 2, (UNKNOWN, UNKNOWN, PRESENT, UNKNOWN)),  # DME 1 or 2: hard exudates
+        (2, 1, (UNKNOWN, UNKNOWN, PRESENT, UNKNOWN)),
+        (0, 1, (ABSENT, ABSENT, UNKNOWN, ABSENT)),  # the labels disagree on EX
         (None, 0, (UNKNOWN, UNKNOWN, ABSENT, UNKNOWN)),
         (0, 0, (ABSENT,) * 4),  # both agree
     ],
@@ -50,9 +52,10 @@ def test_another_protocol_is_a_table_and_a_wrong_lesion_is_named() -> None:
 
 
 def test_real_idrid_training_labels(idrid_root: Path) -> None:
-    """134 grade-0 images rule out every lesion, 20 grade-1 ones all but MA, 177 DME-0 ones hard exudates."""
+    """134 grade-0 images rule out every lesion, 20 grade-1 ones all but MA, 177 DME-0 ones hard exudates; the
+    236 of DME 1 or 2 have hard exudates (no IDRiD label disagrees)."""
     records = read_idrid_grading(idrid_root)
     presence = [lesion_presence(r) for r in records]
     assert sum(p == (ABSENT,) * 4 for p in presence) == 134
     assert sum(p == (PRESENT, ABSENT, ABSENT, ABSENT) for p in presence) == 20
-    assert Counter(p[2] for p in presence)[ABSENT] == 177
+    assert Counter(p[2] for p in presence) == {ABSENT: 177, PRESENT: 236}

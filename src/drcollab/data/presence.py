@@ -1,7 +1,8 @@
 """Image-level lesion presence implied by an image's labels: absent, present or unknown, per lesion.
 
 A grade says something about every pixel: on the ICDR scale grade 0 means no lesion anywhere, grade 1 means
-microaneurysms only; IDRiD's and Messidor's macular edema risk 0 means no hard exudate. Stage 2 can use that
+microaneurysms only; IDRiD's and Messidor's macular edema risk 0 means no hard exudate, 1 and 2 that there are
+hard exudates. Stage 2 can use that
 where no mask exists (zero pseudo masks for a lesion the labels rule out, a presence term on the attention). The
 implications are a table in the config (:class:`PresenceConfig`), so another grading protocol or another disease
 changes the table, not the code. Where two labels disagree (e.g. DME 1 on a grade-0 image), the lesion is
@@ -34,7 +35,8 @@ class PresenceConfig(StrictModel):
         description="ICDR grade -> {lesion: absent | present}; applies to records on the icdr scale.",
     )
     dme: dict[int, dict[str, Presence]] = Field(
-        default_factory=lambda: {0: {"EX": "absent"}},  # IDRiD / Messidor risk 0: no hard exudate
+        # IDRiD / Messidor risk 0: no hard exudate; 1 and 2: hard exudates, away from or near the macula's centre
+        default_factory=lambda: {0: {"EX": "absent"}, 1: {"EX": "present"}, 2: {"EX": "present"}},
         description="Macular edema risk -> {lesion: absent | present}.",
     )
 
