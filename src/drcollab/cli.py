@@ -8,7 +8,7 @@ from typing import Literal
 
 import typer
 
-from drcollab.config import Tta
+from drcollab.config import OutsideFov, Tta
 from drcollab.data.header import ImageLimits
 
 TTA_HELP = ("Test-time flips averaged: none, hflip (+ the mirror image) or flips (+ vertical and both) "
@@ -148,6 +148,9 @@ def evaluate_cmd(
     tta: Tta | None = typer.Option(None, "--tta", help=TTA_HELP),
     workers: int = typer.Option(2, "--workers", min=0, help="Threads decoding and preprocessing images ahead."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Preprocessing cache (e.g. the training one)."),
+    outside_fov: OutsideFov = typer.Option(
+        "zero", "--outside-fov", help="Lesion maps outside the field of view: zero (default) or keep G's raw outputs "
+        "(how drcollab scored before, and the paper's whole-image AUCs)."),
 ) -> None:
     """Evaluate a trained model: per-lesion pixel AUCs at full resolution, grading metrics, paper-shaped report."""
     from drcollab.data.sources import SPLIT_FORMATS
@@ -167,7 +170,7 @@ def evaluate_cmd(
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         metrics = evaluate(checkpoint, eval_set, out, batch_size=batch_size, device=device, overlays=overlays,
-                           tile=tile, tta=tta, workers=workers, cache_dir=cache_dir)
+                           tile=tile, tta=tta, workers=workers, cache_dir=cache_dir, outside_fov=outside_fov)
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

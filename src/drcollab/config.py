@@ -232,6 +232,9 @@ class GraderConfig(StrictModel):
 # Test-time flips prediction averages over (inference/predictor.py): none, the mirror image, or also the vertical flips.
 Tta = Literal["none", "hflip", "flips"]
 
+# What predicted lesion maps say outside the field of view (inference/predictor.py): zero, or G's raw outputs.
+OutsideFov = Literal["zero", "keep"]
+
 
 class ReferableConfig(StrictModel):
     """Who is referred: DR grade >= dr_min or DME risk >= dme_min (``inference/referable.py``); programmes differ."""

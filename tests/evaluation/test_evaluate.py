@@ -121,7 +121,8 @@ def test_pixels_outside_the_crop_box_score_zero_and_the_whole_image_counts(eval_
     mask[10:12, 5:8] = True  # 6 lesion pixels on the black bar
     Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "wide_MA.png")
     wide = Record("wide", tmp_path / "wide.png", (tmp_path / "wide_MA.png", None, None, None), grade=2)
-    metrics = evaluate(eval_bundle, [wide], tmp_path / "out", overlays=0, progress=False)
+    # G's raw maps inside the box (outside_fov keep), so that only the crop box decides which pixels score 0
+    metrics = evaluate(eval_bundle, [wide], tmp_path / "out", overlays=0, progress=False, outside_fov="keep")
     x0, y0, x1, y1 = Predictor(eval_bundle).preprocess(image).geometry.box
     h, w = mask.shape
     # bilinear mapping blends a one-pixel seam around the box; every pixel beyond it scores exactly 0

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from drcollab import __version__
-from drcollab.config import Tta
+from drcollab.config import OutsideFov, Tta
 from drcollab.constants import GRADES, LESIONS, NUM_DME, NUM_GRADES
 from drcollab.data.cache import PreprocessCache
 from drcollab.data.io import load_masks, read_image
@@ -129,6 +129,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     bins: int = DEFAULT_BINS,
     progress: bool = True,
+    outside_fov: OutsideFov = "zero",
 ) -> dict[str, Any]:
     """Evaluate a model bundle and write the report files into ``out_dir``; returns ``metrics.json``'s content.
 
@@ -146,6 +147,8 @@ def evaluate(
         cache_dir: Preprocessing cache folder (shared with training) to skip decoding on later evaluations.
         bins: Score bins of the pooled pixel histograms.
         progress: Show a progress bar.
+        outside_fov: Lesion maps outside the field of view: ``zero`` (the default) or ``keep`` G's raw outputs (how
+            drcollab scored before, and the paper's whole-image pixel AUCs), see ``Predictor``.
 
     Raises:
         DataError: a missing or invalid bundle, or a bad image / mask, naming the file.
@@ -153,7 +156,7 @@ def evaluate(
     if not Path(bundle_path).exists():
         raise DataError(bundle_path, "checkpoint not found (expected a run folder, its model/ folder or bundle.json)")
     eval_set = records if isinstance(records, EvalSet) else EvalSet.from_records(list(records))
-    predictor = Predictor(bundle_path, device=device, tile=tile, tta=tta)
+    predictor = Predictor(bundle_path, device=device, tile=tile, tta=tta, outside_fov=outside_fov)
     eval_set, skipped = _plan(eval_set, predictor)
     todo = eval_set.records()
     if not todo:
@@ -202,8 +205,8 @@ def _metrics(predictor: Predictor, eval_set: EvalSet, scores: Scores, skipped: l
         "data": {**eval_set.info, "dataset": eval_set.dataset},
         "description": eval_set.description,
         "settings": {"device": str(predictor.device), "batch_size": batch_size, "tile": predictor.tile or None,
-                     "tile_overlap": predictor.overlap if predictor.tile else None, "tta": predictor.tta, "bins": bins,
-                     "threshold": THRESHOLD},
+                     "tile_overlap": predictor.overlap if predictor.tile else None, "tta": predictor.tta,
+                     "outside_fov": predictor.outside_fov, "bins": bins, "threshold": THRESHOLD},
         "counts": {"images": n_images, "segmentation": scores.n_segmentation, "grading": len(scores.true),
                    "lesion_images": dict(zip(LESIONS, scores.lesion_images.tolist(), strict=True))},
         "skipped": skipped,

@@ -91,6 +91,7 @@ class OnnxPredictor(Predictor):
         self.device = torch.device("cpu")
         self.amp, self.channels_last = False, False
         self.referable = referable or self.metadata.referable
+        self.outside_fov = "zero"  # the graph returns G's raw maps; predict_preprocessed zeroes them outside the FOV
 
     @property
     def has_dme(self) -> bool:

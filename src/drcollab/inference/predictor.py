@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from drcollab.config import PreprocessConfig, ReferableConfig, Tta
+from drcollab.config import OutsideFov, PreprocessConfig, ReferableConfig, Tta
 from drcollab.constants import LESIONS
 from drcollab.data.preprocess import Preprocessed, preprocess
 from drcollab.data.transforms import image_to_tensor
@@ -89,6 +89,10 @@ class Predictor:
         overlap: Minimum overlap of the windows; None takes the bundle's ``"tile_overlap"``, else ``tile // 4``.
         tta: Test-time flips :meth:`forward` averages over: ``none``, ``hflip`` (the image and its mirror image) or
             ``flips`` (also the vertical and the double flip); None takes the bundle's ``"tta"``, else ``none``.
+        outside_fov: What the lesion maps say outside the image's field of view: ``zero`` (the default: G never
+            learns there, every mask loss leaves those pixels out, so its outputs there mean nothing) or ``keep``
+            (G's raw outputs, as scored before this option and by the paper's whole-image AUCs). The grader's inputs
+            (pooled masks, statistics) are G's raw masks either way: the one mask path it was trained on.
     """
 
     def __init__(
@@ -101,7 +105,11 @@ class Predictor:
         tile: int | None = None,
         overlap: int | None = None,
         tta: Tta | None = None,
+        outside_fov: OutsideFov = "zero",
     ) -> None:
+        if outside_fov not in get_args(OutsideFov):
+            raise ValueError(f"outside_fov {outside_fov!r}: choose one of {', '.join(get_args(OutsideFov))}")
+        self.outside_fov = outside_fov
         self.device = torch.device(device)
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle, self.device)
         self.amp, self.channels_last = amp, channels_last
@@ -198,6 +206,8 @@ class Predictor:
         for i, pre in enumerate(pres):
             lesion = None if masks is None else masks[i].cpu().numpy()  # (L, S, S)
             area = {}
+            if lesion is not None and self.outside_fov == "zero":
+                lesion = lesion * pre.fov  # (L, S, S), 0 where G's outputs mean nothing
             if lesion is not None:
                 fov = max(int(pre.fov.sum()), 1)
                 area = {name: float(((lesion[k] > 0.5) & pre.fov).sum() / fov) for k, name in enumerate(LESIONS)}
