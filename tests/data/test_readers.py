@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fake_layouts import (
     MESSIDOR_GRADES,
+    MESSIDOR_HEADER,
     make_eyepacs,
     make_generic,
     make_idrid,
@@ -156,3 +158,19 @@ def test_a_table_without_the_edema_column_gives_unknown_dme(tmp_path: Path) -> N
     csv = next((root / "B. Disease Grading" / "2. Groundtruths").iterdir())
     csv.write_text("Image name,Retinopathy grade\r\n" + "".join(f"IDRiD_00{i},1\r\n" for i in range(1, 5)))
     assert [r.dme for r in read_idrid_grading(root)] == [None] * 4
+
+
+def test_messidor_table_with_the_official_distribution_reads_its_counts(tmp_path: Path) -> None:
+    """Messidor's 1,200 images: retinopathy grades 546 / 153 / 247 / 254, edema risk 974 / 75 / 151. The real
+    tables are held back; a table with that distribution must read back with it, DME included."""
+    grades = [0] * 546 + [1] * 153 + [2] * 247 + [3] * 254
+    dme = [0] * 974 + [1] * 75 + [2] * 151
+    base = tmp_path / "Messidor" / "Base11"
+    lines = [";".join(MESSIDOR_HEADER)]
+    for i, (g, d) in enumerate(zip(grades, dme, strict=True)):
+        write_image(base / f"img{i:04d}.tif")
+        lines.append(f"img{i:04d}.tif;CHU de Brest;{g};{d}")
+    write_text(base / "Annotation_Base11.csv", "\n".join(lines) + "\n")
+    records = read_messidor(tmp_path / "Messidor")
+    assert Counter(r.grade for r in records) == {0: 546, 1: 153, 2: 247, 3: 254}
+    assert Counter(r.dme for r in records) == {0: 974, 1: 75, 2: 151}
