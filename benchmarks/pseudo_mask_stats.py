@@ -2,7 +2,8 @@
 
 For each run whose grader has attention (a Semi / Semi+Adv run) and each pixel-labelled image of a run's
 validation fold, the pseudo masks of ``joint.semi`` are computed as in training (``training/pseudo.py``, the
-run's ``joint.pseudo_mask``, ``pseudo_threshold`` and ``zero_absent``, presence from the image's labels) twice:
+run's ``joint.pseudo_mask``, ``pseudo_gate``, ``pseudo_threshold`` and ``zero_absent``, presence from the
+image's labels) twice:
 
 - **start**: from the networks stage 2 began with, rebuilt by ``training/stages.py`` ``joint_start`` from the
   run's stage-1 checkpoints (``RUN/models/seg_pretrain``, ``grade_pretrain``) or its ``init.*``, seeded as the
@@ -41,7 +42,7 @@ from drcollab.models import load_model
 from drcollab.models.mask_path import grader_inputs
 from drcollab.training.config import TrainConfig
 from drcollab.training.mask_inputs import generator_tiles, grader_factor
-from drcollab.training.pseudo import pseudo_targets
+from drcollab.training.pseudo import gate_attention, pseudo_targets
 from drcollab.training.stages import joint_start, stage_seed
 from drcollab.training.two_size import alpha_in_crops
 
@@ -81,6 +82,7 @@ def _two_size_targets(cfg: TrainConfig, generator: nn.Module, grader: nn.Module,
     start_in = grader_inputs(start_g, xs, k, tile, overlap, stats=cfg.grader.lesion_stats)
     masks = start_in.full if generator is start_g else grader_inputs(generator, xs, k, tile, overlap).full
     alpha = grader(x, start_in.masks, start_in.stats).attention  # (1, L, h, w)
+    alpha = gate_attention(alpha, torch.from_numpy(small.fov)[None, None], cfg.joint)
     side = xs.shape[-1]
     alpha = alpha_in_crops(alpha, torch.tensor([[0.0, 0.0, 1.0]]), torch.zeros(1, 2), side)  # (1, L, S, S)
     fov = torch.from_numpy(seg.fov)[None, None]
@@ -106,7 +108,8 @@ def measure(cfg: TrainConfig, generator: nn.Module, grader: nn.Module, records: 
                 x = image_to_tensor(pre.image)[None]  # (1, 3, S, S)
                 fov = torch.from_numpy(pre.fov)[None, None]  # (1, 1, S, S)
                 masks = torch.sigmoid(generator(x))  # (1, L, S, S)
-                target, _ = pseudo_targets(grader(x, masks).attention, masks, fov, presence, cfg.joint)
+                alpha = gate_attention(grader(x, masks).attention, fov, cfg.joint)
+                target, _ = pseudo_targets(alpha, masks, fov, presence, cfg.joint)
         p = target[0].numpy()[:, pre.fov]  # (L, n) inside the field of view
         out["corr"].append(_mean_correlation(p))
         for i in range(len(LESIONS)):

@@ -29,10 +29,14 @@ from pathlib import Path
 DRCOLLAB = [sys.executable, "-m", "drcollab.cli"]
 SKIP_PRETRAIN = ["seg_pretrain.epochs=0", "grade_pretrain.epochs=0"]
 # Issue 12's remedies one at a time (configs/cpu/lesion_semi_new.yaml has them together).
+# The presence table of lesion_semi_new.yaml: ICDR/IDRiD's implications and MA, HE present at grade 2-4.
+PRESENCE_PRIOR = ("data.presence.dr={0: {MA: absent, HE: absent, EX: absent, SE: absent}, "
+                  "1: {MA: present, HE: absent, EX: absent, SE: absent}, 2: {MA: present, HE: present}, "
+                  "3: {MA: present, HE: present}, 4: {MA: present, HE: present}}")
 REMEDIES = {
-    "presence": ["joint.presence_weight=1.0"],
+    "presence": ["joint.presence_weight=1.0", PRESENCE_PRIOR],
     "zero_absent": ["joint.zero_absent=true"],
-    "refined": ["joint.pseudo_mask=refined"],
+    "refined": ["joint.pseudo_mask=refined", "joint.pseudo_gate=relative"],
     "adv_matched": ["joint.adversarial=true", "joint.disc_match=grade"],
 }
 

@@ -12,7 +12,7 @@ from drcollab.data.presence import lesion_presence
 from drcollab.data.records import Record
 from drcollab.models.grader import pool_masks
 from drcollab.training.config import JointConfig
-from drcollab.training.pseudo import pseudo_masks, pseudo_targets, refined_masks
+from drcollab.training.pseudo import gate_attention, pseudo_masks, pseudo_targets, refined_masks, relative_attention
 
 
 def test_pseudo_masks_upsample_gate_threshold_and_detach():
@@ -86,3 +86,27 @@ def test_zero_absent_without_presence_codes_says_what_is_missing() -> None:
     alpha, masks = _one_pixel_lesion()
     with pytest.raises(ValueError, match="presence"):
         pseudo_targets(alpha, masks, torch.ones(1, 1, 16, 16), None, _joint(zero_absent=True))
+
+
+def test_a_relative_gate_follows_alphas_shape_not_its_level() -> None:
+    """Scaled down to 0.3 of its level, α's absolute gate passes nothing; relative to its peak it gives the same
+    targets as the unscaled α. Cells outside the FOV do not set the peak."""
+    alpha = torch.full((1, 4, 4, 4), 0.1)
+    alpha[..., 1, 2] = 0.9  # one high cell per lesion, where G marks a pixel
+    alpha[..., 0, 0] = 1.0  # outside the field of view
+    masks = torch.full((1, 4, 16, 16), 0.01)
+    masks[..., 6, 9] = 0.99  # inside the high cell (rows 4-7, columns 8-11)
+    masks[..., 13, 13] = 0.99  # where α is low
+    fov = torch.ones(1, 1, 16, 16, dtype=torch.bool)
+    fov[..., :4, :4] = False
+    absolute, relative = _joint(pseudo_mask="refined"), _joint(pseudo_mask="refined", pseudo_gate="relative",
+                                                                presence_topk=0.05)
+    low = alpha * 0.3
+    assert pseudo_targets(gate_attention(low, fov, absolute), masks, fov, None, absolute)[0].sum() == 0
+    want = pseudo_targets(alpha, masks, fov, None, absolute)[0]
+    got = pseudo_targets(gate_attention(low, fov, relative), masks, fov, None, relative)[0]
+    assert torch.equal(got, want) and got[..., 6, 9].eq(1).all() and got[..., 13, 13].eq(0).all()
+    scaled = relative_attention(low, fov, 0.05)  # top-k of 15 FOV cells: 1 cell, 0.27
+    assert torch.allclose(scaled[..., 1, 2], torch.ones(1, 4)) and torch.allclose(scaled[..., 0, 0], torch.ones(1, 4))
+    assert torch.allclose(scaled[..., 3, 3], torch.full((1, 4), 1 / 9))
+    assert gate_attention(low, fov, absolute) is low

@@ -88,6 +88,7 @@ def test_crop_dataset_cuts_gs_window_says_where_and_carries_the_teachers_whole_i
         assert torch.equal(crop_fov[0, y0 - top : y1 - top, x0 - left : x1 - left], torch.from_numpy(fov[y0:y1, x0:x1]))
         assert torch.equal(item["teacher_image"], torch.from_numpy(small.transpose(2, 0, 1).copy()))
         assert torch.equal(item["teacher_masks"], torch.from_numpy(masks))
+        assert item["teacher_fov"].shape == (1, 32, 32) and bool(item["teacher_fov"].all())
         assert item["presence"].tolist() == [0, 0, 0, 0]  # grade 0: every lesion absent
     assert len(flipped) > 1
     assert torch.equal(ds[(0, 3)]["image"], ds[(0, 3)]["image"])  # a pure function of (index, seed)
@@ -117,7 +118,8 @@ def _batches(grades: list[int]) -> tuple[dict, dict, dict]:
     c = {"image": torch.rand(n, 3, 32, 32, generator=g) * 2 - 1, "fov": fov.expand(n, -1, -1, -1),
          "box": torch.tensor([[0.25, 0.25, 0.5]] * n), "flip": torch.zeros(n, 2),
          "teacher_image": torch.rand(n, 3, 32, 32, generator=g) * 2 - 1,
-         "teacher_masks": torch.rand(n, 4, 32, 32, generator=g), "grade": torch.tensor(grades), "presence": presence}
+         "teacher_masks": torch.rand(n, 4, 32, 32, generator=g), "teacher_fov": fov.expand(n, -1, -1, -1),
+         "grade": torch.tensor(grades), "presence": presence}
     i = {"image": torch.rand(n, 3, 32, 32, generator=g) * 2 - 1, "fov": fov.expand(n, -1, -1, -1),
          "g_masks": torch.rand(n, 4, 32, 32, generator=g), "grade": torch.tensor(grades), "presence": presence}
     return p, c, i
@@ -185,7 +187,7 @@ def test_a_tiny_two_size_run_trains_g_at_its_size_and_its_bundle_tiles_it(synth_
     cfg = tiny_config(synth_root, tmp_path / "cache", data={"seg_size": 128},
                       seg_pretrain={"augment": {"crop": 64, "lesion_crops": 0.5, "crop_centre": "fov"}},
                       joint={"grade_to_generator": False, "presence_weight": 1.0, "zero_absent": True,
-                             "pseudo_mask": "refined", "disc_match": "grade"})
+                             "pseudo_mask": "refined", "pseudo_gate": "relative", "disc_match": "grade"})
     bundle_dir = run_training(cfg, tmp_path / "run")
     info = json.loads((bundle_dir / "bundle.json").read_text())
     assert info["parts"]["generator"]["stage"] == "joint" and info["generator_preprocess"]["size"] == 128

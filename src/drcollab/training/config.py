@@ -159,6 +159,11 @@ class JointConfig(StageConfig):
     pseudo_threshold: float | None = Field(
         None, gt=0, lt=1, description="Binarise attention maps at this value; null uses them as soft targets."
     )
+    pseudo_gate: Literal["absolute", "relative"] = Field(
+        "absolute", description="absolute = alpha as it is (the paper); relative = alpha over its image's top-k "
+        "pooled alpha (presence_topk), at most 1, so the pseudo masks follow alpha's shape, not its overall level, "
+        "which the grading loss cannot set (training/pseudo.py)."
+    )
     adv_real: Literal["prediction", "ground_truth"] = Field(
         "prediction", description="D's real branch: G(X^P) as in Eq. 3, or X^P's ground-truth masks."
     )

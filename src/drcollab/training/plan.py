@@ -140,7 +140,7 @@ def _crop_batch(i_batch: dict) -> dict:
     """Stage 2's X^I crops at G's size (training/two_size.py), measured at the grader's side: G's crops are
     smaller than the grader's images in the configs (256 vs 384 px), so this over-states G's share."""
     n = len(i_batch["image"])
-    teacher = {"teacher_image": i_batch["image"], "teacher_masks": i_batch["g_masks"]}
+    teacher = {"teacher_image": i_batch["image"], "teacher_masks": i_batch["g_masks"], "teacher_fov": i_batch["fov"]}
     if "stats" in i_batch:
         teacher["teacher_stats"] = i_batch["stats"]
     box = torch.tensor([[0.0, 0.0, 1.0]] * n, device=i_batch["image"].device)

@@ -9,6 +9,12 @@
   dilation), and each pixel is weighted by how likely α and G agree, ``m α + (1 - m)(1 - α)``: pixels where
   they disagree count less, as a teacher that contradicts itself should.
 
+``joint.pseudo_gate: relative`` divides α by its image's top-k pooled α (per lesion, ``presence_topk``, at most 1)
+before any of these (:func:`gate_attention`): the grading loss cannot set α's overall level (BatchNorm normalises
+it away) and a presence loss with few "present" targets pulls it under 0.5 everywhere, so an absolute gate ends
+with empty targets; relative to its own peak, α keeps its shape. Whether the lesion is there at all is then the
+labels' (``zero_absent``) and G's (its mask >= 0.5) to say.
+
 With ``joint.zero_absent`` a lesion the image's labels rule out (presence code 0) has target 0 everywhere at
 full weight, whatever α and G say. Every weight is 0 outside the field of view. All outputs are detached.
 """
@@ -19,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from drcollab.data.presence import ABSENT
+from drcollab.losses.presence import fov_cells, topk_pool
 from drcollab.training.config import JointConfig
 
 G_THRESHOLD = 0.5  # G's own decision threshold: a pixel is one of G's lesion pixels at mask >= 0.5
@@ -27,6 +34,27 @@ G_THRESHOLD = 0.5  # G's own decision threshold: a pixel is one of G's lesion pi
 def upsampled(attention: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """α ``(B, L, h, w)`` on f_low's grid, bilinearly up-sampled to ``size``, ``(B, L, H, W)`` float."""
     return F.interpolate(attention.float(), size=size, mode="bilinear", align_corners=False)
+
+
+def relative_attention(attention: torch.Tensor, fov: torch.Tensor, share: float) -> torch.Tensor:
+    """α over its top-k pooled value inside the FOV (:func:`~drcollab.losses.presence.topk_pool`), at most 1, detached.
+
+    Args:
+        attention: α ``(B, L, h, w)`` of whole images.
+        fov: Their fields of view, ``(B, 1, H, W)`` at any size.
+        share: The top-k share (``joint.presence_topk``).
+    """
+    alpha = attention.detach().float()
+    scale = topk_pool(alpha, fov_cells(fov, alpha.shape[-2:]), share)  # (B, L)
+    return (alpha / scale.clamp_min(1e-6)[..., None, None]).clamp(max=1.0)
+
+
+def gate_attention(attention: torch.Tensor, fov: torch.Tensor, j: JointConfig) -> torch.Tensor:
+    """The α the pseudo masks are made of: as it is (``pseudo_gate: absolute``, the paper) or relative to its peak.
+
+    Takes α of whole images and their FOVs, so it runs before α is cut to crops (``training/two_size.py``).
+    """
+    return relative_attention(attention, fov, j.presence_topk) if j.pseudo_gate == "relative" else attention
 
 
 def pseudo_masks(

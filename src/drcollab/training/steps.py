@@ -32,7 +32,7 @@ from drcollab.models.lesion_stats import lesion_statistics
 from drcollab.models.mask_path import dequantise
 from drcollab.models.memory import frozen_buffers
 from drcollab.training.config import JointConfig, TrainConfig
-from drcollab.training.pseudo import pseudo_targets
+from drcollab.training.pseudo import gate_attention, pseudo_targets
 from drcollab.training.two_size import alpha_in_crops, teacher_attention
 
 Autocast = Callable[[], AbstractContextManager]
@@ -260,7 +260,8 @@ def _joint_losses(
     if logits_p is not None:
         ce = losses["bce_p"] = g_mask_loss(logits_p, s_p, p_batch["fov"], cfg)
         if use_semi and out.attention is not None:
-            target, weight = pseudo_targets(out.attention, masks_i, i_batch["fov"], i_batch.get("presence"), j)
+            alpha = gate_attention(out.attention, i_batch["fov"], j)
+            target, weight = pseudo_targets(alpha, masks_i, i_batch["fov"], i_batch.get("presence"), j)
             losses["bce_i"] = g_mask_loss(logits_i, target, weight, cfg)
             ce = ce + j.semi_weight * losses["bce_i"]
         adv = _adversarial(nets, p_batch, logits_p, i_batch, masks_i, cfg, autocast, update_disc, losses)
@@ -327,6 +328,7 @@ def _crop_losses(
     if use_semi and out.attention is not None:
         with autocast():
             alpha = teacher_attention(C, c_batch)  # (B_c, L, h, w), no gradient
+        alpha = gate_attention(alpha, c_batch["teacher_fov"], j)  # on the whole image, before it is cropped
         alpha = alpha_in_crops(alpha, c_batch["box"], c_batch["flip"], x_c.shape[-1])  # (B_c, L, c, c)
         target, weight = pseudo_targets(alpha, masks_c, c_batch["fov"], c_batch.get("presence"), j)
         losses["bce_i"] = g_mask_loss(logits_c, target, weight, cfg)

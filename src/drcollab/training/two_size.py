@@ -48,7 +48,8 @@ class CropDataset(Dataset):
     centred on a field-of-view pixel, padded with the background where it leaves the image, then flipped);
     ``box`` ``(4,)`` float32 = top, left, side of the crop in G-size pixels of the unflipped image, over the image
     side, and ``flip`` ``(2,)`` float32 = (vertical, horizontal) flips as 1.0; the teacher's ``teacher_image``
-    ``(3, s, s)`` uint8 (the grader's size, un-augmented), ``teacher_masks`` ``(L, s, s)`` uint8 and, when the
+    ``(3, s, s)`` uint8 (the grader's size, un-augmented), its ``teacher_fov`` ``(1, s, s)`` bool,
+    ``teacher_masks`` ``(L, s, s)`` uint8 and, when the
     mask path gives them, ``teacher_stats`` ``(S,)``; and ``grade``, ``dme``, ``presence`` as
     :class:`~drcollab.training.datasets.FundusDataset` gives them.
     """
@@ -96,6 +97,7 @@ class CropDataset(Dataset):
             "flip": torch.from_numpy(flip.astype(np.float32)),
             "teacher_image": torch.from_numpy(np.ascontiguousarray(teacher.image.transpose(2, 0, 1))),
             "teacher_masks": torch.from_numpy(masks),
+            "teacher_fov": torch.from_numpy(np.ascontiguousarray(teacher.fov[None])).bool(),
             "grade": torch.tensor(record.grade, dtype=torch.int64),
             "dme": torch.tensor(MISSING_DME if record.dme is None else record.dme, dtype=torch.int64),
             "presence": torch.tensor(self.presence[index], dtype=torch.int64),
