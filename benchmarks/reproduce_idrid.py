@@ -69,6 +69,10 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
         # with --rows): CE2 is then the release's G, and its grader the lesion-statistics grader of issue 13.
         "lesion_semi_new_1152": ("lesion_semi_new_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT]),
         "lesion_semi_adv_new_1152": ("lesion_semi_adv_new_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT]),
+        # Control: the same stage 2 without pseudo masks (G goes on with X^P crops alone), so the pseudo masks'
+        # share of what G gains or loses is visible.
+        "xp_only_1152": ("lesion_semi_new_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT, "name=xp_only_1152",
+                                                      "joint.semi=false"]),
     }
 
 
