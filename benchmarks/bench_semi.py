@@ -35,7 +35,7 @@ SEMI_ADV = ["joint.semi=true", "joint.adversarial=true"]
 MASKS_INIT = ["grader.attention_init=masks"]
 # As configs/cpu/lesion_semi_new.yaml: its presence table (synthetic grades 2-4 always draw MA, nearly always HE).
 NEW = ["joint.presence_weight=1.0", "joint.zero_absent=true", "joint.pseudo_mask=refined", "joint.pseudo_gate=relative",
-       PRESENCE_PRIOR]
+       "joint.alpha_mask_weight=1.0", PRESENCE_PRIOR]
 ROWS: dict[str, list[str]] = {
     "Pretrained": ["grader.mode=pretrained", "joint.train_generator=false", "joint.semi=false",
                    "joint.adversarial=false"],
@@ -52,6 +52,7 @@ ROWS: dict[str, list[str]] = {
     "Semi + zero absent": [*SEMI, "joint.zero_absent=true"],
     "Semi (refined pseudo masks)": [*SEMI, "joint.pseudo_mask=refined", "joint.pseudo_gate=relative"],
     "Semi+Adv (grade-matched D)": [*SEMI_ADV, "joint.disc_match=grade"],
+    "Semi + alpha on X^P's masks": [*SEMI, "joint.alpha_mask_weight=1.0"],
     # Controls for the investigation in BENCHMARKS.md (run with --rows); they start from the masks init,
     # like the "Semi (attention init: masks)" row they are compared with.
     "G on X^P only (no semi, no adv)": ["joint.semi=false", "joint.adversarial=false", *MASKS_INIT],

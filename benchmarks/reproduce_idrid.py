@@ -38,6 +38,7 @@ REMEDIES = {
     "zero_absent": ["joint.zero_absent=true"],
     "refined": ["joint.pseudo_mask=refined", "joint.pseudo_gate=relative"],
     "adv_matched": ["joint.adversarial=true", "joint.disc_match=grade"],
+    "alpha_masks": ["joint.alpha_mask_weight=1.0"],
 }
 
 RELEASE = Path(__file__).resolve().parent.parent / "release/drcollab-idrid-cpu"

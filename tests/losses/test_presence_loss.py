@@ -10,7 +10,7 @@ from torch import nn
 
 from drcollab.config import GraderConfig
 from drcollab.losses.focal import focal_loss
-from drcollab.losses.presence import fov_cells, presence_loss, topk_pool
+from drcollab.losses.presence import attention_mask_loss, fov_cells, presence_loss, topk_pool
 from drcollab.models import LesionGrader
 
 
@@ -40,6 +40,39 @@ def test_presence_loss_by_hand_unknown_lesions_ignored() -> None:
     assert presence_loss(alpha, presence, fov, 0.5).item() == pytest.approx(image_term + pixel_term, rel=1e-5)
     nothing_known = presence_loss(alpha.requires_grad_(), torch.full((1, 3), -1), fov, 0.5)
     assert nothing_known.item() == 0 and nothing_known.requires_grad
+
+
+def test_attention_mask_loss_by_hand_max_pooled_truth_fov_cells_only() -> None:
+    alpha = torch.tensor([[0.9, 0.3], [0.2, 0.5]]).view(1, 1, 2, 2)
+    masks = torch.zeros(1, 1, 4, 4)
+    masks[0, 0, 0, 1] = 1  # one pixel of the top-left cell: the whole cell is lesion on α's grid
+    fov = torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    fov[..., 2:, 2:] = False  # the bottom-right cell is outside
+    want = -(math.log(0.9) + math.log(0.7) + math.log(0.8)) / 3
+    assert attention_mask_loss(alpha, masks, fov).item() == pytest.approx(want, rel=1e-5)
+
+
+def test_attention_mask_loss_teaches_alpha_where_the_lesions_are() -> None:
+    """A few steps on one image's masks: α rises on the lesion cells and falls elsewhere."""
+    torch.manual_seed(0)
+    grader = LesionGrader(GraderConfig(mode="attention", backbone="resnet18", att_channels=8)).train()
+    opt = torch.optim.Adam(grader.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(1)
+    x, g_masks = torch.rand(2, 3, 64, 64, generator=g) * 2 - 1, torch.rand(2, 4, 64, 64, generator=g) * 0.1
+    truth = torch.zeros(2, 4, 64, 64)
+    truth[..., 8:16, 40:48] = 1
+    fov = torch.ones(2, 1, 64, 64, dtype=torch.bool)
+
+    def gap() -> float:
+        alpha = grader.attention_maps(x, g_masks).detach()  # (2, 4, 16, 16): the lesion is cells 2-3, 10-11
+        return (alpha[..., 2:4, 10:12].mean() - alpha.mean()).item()
+
+    before = gap()
+    for _ in range(20):
+        opt.zero_grad()
+        attention_mask_loss(grader.attention_maps(x, g_masks), truth, fov).backward()
+        opt.step()
+    assert before < 0.05 and gap() > 0.3
 
 
 def _alpha_after(steps: int, presence_code: int | None) -> tuple[float, float, float, float]:

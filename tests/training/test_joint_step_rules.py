@@ -68,6 +68,19 @@ def test_each_loss_reaches_only_its_networks(grade_to_generator: bool) -> None:
     assert {"generator"} <= reached(losses["adv"], nets) and "grader" not in reached(losses["adv"], nets)
 
 
+def test_alpha_on_xp_reaches_the_grader_only_and_sees_gs_masks_of_xp() -> None:
+    cfg = _cfg(alpha_mask_weight=1.0)
+    nets = _nets()
+    p, i = _batches([1, 2])
+    seen = []
+    grader_attention = nets.grader.attention_maps
+    nets.grader.attention_maps = lambda x, m: seen.append((x, m.requires_grad)) or grader_attention(x, m)
+    losses, _ = _joint_losses(nets, p, i, cfg, NO_AUTOCAST, use_semi=True, update_disc=False)
+    assert reached(losses["alpha_p"], nets) == {"grader"}
+    assert len(seen) == 1 and torch.equal(seen[0][0], p["image"]) and not seen[0][1]
+    assert "alpha_p" not in _joint_losses(nets, p, i, _cfg(), NO_AUTOCAST, use_semi=True, update_disc=False)[0]
+
+
 @pytest.mark.parametrize("accumulation", [1, 2])
 def test_d_steps_once_on_detached_inputs_and_g_step_never_moves_d(accumulation: int) -> None:
     nets = _nets()

@@ -47,7 +47,8 @@ def test_the_presence_table_round_trips_through_the_run_config(tmp_path: Path) -
 
 def test_stage_2_gets_presence_from_the_config_and_runs_every_remedy(synth_root, tmp_path, monkeypatch) -> None:
     table = {"dr": {g: {"HE": "present"} for g in range(5)}, "dme": {}}
-    joint = {"presence_weight": 1.0, "pseudo_mask": "refined", "zero_absent": True, "disc_match": "grade"}
+    joint = {"presence_weight": 1.0, "pseudo_mask": "refined", "zero_absent": True, "disc_match": "grade",
+             "pseudo_gate": "relative", "alpha_mask_weight": 1.0}
     cfg = tiny_config(synth_root, tmp_path / "cache", data={"presence": table}, joint=joint)
     seen = []
     real_step = stages.joint_step
@@ -61,3 +62,4 @@ def test_stage_2_gets_presence_from_the_config_and_runs_every_remedy(synth_root,
     assert seen and all(torch.equal(codes, torch.tensor([[-1, 1, -1, -1]] * len(codes))) for codes in seen)
     metrics = (tmp_path / "run" / "metrics.csv").read_text()
     assert "train/presence" in metrics and "train/bce_i" in metrics and "train/adv" in metrics
+    assert "train/alpha_p" in metrics

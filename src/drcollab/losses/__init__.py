@@ -4,10 +4,11 @@ for segmentation, the presence loss on the attention maps."""
 from drcollab.losses.adversarial import discriminator_loss, generator_adversarial_loss, segmentation_loss
 from drcollab.losses.dme import dme_loss
 from drcollab.losses.focal import focal_loss
-from drcollab.losses.presence import presence_loss
+from drcollab.losses.presence import attention_mask_loss, presence_loss
 from drcollab.losses.segmentation import mask_loss, masked_bce_with_logits, masked_soft_dice
 
 __all__ = [
+    "attention_mask_loss",
     "dme_loss",
     "discriminator_loss",
     "focal_loss",

@@ -10,6 +10,10 @@ lesion, grade 1 all but microaneurysms, an edema risk of 0 hard exudates (``data
   order of the lesions' own share, so "present" asks for a lesion-sized region of high α, not for a high field.
 - **absent pixels**: BCE towards 0 on every FOV cell of α for a lesion the labels rule out, so α's level there
   is taught cell by cell, not only through its top-k.
+
+And where pixel labels exist, :func:`attention_mask_loss`: α on the pixel-labelled images against their ground
+truth, max-pooled to α's grid. The presence terms set α's level but not its place (a high region anywhere
+satisfies them); the few masks say where lesions are, so α learns to look there on the grade-only images too.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from drcollab.data.presence import ABSENT, UNKNOWN
+from drcollab.models.grader import pool_masks
 
 
 def fov_cells(fov: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -65,3 +70,17 @@ def presence_loss(alpha: torch.Tensor, presence: torch.Tensor, fov: torch.Tensor
     pixel_term = -torch.log1p(-alpha.clamp(max=1 - 1e-6))  # BCE(alpha, 0)
     pixel_term = (pixel_term * absent).sum() / absent.sum().clamp_min(1)
     return image_term + pixel_term
+
+
+def attention_mask_loss(alpha: torch.Tensor, masks: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
+    """Mean BCE of α against ground-truth masks max-pooled to α's grid (a cell is lesion if any pixel is), FOV cells.
+
+    Args:
+        alpha: Attention maps in [0, 1] of pixel-labelled images, ``(B, L, h, w)``, float32.
+        masks: Their ground truth at the image's size, ``(B, L, H, W)`` in {0, 1}.
+        fov: Their fields of view, ``(B, 1, H, W)``.
+    """
+    target = pool_masks(masks.float(), alpha.shape[-2:])  # (B, L, h, w)
+    cells = fov_cells(fov, alpha.shape[-2:]).expand_as(alpha)  # (B, L, h, w)
+    bce = F.binary_cross_entropy(alpha.clamp(1e-6, 1 - 1e-6), target, reduction="none")
+    return (bce * cells).sum() / cells.sum().clamp_min(1)

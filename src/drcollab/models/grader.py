@@ -157,6 +157,15 @@ class LesionGrader(nn.Module):
         top = top.unflatten(0, (b, num_lesions))  # (B, L, C_top, h', w')
         return self.classify(top, alpha, stats)
 
+    def attention_maps(self, image: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """α alone, ``(B, L, h, w)``: the stem, the context pass and the attention model of :meth:`forward`, without
+        the attended passes or the heads (mode ``attention`` only)."""
+        if self.attention is None or self.context_stats is None:
+            raise ConfigError(f"grader.mode {self.config.mode!r} has no attention model; use mode 'attention'")
+        f_low = self.stem(image)
+        m = pool_masks(self.check_masks(image, masks), f_low.shape[-2:])
+        return self.attention(f_low, self._rest(self._context, f_low), m)
+
     def _context(self, f_low: torch.Tensor) -> torch.Tensor:
         return self.context_stats.run(self.rest, f_low)
 

@@ -148,6 +148,11 @@ class JointConfig(StageConfig):
         0.0, ge=0, description="Weight of the loss on alpha itself (losses/presence.py): its top-k pooled value "
         "against the presence the labels imply, and zero targets on its pixels where they say absent; 0 = the paper."
     )
+    alpha_mask_weight: float = Field(
+        0.0, ge=0, description="Weight of a BCE of alpha on the X^P images against their ground truth, max-pooled to "
+        "alpha's grid (losses/presence.py attention_mask_loss): the few masks teach the attention model where lesions "
+        "are; 0 = the paper. Not with G at its own size (its X^P batches are crops at G's size)."
+    )
     presence_topk: float = Field(
         0.01, gt=0, le=1, description="Share of alpha's cells inside the FOV whose mean is a lesion's pooled "
         "attention (at least one cell)."
@@ -243,6 +248,12 @@ class TrainConfig(StrictModel):
             raise ValueError("joint.semi needs grader.mode 'attention' (pseudo masks are the attention maps)")
         if j.presence_weight and self.grader.mode != "attention":
             raise ValueError("joint.presence_weight is a loss on the attention maps: it needs grader.mode 'attention'")
+        if j.alpha_mask_weight and (self.grader.mode != "attention" or not j.train_generator):
+            raise ValueError("joint.alpha_mask_weight is a loss on the attention maps of X^P: it needs grader.mode "
+                             "'attention' and joint.train_generator true")
+        if j.alpha_mask_weight and self.two_size_joint:
+            raise ValueError("joint.alpha_mask_weight needs X^P at the grader's size: set it to 0 when G trains at "
+                             "its own size (data.seg_size)")
         if (j.semi or j.adversarial) and not j.train_generator:
             raise ValueError("joint.semi and joint.adversarial train G: they need joint.train_generator true")
         if not self.data.pixel and (self.seg_pretrain.epochs or (j.epochs and j.train_generator)):

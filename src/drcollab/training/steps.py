@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from drcollab.data.transforms import image_to_tensor
 from drcollab.losses import (
+    attention_mask_loss,
     discriminator_loss,
     dme_loss,
     focal_loss,
@@ -27,6 +28,7 @@ from drcollab.losses import (
     presence_loss,
     segmentation_loss,
 )
+from drcollab.models.checkpoint import unwrap
 from drcollab.models.grader import GraderOutput
 from drcollab.models.lesion_stats import lesion_statistics
 from drcollab.models.mask_path import dequantise
@@ -196,12 +198,13 @@ def joint_step(
        fake = (X^I, G(X^I)) [``joint.disc_match: grade``: X^I of grade >= 1 only], on detached masks; D's
        optimizer steps.
     5. G and grader update from one backward pass of
-       ``focal(C) + presence_weight * L_presence(alpha) + L_adv(G)
+       ``focal(C) + presence_weight * L_presence(alpha) + alpha_mask_weight * L_alpha(X^P) + L_adv(G)
        + lambda * [BCE(G(X^P), s^P) + semi_weight * BCE(G(X^I), pseudo)]``
        (plus ``loss.dme_weight * dme(C)`` with a DME head, over the X^I images whose DME is known)
        (both BCE terms over the pixels inside each image's field of view, the pseudo one weighted per pixel;
        ``loss.mask_loss`` may add Dice), with L_adv judged by the just-updated D; G's and the grader's
-       optimizers step. L_presence (``losses/presence.py``) reaches G through alpha as the focal loss does.
+       optimizers step. L_presence (``losses/presence.py``) reaches G through alpha as the focal loss does;
+       L_alpha(X^P) (the grader's alpha on X^P against X^P's masks, G's masks of X^P detached) the grader only.
 
     With ``joint.accumulation`` k > 1 the order holds for the whole batch: D first steps once on all k
     micro-batches (G's masks for it from a no-grad pass that leaves G's BN statistics alone), then steps 1-3 and
@@ -257,6 +260,9 @@ def _joint_losses(
         grader_masks = masks_i if j.grade_to_generator else masks_i.detach()
         stats = lesion_statistics(grader_masks) if cfg.grader.lesion_stats else None  # (B_i, S)
     out, losses, total = _grader_part(nets, i_batch, None if G is None else grader_masks, stats, cfg, autocast)
+    if logits_p is not None and j.alpha_mask_weight:
+        losses["alpha_p"] = _attention_on_pixels(nets, p_batch, torch.sigmoid(logits_p).detach(), autocast)
+        total = total + j.alpha_mask_weight * losses["alpha_p"]
     if logits_p is not None:
         ce = losses["bce_p"] = g_mask_loss(logits_p, s_p, p_batch["fov"], cfg)
         if use_semi and out.attention is not None:
@@ -282,6 +288,14 @@ def _grader_part(nets: Nets, i_batch: dict, masks: torch.Tensor | None, stats: t
                                            j.presence_topk)
         total = total + j.presence_weight * losses["presence"]
     return out, losses, total
+
+
+def _attention_on_pixels(nets: Nets, p_batch: dict, masks_p: torch.Tensor, autocast: Autocast) -> torch.Tensor:
+    """``joint.alpha_mask_weight``'s term: the grader's α on X^P (with G's detached masks of X^P, as it sees X^I)
+    against X^P's ground truth. Reaches the grader only."""
+    with autocast():
+        alpha = unwrap(nets.grader).attention_maps(p_batch["image"], masks_p).float()
+    return attention_mask_loss(alpha, p_batch["masks"], p_batch["fov"])
 
 
 def _adversarial(
