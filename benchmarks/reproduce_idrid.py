@@ -26,13 +26,15 @@ import sys
 import time
 from pathlib import Path
 
+from drcollab.config import read_yaml_tree
+
 DRCOLLAB = [sys.executable, "-m", "drcollab.cli"]
 SKIP_PRETRAIN = ["seg_pretrain.epochs=0", "grade_pretrain.epochs=0"]
 # Issue 12's remedies one at a time (configs/cpu/lesion_semi_new.yaml has them together).
-# The presence table of lesion_semi_new.yaml: ICDR/IDRiD's implications and MA, HE present at grade 2-4.
-PRESENCE_PRIOR = ("data.presence.dr={0: {MA: absent, HE: absent, EX: absent, SE: absent}, "
-                  "1: {MA: present, HE: absent, EX: absent, SE: absent}, 2: {MA: present, HE: present}, "
-                  "3: {MA: present, HE: present}, 4: {MA: present, HE: present}}")
+# The presence table of configs/cpu/lesion_semi_new.yaml (ICDR/IDRiD's implications and MA, HE present at grade 2-4),
+# read from that file so the table lives in one place.
+NEW_SEMI = Path(__file__).resolve().parent.parent / "configs/cpu/lesion_semi_new.yaml"
+PRESENCE_PRIOR = "data.presence.dr=" + json.dumps(read_yaml_tree(NEW_SEMI)["data"]["presence"]["dr"])
 REMEDIES = {
     "presence": ["joint.presence_weight=1.0", PRESENCE_PRIOR],
     "zero_absent": ["joint.zero_absent=true"],
