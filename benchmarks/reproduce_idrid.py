@@ -66,6 +66,9 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
         # Issue 12's remedies together, then each alone on the paper's Semi (run with --rows).
         "lesion_semi_new": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init]),
         "lesion_semi_adv_new": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init]),
+        # Control: new Semi with no pseudo mask, only the labels' zero targets (what the labels alone give G).
+        "lesion_semi_labels": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_labels",
+                                                        "joint.pseudo_mask=labels"]),
         **{f"lesion_semi_{name}": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init, f"name=lesion_semi_{name}", *values])
            for name, values in REMEDIES.items()},
         # G at its own 1152 px in stage 2 (training/two_size.py), starting from the release's G and grader (run

@@ -82,6 +82,26 @@ def test_pseudo_masks_of_lesions_the_labels_rule_out_are_zero(mode: str) -> None
     assert paper[0].gt(0.5).all()  # without zero_absent the labels are not used
 
 
+def test_labels_mode_teaches_only_the_lesions_the_labels_rule_out() -> None:
+    """``pseudo_mask: labels``: target 0 at full weight (inside the FOV) where the labels say absent, no weight
+    anywhere else, whatever alpha and G say."""
+    records = [Record(name="healthy", image_path=Path("a.jpg"), grade=0),
+               Record(name="dme0", image_path=Path("b.jpg"), grade=3, dme=0),
+               Record(name="unlabelled", image_path=Path("c.jpg"))]
+    presence = torch.tensor([lesion_presence(r) for r in records])  # (3, L)
+    alpha, masks = torch.full((3, 4, 4, 4), 0.9), torch.full((3, 4, 16, 16), 0.9)
+    fov = torch.zeros(3, 1, 16, 16, dtype=torch.bool)
+    fov[..., 2:14, 2:14] = True
+    target, weight = pseudo_targets(alpha, masks, fov, presence, _joint(pseudo_mask="labels"))
+    assert target.shape == weight.shape == (3, 4, 16, 16) and target.eq(0).all()
+    assert torch.equal(weight[0], fov[0].float().expand(4, -1, -1))
+    ex = LESIONS.index("EX")
+    assert torch.equal(weight[1, ex], fov[1, 0].float())
+    assert weight[1, [i for i in range(4) if i != ex]].eq(0).all() and weight[2].eq(0).all()
+    with pytest.raises(ValueError, match="presence"):
+        pseudo_targets(alpha, masks, fov, None, _joint(pseudo_mask="labels"))
+
+
 def test_zero_absent_without_presence_codes_says_what_is_missing() -> None:
     alpha, masks = _one_pixel_lesion()
     with pytest.raises(ValueError, match="presence"):

@@ -133,12 +133,13 @@ class JointConfig(StageConfig):
     )
     semi_weight: float = Field(1.0, ge=0, description="Weight of the pseudo-mask BCE relative to the real-mask BCE.")
     semi_warmup_epochs: int = Field(0, ge=0, description="Stage-2 epochs before pseudo masks are used.")
-    pseudo_mask: Literal["attention", "gated", "refined"] = Field(
+    pseudo_mask: Literal["attention", "gated", "refined", "labels"] = Field(
         "attention",
         description="attention = the up-sampled attention maps (the paper); gated = attention maps times G's own "
         "full-resolution masks, so the coarse attention can only remove what G marked; refined = G's own lesion "
         "pixels (mask >= 0.5) where the up-sampled attention agrees (>= 0.5), each pixel weighted by how much "
-        "alpha and G agree (training/pseudo.py).",
+        "alpha and G agree (training/pseudo.py); labels = no pseudo mask, only zero targets for the lesions the "
+        "labels rule out (a control: what the labels alone give G).",
     )
     zero_absent: bool = Field(
         False, description="Pseudo masks of a lesion the labels rule out (data.presence) are 0 everywhere, at full "

@@ -8,6 +8,9 @@
   0.5 by default), at G's resolution. α is only a gate, so a target is never larger than G's own mask (no
   dilation), and each pixel is weighted by how likely α and G agree, ``m α + (1 - m)(1 - α)``: pixels where
   they disagree count less, as a teacher that contradicts itself should.
+- ``labels``: no target from α or G at all: a lesion the image's labels rule out (presence code 0) has target 0
+  everywhere at full weight, every other lesion has weight 0. The control that tells what the labels alone give
+  G (the negatives of 134 healthy eyes, of the DME-0 images' hard exudates) from what the pseudo masks add.
 
 ``joint.pseudo_gate: relative`` divides α by its image's top-k pooled α (per lesion, ``presence_topk``, at most 1)
 before any of these (:func:`gate_attention`): the grading loss cannot set α's overall level (BatchNorm normalises
@@ -103,9 +106,15 @@ def pseudo_targets(
         masks: G's lesion probabilities, ``(B, L, H, W)``.
         fov: The field of view, ``(B, 1, H, W)`` bool.
         presence: Presence codes ``(B, L)`` (0 absent, 1 present, -1 unknown); needed for ``zero_absent``.
-        j: ``pseudo_mask``, ``pseudo_threshold`` and ``zero_absent``.
+        j: ``pseudo_mask``, ``pseudo_threshold`` and ``zero_absent`` (``labels`` implies it).
     """
     weight = fov.float()
+    if j.pseudo_mask == "labels":
+        if presence is None:
+            raise ValueError("joint.pseudo_mask 'labels' needs the X^I batch's 'presence' codes (FundusDataset, "
+                             "labels=grade)")
+        absent = (presence == ABSENT)[..., None, None]  # (B, L, 1, 1)
+        return torch.zeros_like(masks).detach(), (fov.float() * absent).detach()  # (B, L, H, W) both
     if j.pseudo_mask == "refined":
         target, confidence = refined_masks(attention, masks, j.pseudo_threshold)
         weight = weight * confidence
