@@ -39,7 +39,7 @@ REMEDIES = {
     "presence": ["joint.presence_weight=1.0", PRESENCE_PRIOR],
     "zero_absent": ["joint.zero_absent=true"],
     "refined": ["joint.pseudo_mask=refined", "joint.pseudo_gate=relative"],
-    "adv_matched": ["joint.adversarial=true", "joint.disc_match=grade"],
+    "adv_matched": ["joint.adversarial=true", "joint.disc_match=grade", "joint.disc_min_grade=3"],
     "alpha_masks": ["joint.alpha_mask_weight=1.0"],
 }
 

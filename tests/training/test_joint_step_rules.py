@@ -129,6 +129,15 @@ def test_grade_matched_d_never_sees_a_healthy_fake(accumulation: int) -> None:
     assert any(0 in rows for rows in _fake_rows(paper, p, i))  # the paper's D does see healthy eyes
 
 
+def test_disc_min_grade_keeps_only_fakes_with_as_much_lesion_as_xp() -> None:
+    """``joint.disc_min_grade: 3``: D's fakes (its update and G's adversarial term) are the grade 3-4 images only."""
+    p, i = _batches([2, 3, 1, 4])
+    nets = _nets()
+    joint_step(nets, p, i, _cfg(disc_match="grade", disc_min_grade=3), NO_AUTOCAST, use_semi=True)
+    seen = _fake_rows(nets, p, i)
+    assert seen and all(rows == [1, 3] for rows in seen)
+
+
 def test_a_batch_without_a_fake_leaves_d_real_images_and_g_no_adversarial_term() -> None:
     p, i = _batches([0, 0])
     nets = _nets()

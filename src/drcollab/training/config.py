@@ -160,7 +160,11 @@ class JointConfig(StageConfig):
     )
     disc_match: Literal["none", "grade"] = Field(
         "none", description="none = D's fake branch sees every X^I image (the paper); grade = only X^I images of "
-        "grade >= 1, as every pixel-labelled image has DR, so D cannot win on lesion presence alone."
+        "grade >= disc_min_grade, as every pixel-labelled image has DR, so D cannot win on lesion presence alone."
+    )
+    disc_min_grade: int = Field(
+        1, ge=1, le=4, description="With disc_match grade: the lowest DR grade of D's fakes. 1 = any DR; choose it so "
+        "the fakes hold about as much lesion as X^P does (benchmarks/lesion_burden.py; IDRiD: 3)."
     )
     pseudo_threshold: float | None = Field(
         None, gt=0, lt=1, description="Binarise attention maps at this value; null uses them as soft targets."

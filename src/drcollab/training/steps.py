@@ -195,8 +195,8 @@ def joint_step(
        pixels where alpha agrees, weighted by their agreement; ``joint.zero_absent`` zeroes the lesions the
        labels rule out), detached.
     4. D update (``joint.adversarial``): D learns real = (X^P, G(X^P)) [or X^P's ground truth] vs
-       fake = (X^I, G(X^I)) [``joint.disc_match: grade``: X^I of grade >= 1 only], on detached masks; D's
-       optimizer steps.
+       fake = (X^I, G(X^I)) [``joint.disc_match: grade``: X^I of grade >= ``disc_min_grade`` only], on detached
+       masks; D's optimizer steps.
     5. G and grader update from one backward pass of
        ``focal(C) + presence_weight * L_presence(alpha) + alpha_mask_weight * L_alpha(X^P) + L_adv(G)
        + lambda * [BCE(G(X^P), s^P) + semi_weight * BCE(G(X^I), pseudo)]``
@@ -305,7 +305,7 @@ def _adversarial(
     """G's adversarial term (0 without D), after D's update on detached masks when ``update_disc``.
 
     Real: (X^P, G(X^P)) [or X^P's ground truth]; fake: ``fake_batch``'s images with G's ``masks_fake``
-    (``joint.disc_match: grade``: those of grade >= 1). Adds ``disc`` and ``adv`` to ``losses``.
+    (``joint.disc_match: grade``: those of grade >= ``joint.disc_min_grade``). Adds ``disc`` and ``adv`` to ``losses``.
     """
     j, D = cfg.joint, nets.discriminator
     x_p = p_batch["image"]
@@ -352,15 +352,17 @@ def _crop_losses(
 
 
 def _fakes(i_batch: dict, masks_i: torch.Tensor, j: JointConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The X^I images and G's masks of D's fake branch: all (``disc_match: none``) or those of grade >= 1.
+    """The X^I images and G's masks of D's fake branch: all (``disc_match: none``) or those of grade >=
+    ``disc_min_grade``.
 
     Every pixel-labelled image has DR; with healthy eyes among the fakes D could tell the branches apart by
-    lesion presence alone and pay G to paint lesions on them. A batch without a fake leaves D real images only.
+    lesion presence alone and pay G to paint lesions on them, and with mild eyes among them by lesion amount
+    (``benchmarks/lesion_burden.py``). A batch without a fake leaves D real images only.
     """
     x_i = i_batch["image"]
     if j.disc_match == "none":
         return x_i, masks_i
-    keep = i_batch["grade"] >= 1  # (B_i,)
+    keep = i_batch["grade"] >= j.disc_min_grade  # (B_i,)
     return x_i[keep], masks_i[keep]
 
 
