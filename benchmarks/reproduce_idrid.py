@@ -66,7 +66,9 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
         # Issue 12's remedies together, then each alone on the paper's Semi (run with --rows).
         "lesion_semi_new": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init]),
         "lesion_semi_adv_new": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init]),
-        # Control: new Semi with no pseudo mask, only the labels' zero targets (what the labels alone give G).
+        # Controls: new Semi with no pseudo mask, only the labels' zero targets (what the labels alone give G), and
+        # with no loss on X^I for G at all (G goes on with X^P alone: what more training gives it).
+        "xp_only": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=xp_only", "joint.semi=false"]),
         "lesion_semi_labels": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_labels",
                                                         "joint.pseudo_mask=labels"]),
         **{f"lesion_semi_{name}": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init, f"name=lesion_semi_{name}", *values])
