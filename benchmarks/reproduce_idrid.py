@@ -66,6 +66,10 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
         # Issue 12's remedies together, then each alone on the paper's Semi (run with --rows).
         "lesion_semi_new": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init]),
         "lesion_semi_adv_new": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init]),
+        # New Semi+Adv with a D that sees the masks alone (discriminator.sees_image: false), not the images.
+        "lesion_semi_adv_new_maskd": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init,
+                                                                    "name=lesion_semi_adv_new_maskd",
+                                                                    "discriminator.sees_image=false"]),
         # Controls: new Semi with no pseudo mask, only the labels' zero targets (what the labels alone give G), and
         # with no loss on X^I for G at all (G goes on with X^P alone: what more training gives it).
         "xp_only": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=xp_only", "joint.semi=false"]),

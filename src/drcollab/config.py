@@ -189,6 +189,10 @@ class DiscriminatorConfig(StrictModel):
         (32, 64, 128, 256, 512), description="Channels of the five conv tuples."
     )
     in_channels: int = Field(3, ge=1, description="Image channels; D sees in_channels + num_lesions.")
+    sees_image: bool = Field(
+        True, description="D sees the image beside the masks (the paper). false = the masks alone, so D cannot tell "
+        "its branches apart by the images themselves (X^P and X^I are different image sets) and judges only masks."
+    )
     num_lesions: int = Field(NUM_LESIONS, ge=1, description="L, the number of mask channels.")
 
 

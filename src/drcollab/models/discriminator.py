@@ -3,7 +3,7 @@
 D sees an image concatenated with L lesion masks and says whether the masks were supervised by
 real ground truth (G's output on pixel-annotated images X^P) or by pseudo masks (G's output on
 image-level-annotated images X^I). Five tuples of two 3x3 conv-BN-ReLU layers and a stride-2
-max-pool, global average pooling, one dense layer.
+max-pool, global average pooling, one dense layer. With ``sees_image: false`` D reads the masks alone.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class LesionDiscriminator(nn.Module):
         super().__init__()
         self.config = config = config or DiscriminatorConfig()
         layers: list[nn.Module] = []
-        channels = config.in_channels + config.num_lesions
+        channels = (config.in_channels if config.sees_image else 0) + config.num_lesions
         for width in config.widths:
             layers += [FeatureTuple(channels, width, separable=False, shortcut=False), nn.MaxPool2d(2)]
             channels = width
@@ -49,6 +49,6 @@ class LesionDiscriminator(nn.Module):
             )
         if min(image.shape[-2:]) < MIN_SIZE:
             raise ValueError(f"LesionDiscriminator input {tuple(image.shape[-2:])} is smaller than {MIN_SIZE} px")
-        x = torch.cat([image, masks], dim=1)  # (B, C + L, H, W)
+        x = torch.cat([image, masks], dim=1) if self.config.sees_image else masks  # (B, C + L or L, H, W)
         x = self.pool(self.features(x)).flatten(1)  # (B, widths[-1])
         return self.dense(x).squeeze(1)  # (B,)
