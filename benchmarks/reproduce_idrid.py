@@ -66,6 +66,10 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
         # Issue 12's remedies together, then each alone on the paper's Semi (run with --rows).
         "lesion_semi_new": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init]),
         "lesion_semi_adv_new": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init]),
+        # New Semi with the attention model started as a copy of G's masks (grader.attention_init: masks), so the
+        # grader begins stage 2 reading G's masks as Lesion (Pretrained) does, not a random alpha.
+        "lesion_semi_new_attmasks": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_new_attmasks",
+                                                              "grader.attention_init=masks"]),
         # New Semi+Adv with a D that sees the masks alone (discriminator.sees_image: false), not the images.
         "lesion_semi_adv_new_maskd": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init,
                                                                     "name=lesion_semi_adv_new_maskd",
