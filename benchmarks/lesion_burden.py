@@ -40,8 +40,8 @@ def shares(generator: torch.nn.Module, cache, records: list, batch: int = 8) -> 
         for e, m in zip(entries, marked, strict=True):
             n = max(int(e.fov.sum()), 1)
             found.append(m[:, e.fov].sum(-1) / n)
-            has = e.masks is not None and len(e.masks) == len(LESIONS)
-            truth.append(np.asarray(e.masks)[:, e.fov].sum(-1) / n if has else np.full(len(LESIONS), np.nan))
+            has = e.masks is not None
+            truth.append(e.masks[:, e.fov].sum(-1) / n if has else np.full(len(LESIONS), np.nan))
     return np.array(found), np.array(truth)
 
 

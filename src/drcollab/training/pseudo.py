@@ -96,6 +96,13 @@ def refined_masks(
     return target, confidence
 
 
+def _ruled_out(presence: torch.Tensor | None, option: str) -> torch.Tensor:
+    """Where the labels rule a lesion out (presence code 0), ``(B, L, 1, 1)`` bool; ``option`` names who needs it."""
+    if presence is None:
+        raise ValueError(f"{option} needs the X^I batch's 'presence' codes (FundusDataset, labels=grade)")
+    return (presence == ABSENT)[..., None, None]
+
+
 def pseudo_targets(
     attention: torch.Tensor, masks: torch.Tensor, fov: torch.Tensor, presence: torch.Tensor | None, j: JointConfig
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,10 +117,7 @@ def pseudo_targets(
     """
     weight = fov.float()
     if j.pseudo_mask == "labels":
-        if presence is None:
-            raise ValueError("joint.pseudo_mask 'labels' needs the X^I batch's 'presence' codes (FundusDataset, "
-                             "labels=grade)")
-        absent = (presence == ABSENT)[..., None, None]  # (B, L, 1, 1)
+        absent = _ruled_out(presence, "joint.pseudo_mask 'labels'")
         return torch.zeros_like(masks).detach(), (fov.float() * absent).detach()  # (B, L, H, W) both
     if j.pseudo_mask == "refined":
         target, confidence = refined_masks(attention, masks, j.pseudo_threshold)
@@ -121,9 +125,7 @@ def pseudo_targets(
     else:
         target = pseudo_masks(attention, masks, j.pseudo_mask, j.pseudo_threshold)
     if j.zero_absent:
-        if presence is None:
-            raise ValueError("joint.zero_absent needs the X^I batch's 'presence' codes (FundusDataset, labels=grade)")
-        absent = (presence == ABSENT)[..., None, None]  # (B, L, 1, 1)
+        absent = _ruled_out(presence, "joint.zero_absent")
         target = torch.where(absent, torch.zeros_like(target), target)
         weight = torch.where(absent, fov.float(), torch.broadcast_to(weight, target.shape))
     return target, weight
