@@ -48,6 +48,8 @@ ROWS: dict[str, list[str]] = {
     # Issue 12's remedies (configs/cpu/lesion_semi_new.yaml), together and one at a time.
     "new Semi": [*SEMI, *NEW],
     "new Semi+Adv": [*SEMI_ADV, *NEW, "joint.disc_match=grade"],
+    # As reproduce_idrid's lesion_semi_new_attmasks: new Semi with alpha started as a copy of G's masks.
+    "new Semi (attention init: masks)": [*SEMI, *NEW, *MASKS_INIT],
     "Semi + presence loss": [*SEMI, "joint.presence_weight=1.0", PRESENCE_PRIOR],
     "Semi + zero absent": [*SEMI, "joint.zero_absent=true"],
     "Semi (refined pseudo masks)": [*SEMI, "joint.pseudo_mask=refined", "joint.pseudo_gate=relative"],
