@@ -266,6 +266,10 @@ class LossConfig(StrictModel):
         "bce", description="L_CE of Eq. 3: bce = the paper's pixel BCE; bce_dice adds dice_weight x soft Dice."
     )
     dice_weight: float = Field(1.0, ge=0, description="Weight of the soft Dice term of mask_loss bce_dice.")
+    mask_fov: bool = Field(
+        True, description="G's mask losses (stage 1a, stage 2's X^P and pseudo masks) count only the pixels inside "
+        "the field of view; false = the paper: every pixel of the image or crop."
+    )
     pos_weight: tuple[float, float, float, float] | None = Field(
         None, description="Per-lesion weights of the positive pixels in the BCE (MA, HE, EX, SE); null = 1."
     )

@@ -89,3 +89,23 @@ def test_stage_2_real_and_pseudo_mask_losses_ignore_targets_outside_the_fov(monk
     whole = dict(i_batch, fov=torch.ones_like(fov_i))
     c = joint_step(_joint_nets(), copy.deepcopy(p_batch), whole, cfg, NO_AUTOCAST, use_semi=True)
     assert abs(c["bce_i"] - a["bce_i"]) > 1e-3
+
+
+def test_with_mask_fov_off_every_pixel_counts_as_in_the_paper(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _cfg(loss={"mask_fov": False}, joint={"adversarial": False})
+    batch = _batch(2, 0)
+    la = seg_step(_seg_nets(), batch, cfg, NO_AUTOCAST)["bce"]
+    lb = seg_step(_seg_nets(), _outside_changed(batch), cfg, NO_AUTOCAST)["bce"]
+    assert abs(la - lb) > 1e-3
+    # Stage 2: X^P's targets and the pseudo targets outside the FOV count too.
+    p_batch, i_batch = _batch(2, 1), _batch(2, 2)
+    inside = (torch.rand(2, 4, 32, 32, generator=torch.Generator().manual_seed(3)) > 0.8).float()
+
+    def run(outside: float, p: dict) -> dict[str, float]:
+        target = torch.where(i_batch["fov"], inside, torch.full_like(inside, outside))
+        monkeypatch.setattr(pseudo, "pseudo_masks", lambda *args, **kwargs: target)
+        return joint_step(_joint_nets(), p, i_batch, cfg, NO_AUTOCAST, use_semi=True)
+
+    a, b = run(0.0, p_batch), run(1.0, _outside_changed(p_batch))
+    assert abs(a["bce_p"] - b["bce_p"]) > 1e-3
+    assert abs(a["bce_i"] - b["bce_i"]) > 1e-3

@@ -130,10 +130,16 @@ def _accumulated(
     return {name: value / parts for name, value in sums.items()}
 
 
-def g_mask_loss(logits: torch.Tensor, target: torch.Tensor, fov: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
-    """L_CE of Eq. 3 as configured (``loss.mask_loss``), over the pixels inside the field of view ``(B, 1, H, W)``."""
+def g_mask_loss(logits: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """L_CE of Eq. 3 as configured (``loss.mask_loss``), over the pixels ``valid`` weights (see :func:`loss_fov`)."""
     loss = cfg.loss
-    return mask_loss(logits, target, fov, loss.mask_loss, loss.dice_weight, loss.pos_weight)
+    return mask_loss(logits, target, valid, loss.mask_loss, loss.dice_weight, loss.pos_weight)
+
+
+def loss_fov(fov: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """Where G's mask losses count, ``(B, 1, H, W)``: the field of view, or every pixel (``loss.mask_fov: false``,
+    the paper)."""
+    return fov if cfg.loss.mask_fov else torch.ones_like(fov)
 
 
 def seg_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) -> dict[str, float]:
@@ -142,7 +148,7 @@ def seg_step(nets: Nets, batch: dict, cfg: TrainConfig, autocast: Autocast) -> d
     def loss_of(b: dict) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         with autocast():
             logits = nets.generator(b["image"])  # (B, L, H, W)
-        loss = g_mask_loss(logits.float(), b["masks"], b["fov"], cfg)
+        loss = g_mask_loss(logits.float(), b["masks"], loss_fov(b["fov"], cfg), cfg)
         return {"bce": loss}, loss
 
     parts = cfg.seg_pretrain.accumulation
@@ -264,10 +270,10 @@ def _joint_losses(
         losses["alpha_p"] = _attention_on_pixels(nets, p_batch, torch.sigmoid(logits_p).detach(), autocast)
         total = total + j.alpha_mask_weight * losses["alpha_p"]
     if logits_p is not None:
-        ce = losses["bce_p"] = g_mask_loss(logits_p, s_p, p_batch["fov"], cfg)
+        ce = losses["bce_p"] = g_mask_loss(logits_p, s_p, loss_fov(p_batch["fov"], cfg), cfg)
         if use_semi and out.attention is not None:
             alpha = gate_attention(out.attention, i_batch["fov"], j)
-            target, weight = pseudo_targets(alpha, masks_i, i_batch["fov"], i_batch.get("presence"), j)
+            target, weight = pseudo_targets(alpha, masks_i, loss_fov(i_batch["fov"], cfg), i_batch.get("presence"), j)
             losses["bce_i"] = g_mask_loss(logits_i, target, weight, cfg)
             ce = ce + j.semi_weight * losses["bce_i"]
         adv = _adversarial(nets, p_batch, logits_p, i_batch, masks_i, cfg, autocast, update_disc, losses)
@@ -338,13 +344,13 @@ def _crop_losses(
         logits = G(torch.cat([x_p, x_c])).float()  # (B_p + B_c, L, c, c)
     logits_p, logits_c = logits[: len(x_p)], logits[len(x_p) :]
     masks_c = torch.sigmoid(logits_c)
-    ce = losses["bce_p"] = g_mask_loss(logits_p, p_batch["masks"], p_batch["fov"], cfg)
+    ce = losses["bce_p"] = g_mask_loss(logits_p, p_batch["masks"], loss_fov(p_batch["fov"], cfg), cfg)
     if use_semi and out.attention is not None:
         with autocast():
             alpha = teacher_attention(C, c_batch)  # (B_c, L, h, w), no gradient
         alpha = gate_attention(alpha, c_batch["teacher_fov"], j)  # on the whole image, before it is cropped
         alpha = alpha_in_crops(alpha, c_batch["box"], c_batch["flip"], x_c.shape[-1])  # (B_c, L, c, c)
-        target, weight = pseudo_targets(alpha, masks_c, c_batch["fov"], c_batch.get("presence"), j)
+        target, weight = pseudo_targets(alpha, masks_c, loss_fov(c_batch["fov"], cfg), c_batch.get("presence"), j)
         losses["bce_i"] = g_mask_loss(logits_c, target, weight, cfg)
         ce = ce + j.semi_weight * losses["bce_i"]
     adv = _adversarial(nets, p_batch, logits_p, c_batch, masks_c, cfg, autocast, update_disc, losses)
