@@ -18,6 +18,9 @@ correlation between the lesion channels of one image).
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/pseudo_mask_stats.py \\
         --runs runs/idrid/lesion_semi runs/idrid/lesion_semi_new --fold-of runs/idrid/lesion_semi
+
+On another set, e.g. ``bench_semi.py``'s synthetic test set (every image): ``--data runs/bench_semi/data/test
+--format generic --runs runs/bench_semi/seed0/semi/run``.
 """
 
 from __future__ import annotations
@@ -146,10 +149,13 @@ def stats(run: Path, records: list) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, nargs="+", required=True, help="run folders (their models and config)")
-    parser.add_argument("--fold-of", type=Path, required=True, help="run whose validation fold to use")
+    parser.add_argument("--fold-of", type=Path, help="run whose validation fold to use (default: every image)")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("DRCOLLAB_IDRID", "../shared/data/IDRiD")))
+    parser.add_argument("--format", default="idrid", help="dataset layout of --data (e.g. generic: a synthetic set)")
+    parser.add_argument("--split", default="train", help="official split of --data, where it has several")
     args = parser.parse_args()
-    records = restrict_to_val_fold(read_eval_set(args.data, "idrid", "train"), args.fold_of).segmentation
+    found = read_eval_set(args.data, args.format, args.split)
+    records = (found if args.fold_of is None else restrict_to_val_fold(found, args.fold_of)).segmentation
     for run in args.runs:
         print("\n".join(stats(run, records)))
 
