@@ -4,7 +4,6 @@ move the masks with the image."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
-from training_helpers import tiny_config
+from training_helpers import logged, tiny_config
 
 from drcollab.data.cache import PreprocessCache
 from drcollab.data.io import read_image
@@ -38,11 +37,6 @@ def stats_config(data_root: Path, cache: Path, **sections: dict) -> TrainConfig:
     for key, value in sections.items():
         tree[key] = {**tree.get(key, {}), **value}
     return tiny_config(data_root, cache, **tree)
-
-
-def logged(run: Path, key: str) -> dict[str, float]:
-    """``{stage: value}`` of ``key`` in the run's metrics.csv."""
-    return {r["stage"]: float(r["value"]) for r in csv.DictReader((run / "metrics.csv").open()) if r["key"] == key}
 
 
 def test_training_and_prediction_give_the_grader_the_same_masks_and_stats(synth_root, tmp_path):

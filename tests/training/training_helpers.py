@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +47,8 @@ def reached(loss: torch.Tensor, nets: Any, kinds: tuple[str, ...] = NETWORKS) ->
         if any(gr is not None and gr.abs().sum() > 0 for gr in grads):
             out.add(kind)
     return out
+
+
+def logged(run: Path, key: str) -> dict[str, float]:
+    """``{stage: value}`` of ``key`` in the run's metrics.csv (the last logged value of each stage)."""
+    return {r["stage"]: float(r["value"]) for r in csv.DictReader((run / "metrics.csv").open()) if r["key"] == key}
