@@ -13,22 +13,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import uvicorn
 from PIL import Image
 
 from drcollab.constants import DME_GRADES
 from drcollab.data.synthetic import generate_fundus
 from drcollab.service.app import create_app
-from helpers import write_tiny_bundle
+from helpers import serve_in_thread, write_tiny_bundle
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
@@ -47,21 +43,8 @@ def server(tmp_path: Path) -> Iterator[str]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model; OpenMP spin-waits slow it down on a loaded 2-core box
     bundle = os.environ.get("DRCOLLAB_WEB_UI_BUNDLE") or write_tiny_bundle(tmp_path / "model", size=128, dme=True)
-    app = create_app(bundle, display_side=512)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start within 30 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(bundle, display_side=512)) as url:
+        yield url
     torch.set_num_threads(threads)
 
 
