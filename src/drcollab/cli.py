@@ -10,6 +10,7 @@ import typer
 
 from drcollab.config import OutsideFov, Tta
 from drcollab.data.header import ImageLimits
+from drcollab.service.admission import DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S
 
 TTA_HELP = ("Test-time flips averaged: none, hflip (+ the mirror image) or flips (+ vertical and both) "
             "(default: the bundle's tta, else none).")
@@ -299,6 +300,10 @@ def serve(
     engine: str | None = typer.Option(None, "--engine", help="torch or onnx (default: onnx for a .onnx file)."),
     min_side: int = typer.Option(MIN_SIDE, "--min-side", min=1, help="Refuse images with a shorter side (px)."),
     max_aspect: float = typer.Option(MAX_ASPECT, "--max-aspect", min=1.0, help="Refuse longer/shorter side above."),
+    max_queue: int = typer.Option(DEFAULT_MAX_QUEUE, "--max-queue", min=1, help="Photos waiting or being graded at "
+                                  "once; more get HTTP 503 with Retry-After at once."),
+    max_wait: float = typer.Option(DEFAULT_MAX_WAIT_S, "--max-wait", min=0.1, help="Seconds a photo may wait for the "
+                                   "model; one that would wait longer gets HTTP 503 with Retry-After."),
 ) -> None:
     """Serve the model: web page at /, POST /predict, GET /health, API docs at /docs (offline)."""
     import uvicorn
@@ -308,7 +313,8 @@ def serve(
 
     try:
         limits = ImageLimits(min_side=min_side, max_aspect=max_aspect)
-        web_app = create_app(checkpoint, engine, device, max_upload_mb, limits=limits)
+        web_app = create_app(checkpoint, engine, device, max_upload_mb, limits=limits, max_queue=max_queue,
+                             max_wait_s=max_wait)
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

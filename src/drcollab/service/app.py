@@ -1,7 +1,9 @@
 """``drcollab serve``: a FastAPI app with ``POST /predict``, ``GET /health``, API docs and a web page at ``/``.
 
-The model runs in Starlette's thread pool (never on the event loop) and behind a lock, so one request at a
-time uses it while others wait; decoding, preprocessing and PNG encoding run in the pool outside the lock.
+The model runs in Starlette's thread pool (never on the event loop), one request at a time in arrival order;
+decoding, preprocessing and PNG encoding run in the pool beside it. The queue is bounded (:mod:`.admission`):
+beyond ``max_queue`` grading requests, or past ``max_wait_s`` without reaching the model, a request is answered
+503 with ``Retry-After``, while the page, ``/health`` and the docs keep answering.
 Bad requests get a 4xx JSON ``{"detail": "..."}`` and the server stays up. A photo that cannot be graded (too
 small or a strip, from its header; no field of view, out of focus, badly exposed, cropped: see
 :mod:`drcollab.inference.gradability`) is answered 200 with ``gradable: false``, its reasons and no grade. A
@@ -12,22 +14,23 @@ CDN, so they work offline.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 import drcollab
 from drcollab.constants import DME_GRADES, GRADES, LESIONS
 from drcollab.data.header import ImageLimits
+from drcollab.data.preprocess import Preprocessed
 from drcollab.inference.engine import Engine, load_engine
 from drcollab.inference.gradability import GradabilityConfig, check_gradable, header_reasons
 from drcollab.inference.outputs import non_finite
 from drcollab.inference.referable import rule_text
+from drcollab.service.admission import DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S, Admission, Busy
 from drcollab.service.apidocs import api_docs_html
 from drcollab.service.render import PredictResponse, render_response, render_ungradable
 from drcollab.service.uploads import FORMATS, Refused, UploadLimit, decode_upload
@@ -37,16 +40,15 @@ DEFAULT_MAX_PIXELS = 50_000_000  # a 8000 x 6000 camera image fits; IDRiD's are 
 
 
 class ModelService:
-    """The engine plus the lock that serialises access to it."""
+    """The engine, and the admission that bounds the requests waiting for it and takes them one at a time."""
 
-    def __init__(self, engine: Engine, display_side: int, quality: GradabilityConfig) -> None:
-        self.engine, self.display_side, self.quality = engine, display_side, quality
+    def __init__(self, engine: Engine, display_side: int, quality: GradabilityConfig, admission: Admission) -> None:
+        self.engine, self.display_side, self.quality, self.admission = engine, display_side, quality, admission
         self.rule = rule_text(engine.predictor.referable, engine.predictor.has_dme)
-        self.lock = threading.Lock()
 
-    def predict(self, image: np.ndarray | Refused) -> PredictResponse:
-        """Runs in a worker thread: checks gradability, then grades. Raises HTTPException 422: the image cannot
-        be preprocessed; 500: non-finite output."""
+    def check(self, image: np.ndarray | Refused) -> PredictResponse | tuple[Preprocessed, dict[str, float]]:
+        """Runs in a worker thread: the answer for an ungradable photo, else the photo preprocessed for the model
+        and its quality measures. Raises HTTPException 422: the image cannot be preprocessed."""
         if isinstance(image, Refused):
             return render_ungradable(image.size_wh, None, header_reasons(image.problem), {}, self.display_side,
                                      self.rule)
@@ -54,17 +56,28 @@ class ModelService:
         if not gradable:
             size = (image.shape[1], image.shape[0])
             return render_ungradable(size, image, reasons, measures, self.display_side, self.rule)
-        predictor = self.engine.predictor
         try:
-            pre = predictor.preprocess(image)
+            return self.engine.predictor.preprocess(image), measures
         except ValueError as err:
             raise HTTPException(422, f"cannot use this image as a fundus photograph: {err}") from err
-        with self.lock:
-            pred = predictor.predict_preprocessed([pre])[0]
+
+    async def predict(self, image: np.ndarray | Refused, deadline: float) -> PredictResponse:
+        """Check gradability, wait for the model until ``deadline`` (``time.monotonic()``), grade, render.
+
+        Raises:
+            HTTPException: 422 the image cannot be preprocessed; 500 non-finite output.
+            Busy: the model was not free by ``deadline``.
+        """
+        checked = await run_in_threadpool(self.check, image)
+        if isinstance(checked, PredictResponse):
+            return checked
+        pre, measures = checked
+        async with self.admission.model(deadline):
+            pred = (await run_in_threadpool(self.engine.predictor.predict_preprocessed, [pre]))[0]
         reason = non_finite(pred)
         if reason is not None:
             raise HTTPException(500, reason)
-        return render_response(image, pred, self.display_side, measures, self.rule)
+        return await run_in_threadpool(render_response, image, pred, self.display_side, measures, self.rule)
 
 
 def create_app(
@@ -76,6 +89,8 @@ def create_app(
     display_side: int = 768,
     limits: ImageLimits | None = None,
     quality: GradabilityConfig | None = None,
+    max_queue: int = DEFAULT_MAX_QUEUE,
+    max_wait_s: float = DEFAULT_MAX_WAIT_S,
 ) -> FastAPI:
     """Build the app around a model bundle or an exported ``.onnx`` file (see :func:`load_engine`).
 
@@ -88,9 +103,13 @@ def create_app(
         display_side: Longer side of the PNGs in the answer.
         limits: Images whose header falls below them are ungradable, not decoded (default :class:`ImageLimits`'s).
         quality: The gradability thresholds (default :class:`GradabilityConfig`'s).
+        max_queue: Grading requests inside at once (waiting for the model or being served); more get 503.
+        max_wait_s: An admitted request not at the model this many seconds after admission gets 503.
     """
     limits = limits or ImageLimits()
-    service = ModelService(load_engine(checkpoint, engine, device), display_side, quality or GradabilityConfig())
+    admission = Admission(max_queue, max_wait_s)
+    service = ModelService(load_engine(checkpoint, engine, device), display_side, quality or GradabilityConfig(),
+                           admission)
     app = FastAPI(
         title="drcollab",
         version=drcollab.__version__,
@@ -101,6 +120,10 @@ def create_app(
     app.add_middleware(UploadLimit, max_bytes=int(max_upload_mb * 2**20))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.state.service = service
+
+    @app.exception_handler(Busy)
+    async def busy(request: Request, err: Busy) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=503, headers={"Retry-After": str(err.retry_after_s)})
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -127,6 +150,9 @@ def create_app(
             "min_side": limits.min_side,
             "max_aspect": limits.max_aspect,
             "formats": list(FORMATS),
+            "max_queue": admission.max_queue,
+            "max_wait_s": admission.max_wait_s,
+            "in_queue": admission.inside,
         }
 
     @app.post(
@@ -140,14 +166,17 @@ def create_app(
                   "(An image below --min-side / over --max-aspect, or one that fails the gradability check, is "
                   "answered 200 with gradable false and its reasons.)"},
             500: {"description": "The model's output is not finite (damaged weights): no grade is given."},
+            503: {"description": "Busy: --max-queue photos are inside already, or this one did not reach the model "
+                  "within --max-wait seconds. Retry-After says when to try again."},
         },
     )
     async def predict(
         file: UploadFile = File(..., description="A fundus photograph (JPEG, PNG, TIFF or BMP).")
     ) -> PredictResponse:
         """Check that one fundus photograph can be graded; then grade it and map its lesions."""
-        data = await file.read()
-        image = await run_in_threadpool(decode_upload, data, max_pixels, limits)
-        return await run_in_threadpool(service.predict, image)
+        async with admission.admit() as deadline:
+            data = await file.read()
+            image = await run_in_threadpool(decode_upload, data, max_pixels, limits)
+            return await service.predict(image, deadline)
 
     return app
