@@ -157,6 +157,7 @@ def evaluate_cmd(
     from drcollab.errors import DrcollabError
     from drcollab.evaluation.evaluate import evaluate
     from drcollab.evaluation.selection import detect_format, read_eval_set, restrict_to_val_fold
+    from drcollab.training.run_folder import read_val_fold
 
     try:
         resolved = detect_format(data) if fmt == "auto" else fmt
@@ -164,7 +165,7 @@ def evaluate_cmd(
             raise typer.BadParameter(f"{data} holds several splits ({resolved}): pass --split train or --split test")
         eval_set = read_eval_set(data, resolved, split or "train")
         if val_fold_of is not None:
-            eval_set = restrict_to_val_fold(eval_set, val_fold_of)
+            eval_set = restrict_to_val_fold(eval_set, read_val_fold(val_fold_of))
         if device == "auto":
             import torch
 
