@@ -235,10 +235,10 @@ def predict(
     Exit codes: 0 at least one image predicted; 1 none succeeded; 2 usage or checkpoint error; 130 interrupted.
     Under torchrun --nproc_per_node=N each rank takes every N-th image and rank 0 merges the results.
     """
+    from drcollab.distributed import setup, teardown
     from drcollab.errors import DrcollabError
     from drcollab.inference.batch import describe, predict_images
     from drcollab.inference.engine import load_engine
-    from drcollab.training.distributed import setup, teardown
 
     dist = setup("cpu")  # gloo: the ranks only meet at barriers, whatever device the model runs on
     try:
