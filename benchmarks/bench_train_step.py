@@ -37,12 +37,12 @@ from torch.nn.parallel import DistributedDataParallel
 from drcollab.config import load_config
 from drcollab.data.io import load_sample
 from drcollab.data.preprocess import preprocess
+from drcollab.distributed import DistInfo, setup, teardown
 from drcollab.models import LesionDiscriminator, LesionGenerator, LesionGrader
 from drcollab.precision import use_bf16, use_channels_last
 from drcollab.training.config import TrainConfig
 from drcollab.training.data import build_data, make_loader, train_sampler
 from drcollab.training.datasets import FundusDataset
-from drcollab.training.distributed import DistInfo, setup, teardown
 from drcollab.training.steps import Nets, joint_step
 
 VARIANTS = {  # name: (optimised: precision, memory format and processes; data source)

@@ -23,6 +23,7 @@ from drcollab.data.io import load_masks
 from drcollab.evaluation.metrics import LesionCurves
 from drcollab.evaluation.selection import read_eval_set, restrict_to_val_fold
 from drcollab.inference.predictor import Predictor
+from drcollab.training.run_folder import read_val_fold
 
 
 def score(bundle: Path, records: list, cache_dir: Path) -> str:
@@ -54,7 +55,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("DRCOLLAB_IDRID", "../shared/data/IDRiD")))
     parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("DRCOLLAB_CACHE", "cache")))
     args = parser.parse_args()
-    records = restrict_to_val_fold(read_eval_set(args.data, "idrid", "train"), args.fold_of).segmentation
+    found = read_eval_set(args.data, "idrid", "train")
+    records = restrict_to_val_fold(found, read_val_fold(args.fold_of)).segmentation
     lesions = "/".join(LESIONS)
     print(f"| bundle | AUC-PR {lesions}, raw outside the FOV (keep) | AUC-PR, 0 outside the FOV (zero) | "
           f"G's mean probability outside the FOV, {lesions} |\n|---|---|---|---|")

@@ -46,6 +46,7 @@ from drcollab.models.mask_path import grader_inputs
 from drcollab.training.config import TrainConfig
 from drcollab.training.mask_inputs import generator_tiles, grader_factor
 from drcollab.training.pseudo import gate_attention, pseudo_targets
+from drcollab.training.run_folder import read_val_fold
 from drcollab.training.stages import joint_start, stage_seed
 from drcollab.training.two_size import alpha_in_crops
 
@@ -155,7 +156,9 @@ def main() -> None:
     parser.add_argument("--split", default="train", help="official split of --data, where it has several")
     args = parser.parse_args()
     found = read_eval_set(args.data, args.format, args.split)
-    records = (found if args.fold_of is None else restrict_to_val_fold(found, args.fold_of)).segmentation
+    if args.fold_of is not None:
+        found = restrict_to_val_fold(found, read_val_fold(args.fold_of))
+    records = found.segmentation
     for run in args.runs:
         print("\n".join(stats(run, records)))
 

@@ -26,12 +26,12 @@ import numpy as np
 
 from drcollab.config import PreprocessConfig
 from drcollab.constants import LESIONS
+from drcollab.data.folds import split_records
 from drcollab.data.fov import detect_fov
 from drcollab.data.idrid import read_idrid_segmentation
 from drcollab.data.io import load_masks, read_image
 from drcollab.data.preprocess import Geometry
 from drcollab.evaluation.metrics import LesionCurves
-from drcollab.training.folds import split_records
 
 
 def main() -> None:

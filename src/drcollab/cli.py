@@ -158,6 +158,7 @@ def evaluate_cmd(
     from drcollab.errors import DrcollabError
     from drcollab.evaluation.evaluate import evaluate
     from drcollab.evaluation.selection import detect_format, read_eval_set, restrict_to_val_fold
+    from drcollab.training.run_folder import read_val_fold
 
     try:
         resolved = detect_format(data) if fmt == "auto" else fmt
@@ -165,7 +166,7 @@ def evaluate_cmd(
             raise typer.BadParameter(f"{data} holds several splits ({resolved}): pass --split train or --split test")
         eval_set = read_eval_set(data, resolved, split or "train")
         if val_fold_of is not None:
-            eval_set = restrict_to_val_fold(eval_set, val_fold_of)
+            eval_set = restrict_to_val_fold(eval_set, read_val_fold(val_fold_of))
         if device == "auto":
             import torch
 
@@ -235,10 +236,10 @@ def predict(
     Exit codes: 0 at least one image predicted; 1 none succeeded; 2 usage or checkpoint error; 130 interrupted.
     Under torchrun --nproc_per_node=N each rank takes every N-th image and rank 0 merges the results.
     """
+    from drcollab.distributed import setup, teardown
     from drcollab.errors import DrcollabError
     from drcollab.inference.batch import describe, predict_images
     from drcollab.inference.engine import load_engine
-    from drcollab.training.distributed import setup, teardown
 
     dist = setup("cpu")  # gloo: the ranks only meet at barriers, whatever device the model runs on
     try:

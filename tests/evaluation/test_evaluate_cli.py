@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from drcollab.cli import app
 from drcollab.config import dump_config
+from drcollab.data.folds import split_records
 from drcollab.data.sources import DatasetSpec, read_records
 from drcollab.training.config import TrainConfig
-from drcollab.training.folds import split_records
 
 
 def run(*args: str | Path) -> tuple[int, str]:

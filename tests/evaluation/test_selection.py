@@ -1,4 +1,5 @@
-"""Dataset layout detection, split reading and the --val-fold-of selection of a run's validation fold."""
+"""Dataset layout detection, split reading and the --val-fold-of selection of a run's validation fold (read from
+the run folder by ``read_val_fold``)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from drcollab.config import dump_config
+from drcollab.data.folds import split_records
 from drcollab.data.sources import DatasetSpec, read_records
 from drcollab.data.synthetic import write_synthetic
 from drcollab.errors import ConfigError, DataError
 from drcollab.evaluation.selection import detect_format, read_eval_set, restrict_to_val_fold
 from drcollab.training.config import TrainConfig
-from drcollab.training.folds import split_records
+from drcollab.training.run_folder import read_val_fold
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def test_val_fold_of_selects_exactly_the_runs_validation_records(half_masked: Pa
     records = read_records(DatasetSpec.model_validate(spec))
     _, pixel_val = split_records([r for r in records if r.has_masks], 3, 2, 5)
     _, image_val = split_records([r for r in records if r.grade is not None], 3, 2, 5)
-    selected = restrict_to_val_fold(read_eval_set(half_masked, "generic"), run)
+    selected = restrict_to_val_fold(read_eval_set(half_masked, "generic"), read_val_fold(run))
     assert [r.name for r in selected.segmentation] == sorted(r.name for r in pixel_val)
     assert [r.name for r in selected.grading] == sorted(r.name for r in image_val)
     assert {r.name for r in selected.segmentation} != {r.name for r in selected.grading}  # two pools, two splits
@@ -96,7 +98,7 @@ def test_val_fold_of_rebuilds_the_folds_over_all_of_the_runs_sources(half_masked
     run = write_run(tmp_path / "run", specs[:1], specs, n_folds=4, val_fold=1, fold_seed=0)
     pool = [r for s in specs for r in read_records(DatasetSpec.model_validate(s))]
     _, val = split_records(pool, 4, 1, 0)
-    selected = restrict_to_val_fold(read_eval_set(half_masked, "generic"), run)
+    selected = restrict_to_val_fold(read_eval_set(half_masked, "generic"), read_val_fold(run))
     assert [r.name for r in selected.grading] == sorted(r.name for r in val if not r.name.startswith("b_"))
 
 
@@ -104,13 +106,13 @@ def test_val_fold_of_refuses_runs_without_that_fold(half_masked: Path, tmp_path:
     spec = {"format": "generic", "root": str(half_masked)}
     eval_set = read_eval_set(half_masked, "generic")
     with pytest.raises(ConfigError, match="config.yaml: run config not found"):
-        restrict_to_val_fold(eval_set, tmp_path / "nothing")
+        read_val_fold(tmp_path / "nothing")
     with pytest.raises(ConfigError, match="val_fold is null"):
-        restrict_to_val_fold(eval_set, write_run(tmp_path / "all", [spec], [spec], val_fold=None))
-    run = write_run(tmp_path / "run", [spec], [spec])
+        read_val_fold(write_run(tmp_path / "all", [spec], [spec], val_fold=None))
+    run = read_val_fold(write_run(tmp_path / "run", [spec], [spec]))
     with pytest.raises(ConfigError, match="not the test split"):
         restrict_to_val_fold(replace(eval_set, info={**eval_set.info, "split": "test"}), run)
-    idrid = write_run(tmp_path / "idrid", [{"format": "idrid-seg", "root": str(half_masked)}], [spec])
+    idrid = read_val_fold(write_run(tmp_path / "idrid", [{"format": "idrid-seg", "root": str(half_masked)}], [spec]))
     with pytest.raises(ConfigError, match=r"data.pixel.*no single generic train source.*idrid-seg"):
         restrict_to_val_fold(eval_set, idrid)
 
@@ -121,7 +123,7 @@ def test_val_fold_of_a_segmentation_only_run_drops_grading(half_masked: Path, tm
     no_grading = {"epochs": 0, "batch_size": 1}
     run = write_run(tmp_path / "ce2", [spec], [], n_folds=3, val_fold=1,
                     sections={"grade_pretrain": no_grading, "joint": no_grading})
-    selected = restrict_to_val_fold(read_eval_set(half_masked, "generic"), run)
+    selected = restrict_to_val_fold(read_eval_set(half_masked, "generic"), read_val_fold(run))
     records = [r for r in read_records(DatasetSpec.model_validate(spec)) if r.has_masks]
     assert [r.name for r in selected.segmentation] == sorted(r.name for r in split_records(records, 3, 1, 0)[1])
     assert selected.grading == []

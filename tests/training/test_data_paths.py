@@ -12,11 +12,12 @@ from types import SimpleNamespace
 import torch
 from torch.utils.data import Dataset
 
+from drcollab import distributed
 from drcollab.config import GeneratorConfig, PreprocessConfig
 from drcollab.data.cache import PreprocessCache
 from drcollab.data.sources import DatasetSpec, read_records
 from drcollab.models import LesionGenerator
-from drcollab.training import distributed, stages
+from drcollab.training import stages
 from drcollab.training.data import cycle, fill_share, make_loader
 from drcollab.training.datasets import FundusDataset
 from drcollab.training.sampling import EpochSampler

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from drcollab.constants import LESIONS
+from drcollab.data.pooling import pool_masks
 from drcollab.data.presence import lesion_presence
 from drcollab.data.records import Record
-from drcollab.models.grader import pool_masks
 from drcollab.training.config import JointConfig
 from drcollab.training.pseudo import gate_attention, pseudo_masks, pseudo_targets, refined_masks, relative_attention
 

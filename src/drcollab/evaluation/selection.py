@@ -12,13 +12,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from drcollab.config import load_config
+from drcollab.data.folds import ValFold, split_records
 from drcollab.data.idrid import GRADING, SEGMENTATION
 from drcollab.data.paths import normalise_name, require_root
 from drcollab.data.records import Record
 from drcollab.data.sources import SPLIT_FORMATS, DatasetSpec, read_records
 from drcollab.errors import ConfigError, DataError
-from drcollab.training.folds import split_records
 
 EvalFormat = Literal["auto", "idrid", "idrid-seg", "idrid-grade", "eyepacs", "messidor", "generic"]
 DATASET_NAMES = {"idrid-seg": "IDRiD", "idrid-grade": "IDRiD", "eyepacs": "EyePACS", "messidor": "Messidor",
@@ -148,7 +147,7 @@ def _matching_spec(spec: DatasetSpec, run_specs: list[DatasetSpec], where: str) 
     return same[0]
 
 
-def _val_records(records: list[Record], spec: DatasetSpec, run_specs: list[DatasetSpec], cfg: Any, where: str,
+def _val_records(records: list[Record], spec: DatasetSpec, run_specs: list[DatasetSpec], fold: ValFold, where: str,
                  pixel: bool) -> list[Record]:
     """The records of ``records`` that fall in the run's validation fold, rebuilt as ``training/data.py`` does."""
     index = _matching_spec(spec, run_specs, where)
@@ -159,41 +158,33 @@ def _val_records(records: list[Record], spec: DatasetSpec, run_specs: list[Datas
         except DataError as err:
             raise ConfigError(f"{where}: its other source {s.root} is needed to rebuild the folds: {err}") from err
     pool = [r for r in pool if (r.has_masks if pixel else r.grade is not None)]
-    _, val = split_records(pool, cfg.n_folds, cfg.val_fold, cfg.fold_seed)
+    _, val = split_records(pool, fold.n_folds, fold.val_fold, fold.fold_seed)
     names = {r.name for r in val}
     return [r for r in records if r.name in names]
 
 
-def restrict_to_val_fold(eval_set: EvalSet, run_dir: Path) -> EvalSet:
-    """Keep only the images that ``RUN/config.yaml`` held out as its validation fold (same ``split_records``
-    call with its ``data.n_folds``, ``data.val_fold`` and ``data.fold_seed``).
+def restrict_to_val_fold(eval_set: EvalSet, fold: ValFold) -> EvalSet:
+    """Keep only the images that a run held out as its validation fold (the same ``split_records`` call with its
+    ``data.n_folds``, ``data.val_fold`` and ``data.fold_seed``; ``training.run_folder.read_val_fold`` reads them).
 
     A task whose run sources are empty (grading for a segmentation-only CE1 / CE2 run) is dropped.
 
     Raises:
-        ConfigError: no config, no validation fold, or the run did not train on this dataset.
+        ConfigError: the evaluation set is not a training split, or the run did not train on this dataset.
     """
-    from drcollab.training.config import TrainConfig  # training pulls in torch data code; import when used
-
-    run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise ConfigError(f"{config_path}: run config not found (--val-fold-of takes a run folder of drcollab train)")
-    cfg = load_config(TrainConfig, config_path).data
-    if cfg.val_fold is None:
-        raise ConfigError(f"{config_path}: data.val_fold is null, so the run trained on every image and held none out")
     if eval_set.info.get("split") != "train":
         raise ConfigError(f"--val-fold-of selects part of a training split, not the {eval_set.info.get('split')} split")
-    where = f"run {run_dir}"
+    where = f"run {fold.run}"
     # A run without X^P (X^I) sources trained no G (grader), so its bundle cannot segment (grade): drop the task.
     seg = grade = []
-    if eval_set.segmentation and cfg.pixel:
-        seg = _val_records(eval_set.segmentation, eval_set.specs["segmentation"], cfg.pixel, cfg,
+    if eval_set.segmentation and fold.pixel:
+        seg = _val_records(eval_set.segmentation, eval_set.specs["segmentation"], fold.pixel, fold,
                            f"{where} (data.pixel)", pixel=True)
-    if eval_set.grading and cfg.image:
-        grade = _val_records(eval_set.grading, eval_set.specs["grading"], cfg.image, cfg,
+    if eval_set.grading and fold.image:
+        grade = _val_records(eval_set.grading, eval_set.specs["grading"], fold.image, fold,
                              f"{where} (data.image)", pixel=False)
-    fold = {"run": str(run_dir.resolve()), "n_folds": cfg.n_folds, "val_fold": cfg.val_fold, "fold_seed": cfg.fold_seed}
-    description = f"validation fold {cfg.val_fold} of {cfg.n_folds} of {eval_set.description}"
+    info = {"run": str(fold.run.resolve()), "n_folds": fold.n_folds, "val_fold": fold.val_fold,
+            "fold_seed": fold.fold_seed}
+    description = f"validation fold {fold.val_fold} of {fold.n_folds} of {eval_set.description}"
     return replace(eval_set, segmentation=seg, grading=grade, description=description,
-                   info={**eval_set.info, "fold": fold})
+                   info={**eval_set.info, "fold": info})

@@ -34,12 +34,12 @@ from drcollab.data.header import ImageLimits, shape_problem
 from drcollab.data.io import read_image
 from drcollab.data.preprocess import Preprocessed
 from drcollab.data.scan import FAILURES, scan_images
+from drcollab.distributed import DistInfo, barrier
 from drcollab.errors import DataError
 from drcollab.inference.engine import Engine
 from drcollab.inference.gradability import GradabilityConfig, check_gradable, header_reasons
 from drcollab.inference.outputs import finished_record, non_finite, write_image_outputs, write_ungradable
 from drcollab.inference.parts import Part, merge_parts, write_part
-from drcollab.training.distributed import DistInfo, barrier
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ Everything needed to predict comes from these files, so preprocessing always mat
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from drcollab.config import PreprocessConfig, ReferableConfig, Tta
 from drcollab.errors import DataError
 from drcollab.models import LesionGenerator, LesionGrader, load_model
+from drcollab.models.checkpoint import checkpoint_paths
 from drcollab.models.generator import SIZE_MULTIPLE
 
 BUNDLE_FILE = "bundle.json"
@@ -128,3 +130,17 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
         need = "lesion_stats" if grader.config.mode == "ori" else f"mode {grader.config.mode!r}"
         raise DataError(bundle_path, f"grader {need} needs the generator, which is missing")
     return Bundle(generator, grader, preprocess, info, root, generator_preprocess, spec.referable)
+
+
+def bundle_fingerprint(bundle: Bundle) -> str:
+    """First 16 hex digits of the sha256 of ``bundle.json`` and every part's weights and metadata."""
+    files = [bundle.root / BUNDLE_FILE]
+    for part in bundle.info["parts"].values():
+        files.extend(checkpoint_paths(bundle.root / part["file"]))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]

@@ -6,7 +6,6 @@ are interchangeable: both carry the same preprocessing and the same model finger
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +13,8 @@ import torch
 
 from drcollab.config import Tta
 from drcollab.errors import ConfigError, DataError
-from drcollab.inference.bundle import BUNDLE_FILE, Bundle, load_bundle
+from drcollab.inference.bundle import bundle_fingerprint, load_bundle
 from drcollab.inference.predictor import Predictor
-from drcollab.models.checkpoint import checkpoint_paths
 
 ENGINES = ("torch", "onnx")
 
@@ -46,20 +44,6 @@ class Engine:
             "engine": self.kind,
             "checkpoint": str(self.checkpoint),
         }
-
-
-def bundle_fingerprint(bundle: Bundle) -> str:
-    """First 16 hex digits of the sha256 of ``bundle.json`` and every part's weights and metadata."""
-    files = [bundle.root / BUNDLE_FILE]
-    for part in bundle.info["parts"].values():
-        files.extend(checkpoint_paths(bundle.root / part["file"]))
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(path.name.encode())
-        with path.open("rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 def resolve_engine(checkpoint: Path, engine: str | None) -> str:

@@ -28,8 +28,7 @@ from torch import nn
 
 from drcollab.constants import GRADES, LESIONS
 from drcollab.errors import DrcollabError
-from drcollab.inference.bundle import load_bundle
-from drcollab.inference.engine import bundle_fingerprint
+from drcollab.inference.bundle import bundle_fingerprint, load_bundle
 from drcollab.inference.predictor import Predictor
 from drcollab.models.generator import SIZE_MULTIPLE
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from drcollab.data.pooling import pool_masks
 from drcollab.data.presence import ABSENT, UNKNOWN
-from drcollab.models.grader import pool_masks
 
 
 def fov_cells(fov: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -23,12 +23,12 @@ from typing import NamedTuple
 
 import timm
 import torch
-import torch.nn.functional as F
 from timm.models import FeatureListNet
 from torch import nn
 
 from drcollab.config import GraderConfig
 from drcollab.constants import NUM_DME
+from drcollab.data.pooling import pool_masks
 from drcollab.errors import ConfigError
 from drcollab.models.blocks import LesionAttention
 from drcollab.models.lesion_stats import num_stats
@@ -55,14 +55,6 @@ def split_backbone(backbone: FeatureListNet, low_stage: int) -> tuple[nn.Sequent
     stem = nn.Sequential(*[backbone[n] for n in names[:low_end]])
     rest = nn.Sequential(*[backbone[n] for n in names[low_end:top_end]])
     return stem, rest
-
-
-def pool_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize mask probabilities ``(B, L, H, W)`` to f_low's ``(h, w)`` by adaptive max-pooling.
-
-    Max (not average) pooling keeps a microaneurysm of a few pixels at full strength in its cell.
-    """
-    return F.adaptive_max_pool2d(masks, size)
 
 
 class SecondStatistics(nn.Module):

@@ -11,13 +11,13 @@ from tqdm import tqdm
 
 from drcollab.constants import NUM_GRADES
 from drcollab.data.cache import PreprocessCache
+from drcollab.data.folds import split_records
 from drcollab.data.records import Record
 from drcollab.data.sources import DatasetSpec, read_records
+from drcollab.distributed import DistInfo, barrier
 from drcollab.errors import ConfigError, DataError
 from drcollab.training.config import STAGES, DataConfig, TrainConfig
 from drcollab.training.datasets import FundusDataset
-from drcollab.training.distributed import DistInfo, barrier
-from drcollab.training.folds import split_records
 from drcollab.training.sampling import EpochSampler, balanced_weights
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from drcollab.distributed import DistInfo, mean_across_ranks
 from drcollab.errors import TrainingError
 from drcollab.training.config import TrainConfig
-from drcollab.training.distributed import DistInfo, mean_across_ranks
 from drcollab.training.run_folder import RunFolder
 from drcollab.training.state import save_state
 from drcollab.training.steps import Nets, NonFiniteLoss

@@ -22,12 +22,12 @@ from tqdm import tqdm
 from drcollab.data.cache import CACHE_VERSION, GraderInputCache, preprocess_record
 from drcollab.data.records import Record
 from drcollab.data.transforms import image_to_tensor
+from drcollab.distributed import DistInfo, barrier
 from drcollab.models.checkpoint import unwrap
 from drcollab.models.lesion_stats import STATS_PER_LESION
 from drcollab.models.mask_path import generator_digest, grader_inputs, quantise
 from drcollab.training.config import TrainConfig
 from drcollab.training.datasets import GraderInputLoader
-from drcollab.training.distributed import DistInfo, barrier
 from drcollab.training.loop import Context
 
 VERSION = 1  # bump when grader_inputs or lesion_statistics change what they compute

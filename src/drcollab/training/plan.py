@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from drcollab.constants import NUM_LESIONS
+from drcollab.distributed import DistInfo
 from drcollab.models.lesion_stats import num_stats
 from drcollab.precision import Precision
 from drcollab.training.config import STAGES, TrainConfig
-from drcollab.training.distributed import DistInfo
 from drcollab.training.loop import Context, Position
 from drcollab.training.steps import Nets, grade_step, joint_step, seg_step
 

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from drcollab.config import dump_config
+from drcollab.config import load_config
+from drcollab.data.folds import ValFold
 from drcollab.errors import ConfigError
 from drcollab.files import atomic_write_text, remove_stale_temps, writing
 
@@ -90,9 +91,6 @@ class RunFolder:
         for folder in (self.root, self.state_path.parent, self.root / "model", *stage_dirs):
             remove_stale_temps(folder)
 
-    def write_config(self, config: object) -> None:
-        self.claim(dump_config(config))  # type: ignore[arg-type]
-
     def truncate_metrics(self, global_step: int) -> None:
         """Drop rows logged after the checkpoint a resumed run starts from, so none is duplicated, and any row
         a killed run left half-written."""
@@ -136,6 +134,24 @@ class RunFolder:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+def read_val_fold(run_dir: Path) -> ValFold:
+    """The validation fold the run in ``run_dir`` held out, from its ``config.yaml``.
+
+    Raises:
+        ConfigError: no config there, an invalid one, or one that held no fold out (``data.val_fold: null``).
+    """
+    from drcollab.training.config import TrainConfig  # training pulls in torch data code; import when used
+
+    run_dir = Path(run_dir)
+    config_path = RunFolder(run_dir).config_path
+    if not config_path.is_file():
+        raise ConfigError(f"{config_path}: run config not found (--val-fold-of takes a run folder of drcollab train)")
+    cfg = load_config(TrainConfig, config_path).data
+    if cfg.val_fold is None:
+        raise ConfigError(f"{config_path}: data.val_fold is null, so the run trained on every image and held none out")
+    return ValFold(run_dir, cfg.pixel, cfg.image, cfg.n_folds, cfg.val_fold, cfg.fold_seed)
 
 
 def _complete(row: dict[str | None, str | None]) -> bool:

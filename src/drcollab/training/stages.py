@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from drcollab.config import GraderConfig
+from drcollab.distributed import barrier
 from drcollab.models import (
     LesionDiscriminator,
     LesionGenerator,
@@ -29,7 +30,6 @@ from drcollab.precision import resolve_precision
 from drcollab.training.config import STAGES, TrainConfig
 from drcollab.training.data import TrainData, cycle, make_loader, stage_batches, train_sampler
 from drcollab.training.datasets import FundusDataset, GraderInputLoader
-from drcollab.training.distributed import barrier
 from drcollab.training.loop import Context, run_epochs
 from drcollab.training.mask_inputs import stage_mask_inputs
 from drcollab.training.schedule import lr_at, set_lr

@@ -17,12 +17,12 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from drcollab.config import dump_config
+from drcollab.distributed import DistInfo, barrier, setup, teardown
 from drcollab.errors import ConfigError, DataError
 from drcollab.precision import resolve_precision, use_channels_last
 from drcollab.training.checks import check_config, check_data
 from drcollab.training.config import STAGES, TrainConfig
 from drcollab.training.data import build_data, check_batches, sets_used
-from drcollab.training.distributed import DistInfo, barrier, setup, teardown
 from drcollab.training.launch import launch, should_launch
 from drcollab.training.loop import Context, Position, StopOnSignal
 from drcollab.training.mask_inputs import generator_tiles

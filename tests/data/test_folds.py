@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from drcollab.data.folds import fold_ids, split_records
 from drcollab.data.records import Record
-from drcollab.training.folds import fold_ids, split_records
 
 
 def records(grades):

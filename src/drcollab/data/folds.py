@@ -3,10 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from drcollab.data.records import Record
+from drcollab.data.sources import DatasetSpec
+
+
+@dataclass(frozen=True)
+class ValFold:
+    """The validation fold a training run held out, as its ``RUN/config.yaml`` says (``data.*``).
+
+    Attributes:
+        run: The run folder, named in messages and reports.
+        pixel: Its X^P sources (``data.pixel``); their pooled records are split on their own.
+        image: Its X^I sources (``data.image``); likewise.
+        n_folds: ``data.n_folds``.
+        val_fold: ``data.val_fold``, the fold held out.
+        fold_seed: ``data.fold_seed``.
+    """
+
+    run: Path
+    pixel: list[DatasetSpec]
+    image: list[DatasetSpec]
+    n_folds: int
+    val_fold: int
+    fold_seed: int
 
 
 def fold_ids(records: Sequence[Record], n_folds: int, seed: int) -> np.ndarray:
