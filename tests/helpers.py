@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
+
 
 def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64, dme: bool = False,
                       head: str = "softmax", lesion_stats: bool = False) -> Path:
@@ -70,3 +72,28 @@ def serve_in_thread(app) -> Iterator[str]:
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
+
+
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A baseline JPEG of 8x8 pixels whose frame header (SOF0) declares ``width x height``."""
+    import io
+    import struct
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 80, 40)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    sof = data.index(b"\xff\xc0")  # marker, length (2 bytes), precision (1), height (2), width (2)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def save_turned(image: np.ndarray, path: Path, **kwargs: object) -> None:
+    """Save ``image`` as a camera held sideways does: the pixels stored turned a quarter counter-clockwise with
+    EXIF Orientation 6 (turn clockwise to display), so every viewer shows ``image`` upright."""
+    from PIL import ExifTags, Image
+
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6
+    Image.fromarray(np.ascontiguousarray(np.rot90(image))).save(path, exif=exif, **kwargs)

@@ -19,7 +19,7 @@ from drcollab.inference import outputs
 from drcollab.inference.batch import assign_ids, predict_images
 from drcollab.inference.engine import load_engine
 from drcollab.inference.outputs import fit_side, overlay_image
-from helpers import write_tiny_bundle
+from helpers import save_turned, write_tiny_bundle
 
 CSV_HEADER = ["id", "path", "width", "height", "gradable", "ungradable_reasons", "grade", "grade_name",
               "p_grade0", "p_grade1", "p_grade2", "p_grade3", "p_grade4", "dme", "dme_name", "p_dme0", "p_dme1",
@@ -102,6 +102,36 @@ def test_lesion_maps_are_the_model_probabilities_at_original_pixels(tiny_bundle:
         assert np.abs(saved - expected[k]).max() <= 0.5 + 1e-3
     record = json.loads((out / "images/one/eye.png/result.json").read_text())
     assert record["probabilities"] == pred.probabilities and record["lesion_area"] == pred.lesion_area
+
+
+def test_a_photo_stored_sideways_is_predicted_as_displayed(tiny_bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "eyes"
+    folder.mkdir()
+    image = wide_fundus(5, 96, 128)
+    Image.fromarray(image).save(folder / "upright.jpg", quality=95)
+    save_turned(image, folder / "turned.jpg", quality=95)  # stored 96 wide, 128 high; EXIF turns it upright
+    out = tmp_path / "out"
+    predict_images(load_engine(tiny_bundle), [folder], out, progress=False)
+    records = {r["id"]: r for r in json.loads((out / "predictions.json").read_text())["predictions"]}
+    assert (records["eyes/turned.jpg"]["width"], records["eyes/turned.jpg"]["height"]) == (128, 96)
+    for lesion in LESIONS:  # the maps line up with the photo as displayed (JPEG noise apart)
+        upright, turned = (np.asarray(Image.open(out / "images/eyes" / name / f"lesion_{lesion}.png")).astype(float)
+                           for name in ("upright.jpg", "turned.jpg"))
+        assert turned.shape == (96, 128) and np.abs(turned - upright).mean() < 2
+    assert np.asarray(Image.open(out / "images/eyes/turned.jpg/overlay.png")).shape == (96, 128, 3)
+
+
+def test_a_16_bit_grey_photo_is_graded_like_its_8_bit_copy(tiny_bundle: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "grey"
+    folder.mkdir()
+    grey = np.asarray(Image.fromarray(wide_fundus(5, 96, 128)).convert("L"))  # (96, 128) uint8
+    Image.fromarray(grey).save(folder / "eight.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(folder / "sixteen.png")  # 255 -> 65535
+    out = tmp_path / "out"
+    predict_images(load_engine(tiny_bundle), [folder], out, progress=False)
+    eight, sixteen = sorted(json.loads((out / "predictions.json").read_text())["predictions"], key=lambda r: r["id"])
+    assert eight["gradable"] and sixteen["gradable"], sixteen["ungradable_reasons"]  # not "over-exposed"
+    assert sixteen["probabilities"] == eight["probabilities"]
 
 
 def test_rerun_skips_finished_images_and_redoes_incomplete_ones(tiny_bundle: Path, mixed: Path, tmp_path: Path) -> None:

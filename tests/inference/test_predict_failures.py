@@ -22,7 +22,7 @@ from drcollab.errors import DataError
 from drcollab.inference import batch, outputs
 from drcollab.inference.bundle import load_bundle
 from drcollab.inference.predictor import Predictor
-from helpers import png_declaring, write_tiny_bundle
+from helpers import jpeg_declaring, png_declaring, write_tiny_bundle
 
 
 def predict_cli(*args: str | Path):
@@ -130,6 +130,31 @@ def test_degenerate_images_are_refused_from_the_header_before_decoding_or_fov_de
     assert records["odd/good.png"]["gradable"] and records["odd/good.png"]["grade"] is not None
     maps = sorted(p.name for p in out.rglob("*.png") if p.is_file())
     assert maps == sorted([f"lesion_{k}.png" for k in LESIONS] + ["overlay.png"])  # the good image's only
+
+
+def test_a_decompression_bomb_or_a_multi_page_tiff_fails_alone_and_the_others_are_graded(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    Image.fromarray(wide_fundus(0, 96, 128)).save(folder / "good.png")
+    (folder / "bomb.png").write_bytes(png_declaring(65000, 65000, rows=1))  # 269 bytes
+    (folder / "bomb.jpg").write_bytes(jpeg_declaring(65000, 65000))
+    page = Image.fromarray(wide_fundus(1, 96, 128))
+    page.save(folder / "pages.tif", save_all=True, append_images=[page])
+    out = tmp_path / "out"
+    result = predict_cli(folder, "--checkpoint", tiny_bundle, "--out", out)
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "predicted 1 images" in result.output and "3 failed" in result.output
+    summary = strict_json(out / "predictions.json")
+    assert [(r["id"], r["gradable"]) for r in summary["predictions"]] == [("odd/good.png", True)]
+    reasons = {Path(f["path"]).name: f["reason"] for f in summary["failures"]}
+    assert set(reasons) == {"bomb.png", "bomb.jpg", "pages.tif"}
+    for bomb in ("bomb.png", "bomb.jpg"):
+        assert "declares 65000x65000 px" in reasons[bomb] and "decompression bomb" in reasons[bomb]
+        assert f"failed: {folder / bomb}: refused: its header declares 65000x65000 px" in result.output
+    assert reasons["pages.tif"].startswith("refused: multi-page TIFF (2 pages)")
+    assert sorted(p.parent.name for p in out.rglob("result.json")) == ["good.png"]
 
 
 def test_min_side_is_a_command_line_value(tiny_bundle: Path, tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -17,7 +18,7 @@ from drcollab.data.synthetic import generate_fundus
 from drcollab.inference import gradability
 from drcollab.inference.predictor import Predictor
 from drcollab.service.app import create_app
-from helpers import png_declaring
+from helpers import png_declaring, save_turned
 
 
 def png(image: Image.Image) -> bytes:
@@ -35,8 +36,8 @@ def client(tiny_bundle: Path) -> Iterator[TestClient]:
         yield c
 
 
-def post(client: TestClient, data: bytes):
-    return client.post("/predict", files={"file": ("eye.png", data, "image/png")})
+def post(client: TestClient, data: bytes, name: str = "eye.png"):
+    return client.post("/predict", files={"file": (name, data, "image/png")})
 
 
 @pytest.mark.parametrize(
@@ -96,3 +97,45 @@ def test_min_side_is_a_serve_value(tiny_bundle: Path) -> None:
         body = post(c, GOOD).json()
         assert body["gradable"] is False and "200 px minimum side" in body["ungradable_reasons"][0]
         assert c.get("/health").json()["min_side"] == 200
+
+
+def encoded(image: np.ndarray, fmt: str, **kwargs: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt, **kwargs)
+    return buf.getvalue()
+
+
+def test_every_refused_format_message_lists_exactly_the_accepted_ones(client: TestClient) -> None:
+    accepted = "JPEG, PNG, TIFF or BMP"
+    fundus = generate_fundus(0, 128).image
+    for data, status in [(b"Dear colleague, the scans follow.\n", 415), (encoded(fundus, "GIF"), 415), (b"", 400)]:
+        response = post(client, data)
+        assert response.status_code == status and accepted in response.json()["detail"], response.text
+    assert client.get("/health").json()["formats"] == ["JPEG", "PNG", "TIFF", "BMP"]
+    bmp = post(client, encoded(fundus, "BMP"), "eye.bmp")
+    assert bmp.status_code == 200 and bmp.json()["gradable"] is True
+
+
+def test_an_upload_stored_sideways_is_answered_as_displayed(client: TestClient, tmp_path: Path) -> None:
+    wide = np.zeros((96, 128, 3), np.uint8)
+    wide[:, 16:112] = generate_fundus(0, 96).image
+    save_turned(wide, tmp_path / "turned.jpg", quality=95)  # stored 96 wide, 128 high
+    body = post(client, (tmp_path / "turned.jpg").read_bytes(), "turned.jpg").json()
+    assert (body["width"], body["height"]) == (128, 96) and body["gradable"] is True
+    assert (body["display_width"], body["display_height"]) == (96, 72)
+
+
+def test_deep_multi_page_and_non_finite_uploads(client: TestClient) -> None:
+    grey = np.asarray(Image.fromarray(generate_fundus(0, 128).image).convert("L"))  # (128, 128) uint8
+    sixteen = post(client, encoded(grey.astype(np.uint16) * 257, "PNG")).json()
+    eight = post(client, encoded(grey, "PNG")).json()
+    assert sixteen["gradable"] is True and sixteen["probabilities"] == eight["probabilities"]
+    page = Image.fromarray(generate_fundus(0, 128).image)
+    buf = io.BytesIO()
+    page.save(buf, format="TIFF", save_all=True, append_images=[page, page])
+    response = post(client, buf.getvalue(), "pages.tif")
+    assert response.status_code == 422 and "multi-page TIFF (3 pages)" in response.json()["detail"]
+    nan = grey.astype(np.float32) / 255
+    nan[0, 0] = np.inf
+    response = post(client, encoded(nan, "TIFF"), "nan.tif")
+    assert response.status_code == 422 and "1 pixels are NaN or infinite" in response.json()["detail"]

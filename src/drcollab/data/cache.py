@@ -39,7 +39,7 @@ from drcollab.errors import DataError
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1  # bump when preprocessing changes what it produces for the same config
+CACHE_VERSION = 2  # bump when decoding or preprocessing changes what it produces for the same config
 STALE_TMP_S = 3600  # temporary files older than this were left by a crashed writer
 _UNREADABLE = (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile)
 

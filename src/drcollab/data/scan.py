@@ -35,6 +35,8 @@ def _skip_reason(path: Path, relative: Path) -> str | None:
     try:
         with Image.open(path):  # parses the header only
             pass
+    except Image.DecompressionBombError:
+        return None  # a readable header declaring too many pixels: decoding refuses it, naming its size
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return HEADER_FAILURE
     return None

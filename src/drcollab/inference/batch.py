@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
 from drcollab.data.header import ImageLimits, shape_problem
-from drcollab.data.io import read_image
+from drcollab.data.io import header_size, read_image
 from drcollab.data.preprocess import Preprocessed
 from drcollab.data.scan import FAILURES, scan_images
 from drcollab.distributed import DistInfo, barrier
@@ -111,19 +110,10 @@ def assign_ids(inputs: list[Path], paths: list[Path]) -> list[Item]:
     return sorted(items.values(), key=lambda it: it.id)
 
 
-def _header_size(path: Path) -> tuple[int, int] | None:
-    """``(width, height)`` from the header, or None when it cannot be read (``read_image`` then says why)."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        return None
-
-
 def _load(engine: Engine, item: Item, checks: Checks) -> tuple[np.ndarray, Preprocessed, dict] | Ungradable | str:
     """Check, decode and preprocess one image: the image, its preprocessed input and its gradability measures;
     an :class:`Ungradable`; or a string, the reason it failed."""
-    size = _header_size(item.path)
+    size = header_size(item.path)
     shape = None if size is None else shape_problem(*size, checks.limits)
     if shape is not None:  # refused from the header: nothing decoded
         return Ungradable(size, header_reasons(shape), {})

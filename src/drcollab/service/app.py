@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 import drcollab
 from drcollab.constants import DME_GRADES, GRADES, LESIONS
 from drcollab.data.header import ImageLimits
+from drcollab.data.io import FORMAT_NAMES, FORMATS
 from drcollab.data.preprocess import Preprocessed
 from drcollab.inference.engine import Engine, load_engine
 from drcollab.inference.gradability import GradabilityConfig, check_gradable, header_reasons
@@ -33,7 +34,7 @@ from drcollab.inference.referable import rule_text
 from drcollab.service.admission import DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S, Admission, Busy
 from drcollab.service.apidocs import api_docs_html
 from drcollab.service.render import PredictResponse, render_response, render_ungradable
-from drcollab.service.uploads import FORMATS, Refused, UploadLimit, decode_upload
+from drcollab.service.uploads import Refused, UploadLimit, decode_upload
 
 STATIC = Path(__file__).with_name("static")
 DEFAULT_MAX_PIXELS = 50_000_000  # a 8000 x 6000 camera image fits; IDRiD's are 12 Mpx
@@ -161,8 +162,9 @@ def create_app(
         responses={
             400: {"description": "Empty or corrupt image."},
             413: {"description": "Upload over --max-upload-mb, or an image declaring more than max_pixels."},
-            415: {"description": "Not an image, or not JPEG / PNG / TIFF / BMP."},
-            422: {"description": "No 'file' field, pixel data cut short, or an image that cannot be preprocessed. "
+            415: {"description": f"Not an image, or not {FORMAT_NAMES}."},
+            422: {"description": "No 'file' field, pixel data cut short, a multi-page TIFF, a NaN or infinite "
+                  "pixel, or an image that cannot be preprocessed. "
                   "(An image below --min-side / over --max-aspect, or one that fails the gradability check, is "
                   "answered 200 with gradable false and its reasons.)"},
             500: {"description": "The model's output is not finite (damaged weights): no grade is given."},
@@ -171,7 +173,7 @@ def create_app(
         },
     )
     async def predict(
-        file: UploadFile = File(..., description="A fundus photograph (JPEG, PNG, TIFF or BMP).")
+        file: UploadFile = File(..., description=f"A fundus photograph ({FORMAT_NAMES}).")
     ) -> PredictResponse:
         """Check that one fundus photograph can be graded; then grade it and map its lesions."""
         async with admission.admit() as deadline:

@@ -19,8 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from drcollab.data.header import ImageLimits, header_problem, shape_problem
-
-FORMATS = ("JPEG", "PNG", "TIFF", "BMP")  # what fundus cameras and archives produce
+from drcollab.data.io import FORMAT_NAMES, FORMATS, displayed_size, page_problem, to_rgb
 
 
 def _too_large(limit: int) -> str:
@@ -74,21 +73,24 @@ def decode_upload(data: bytes, max_pixels: int, limits: ImageLimits | None = Non
     """Decode an uploaded image to ``(H, W, 3)`` uint8 RGB, or refuse it from its header (``limits``, default
     :class:`ImageLimits`'s).
 
+    The image is turned by its EXIF orientation and scaled to 8 bits as :func:`drcollab.data.io.read_image` does.
+
     Raises:
         HTTPException: 400 empty or corrupt data; 413 more than ``max_pixels`` pixels declared;
-            415 not an image, or an image format other than JPEG, PNG, TIFF or BMP; 422 pixel data cut short.
+            415 not an image, or an image format other than :data:`~drcollab.data.io.FORMATS`; 422 pixel data
+            cut short, a multi-page TIFF or a NaN or infinite pixel.
     """
     if not data:
-        raise HTTPException(400, "empty upload: send a JPEG, PNG or TIFF fundus photograph in the 'file' field")
+        raise HTTPException(400, f"empty upload: send a {FORMAT_NAMES} fundus photograph in the 'file' field")
     try:
         img = Image.open(io.BytesIO(data))  # parses the header only
     except Image.DecompressionBombError as err:
         raise HTTPException(413, f"image refused: {err}") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise HTTPException(415, "not an image: send a JPEG, PNG or TIFF fundus photograph") from err
+        raise HTTPException(415, f"not an image: send a {FORMAT_NAMES} fundus photograph") from err
     if img.format not in FORMATS:
-        raise HTTPException(415, f"unsupported image format {img.format}: send one of {', '.join(FORMATS)}")
-    w, h = img.size
+        raise HTTPException(415, f"unsupported image format {img.format}: send a {FORMAT_NAMES} fundus photograph")
+    w, h = displayed_size(img)
     if w * h > max_pixels:
         declared = f"{w}x{h} = {w * h / 1e6:.1f} Mpx"
         raise HTTPException(413, f"image declares {declared}, over the {max_pixels / 1e6:g} Mpx limit")
@@ -96,12 +98,14 @@ def decode_upload(data: bytes, max_pixels: int, limits: ImageLimits | None = Non
     shape = shape_problem(w, h, limits)
     if shape is not None:
         return Refused((w, h), shape)
-    problem = header_problem(img, len(data), limits)
+    problem = page_problem(img) or header_problem(img, len(data), limits)
     if problem is not None:
         raise HTTPException(422, f"image refused: {problem}")
     try:
         img.load()  # the pixel data: a truncated or damaged file fails here
-        rgb = img if img.mode == "RGB" else img.convert("RGB")
-        return np.asarray(rgb, dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise HTTPException(400, f"corrupt {img.format} image: {err}") from err
+    try:
+        return to_rgb(img)
+    except ValueError as err:
+        raise HTTPException(422, f"image refused: {err}") from err
