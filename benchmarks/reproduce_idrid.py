@@ -75,16 +75,16 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
         # The label-guided stage 2: its remedies together, then each alone on the paper's Semi (run with --rows).
         "lesion_semi_new": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init]),
         "lesion_semi_adv_new": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init]),
-        # New Semi with the attention model started as a copy of G's masks (grader.attention_init: masks), so the
-        # grader begins stage 2 reading G's masks as Lesion (Pretrained) does, not a random alpha.
+        # Label-guided Semi with the attention model started as a copy of G's masks (grader.attention_init: masks), so
+        # the grader begins stage 2 reading G's masks as Lesion (Pretrained) does, not a random alpha.
         "lesion_semi_new_attmasks": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_new_attmasks",
                                                               "grader.attention_init=masks"]),
-        # New Semi+Adv with a D that sees the masks alone (discriminator.sees_image: false), not the images.
+        # Label-guided Semi+Adv with a D that sees the masks alone (discriminator.sees_image: false), not the images.
         "lesion_semi_adv_new_maskd": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init,
                                                                     "name=lesion_semi_adv_new_maskd",
                                                                     "discriminator.sees_image=false"]),
-        # Controls: new Semi with no pseudo mask, only the labels' zero targets (what the labels alone give G), and
-        # with no loss on X^I for G at all (G goes on with X^P alone: what more training gives it).
+        # Controls: label-guided Semi with no pseudo mask, only the labels' zero targets (what the labels alone give G),
+        # and with no loss on X^I for G at all (G goes on with X^P alone: what more training gives it).
         "xp_only": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=xp_only", "joint.semi=false"]),
         "lesion_semi_labels": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_labels",
                                                         "joint.pseudo_mask=labels"]),
