@@ -81,3 +81,19 @@ def test_table_is_what_its_result_file_prints(name: str, table: list[str], print
     missing = [line for line in table if line not in printed(name)]
     assert not missing, (f"BENCHMARKS.md lines that `benchmarks/{name}.py --report` does not print from "
                          f"benchmarks/results/{name}.json:\n" + "\n".join(missing))
+
+
+def test_links_to_the_page_name_its_sections():
+    """``BENCHMARKS.md#anchor`` links and ``BENCHMARKS.md, "Section"`` references point at headings the page has."""
+    headings = [h.strip() for h in re.findall(r"^#{2,3} (.+)$", PAGE, flags=re.M)]
+    anchors = {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+    docs = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").rglob("*.md")),
+            *sorted((REPO / "release").glob("*/README.md"))]
+    for path in docs:
+        text = path.read_text()
+        links = re.findall(r"BENCHMARKS\.md#([\w-]+)", text) + (re.findall(r"\]\(#([\w-]+)\)", text)
+                                                                   if path.name == "BENCHMARKS.md" else [])
+        for anchor in links:
+            assert anchor in anchors, f"{path.relative_to(REPO)}: no section #{anchor} in BENCHMARKS.md"
+        for name in re.findall(r"BENCHMARKS\.md(?:\]\([^)]*\))?,? \"([^\"]+)\"", text):
+            assert name in headings, f"{path.relative_to(REPO)}: no section {name!r} in BENCHMARKS.md"
