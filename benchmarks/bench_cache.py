@@ -3,16 +3,16 @@
 Usage::
 
     .venv/bin/python benchmarks/bench_cache.py [--idrid PATH] [--image IDRiD_03] [--runs 7] [--sizes 512 1024]
+    .venv/bin/python benchmarks/bench_cache.py --report   # the table from benchmarks/results/bench_cache.json
 
-Prints a Markdown table (medians over ``--runs`` runs; the source files sit in the OS page cache
-after the first run, so disk reads are not what is measured).
+Writes ``benchmarks/results/bench_cache.json`` and prints its Markdown table (medians over ``--runs`` runs; the
+source files sit in the OS page cache after the first run, so disk reads are not what is measured).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import results_io  # benchmarks/ is the script's folder
 
 from drcollab.config import PreprocessConfig
 from drcollab.data.cache import PreprocessCache, read_entry
@@ -63,13 +64,13 @@ def median_ms(fn: Callable[[], object], runs: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line]
-        model = names[0] if names else model
-    return f"{model}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, {platform.system()}"
+def report(data: dict) -> str:
+    head = ["size", "decode (ms)", "preprocess (ms)", "raw total (ms)", "cache hit (ms)", "speed-up", "entry (KiB)",
+            "compressed hit (ms)", "compressed entry (KiB)"]
+    rows = [[str(r["size"]), f"{r['decode_ms']:.0f}", f"{r['preprocess_ms']:.0f}", f"{r['raw_ms']:.0f}",
+             f"{r['hit_ms']:.1f}", f"{r['speedup']:.0f}x", f"{r['entry_kib']:.0f}", f"{r['compressed_hit_ms']:.1f}",
+             f"{r['compressed_entry_kib']:.0f}"] for r in data["rows"]]
+    return results_io.markdown(head, rows, "r" * len(head))
 
 
 def main() -> None:
@@ -78,22 +79,19 @@ def main() -> None:
     parser.add_argument("--image", default="IDRiD_03", help="an image with all four lesion masks")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    results_io.add_arguments(parser, "bench_cache")
     args = parser.parse_args()
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
     if args.runs < 5:
         parser.error("--runs must be at least 5")
     record = idrid_record(args.idrid, args.image)
     if not record.image_path.is_file():
         parser.error(f"{record.image_path}: not found (set --idrid)")
     sample = load_sample(record)
-    h, w = sample.image.shape[:2]
-    lesions = sum(p is not None for p in record.mask_paths)
-    print(f"{args.image}.jpg ({w}x{h}) with {lesions} mask TIFFs; median of {args.runs} runs; {machine()}\n")
-    print(
-        "| size | decode (ms) | preprocess (ms) | raw total (ms) | cache hit (ms) | speed-up | entry (KiB) "
-        "| compressed hit (ms) | compressed entry (KiB) |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     decode = median_ms(lambda: load_sample(record), args.runs)
+    rows = []
     for size in args.sizes:
         cfg = PreprocessConfig(size=size)
         prep = median_ms(lambda cfg=cfg: preprocess(sample.image, sample.masks, cfg), args.runs)
@@ -104,11 +102,13 @@ def main() -> None:
             hit = median_ms(lambda cache=cache: cache.get(record), args.runs)
             kib = cache.path(record).stat().st_size / 1024
             zip_hit, zip_kib = compressed_hit(cache, record, args.runs)
-        print(
-            f"| {size} | {decode:.0f} | {prep:.0f} | {raw:.0f} | {hit:.1f} | {raw / hit:.0f}x | {kib:.0f} "
-            f"| {zip_hit:.1f} | {zip_kib:.0f} |"
-        )
-    print(f"\n1-minute load average at the end: {os.getloadavg()[0]:.2f} (other jobs share the machine)")
+        rows.append({"size": size, "decode_ms": decode, "preprocess_ms": prep, "raw_ms": raw, "hit_ms": hit,
+                     "speedup": raw / hit, "entry_kib": kib, "compressed_hit_ms": zip_hit,
+                     "compressed_entry_kib": zip_kib})
+    h, w = sample.image.shape[:2]
+    data = results_io.write(args.json, rows, image=f"{args.image}.jpg ({w}x{h}), {args.runs} runs",
+                            load_average=round(os.getloadavg()[0], 2))
+    print(report(data))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Does ``torch.compile`` pay off on this machine? Train steps of G and the grader, eager vs compiled.
 
 Both in the default CPU precision (bf16 autocast, channels_last), on random inputs; the compiled
-model's first step (compilation) is reported on its own, then the median of ``--runs`` steps.
+model's first step (compilation) is reported on its own, then the median of ``--runs`` steps. Writes
+``benchmarks/results/bench_compile.json`` and prints its Markdown table; ``--report`` prints the table from that
+file, measuring nothing.
 
     .venv/bin/python benchmarks/bench_compile.py --runs 5
 """
@@ -12,6 +14,7 @@ import argparse
 import statistics
 import time
 
+import results_io  # benchmarks/ is the script's folder
 import torch
 
 from drcollab.config import GeneratorConfig, GraderConfig
@@ -37,24 +40,33 @@ def steps(model: torch.nn.Module, x: torch.Tensor, runs: int, compiled: bool) ->
     return times[0], statistics.median(times[2:])
 
 
+def report(data: dict) -> str:
+    rows = [[r["model"], f"{r['eager_s']:.2f}", f"{r['compiled_s']:.2f}", f"{r['first_s']:.0f}"] for r in data["rows"]]
+    return results_io.markdown(["model", "eager step (s)", "compiled step (s)", "compiled first step (s)"], rows,
+                               "lrrr")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    results_io.add_arguments(parser, "bench_compile")
     args = parser.parse_args()
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
     cases = {
         "G xception 16..256, 8 x 192 px": (lambda: LesionGenerator(GeneratorConfig(widths=(16, 32, 64, 128, 256))),
                                            (8, 3, 192, 192)),
         "grader ori resnet18, 8 x 384 px": (lambda: LesionGrader(GraderConfig(mode="ori")), (8, 3, 384, 384)),
     }
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.runs} steps\n")
-    print("| model | eager step (s) | compiled step (s) | compiled first step (s) |")
-    print("|---|---:|---:|---:|")
+    rows = []
     for name, (build, shape) in cases.items():
         torch.manual_seed(0)
         x = torch.randn(*shape)
         _, eager = steps(build(), x, args.runs, compiled=False)
         first, compiled = steps(build(), x, args.runs, compiled=True)
-        print(f"| {name} | {eager:.2f} | {compiled:.2f} | {first:.0f} |")
+        rows.append({"model": name, "eager_s": eager, "compiled_s": compiled, "first_s": first})
+    print(report(results_io.write(args.json, rows, settings=f"median of {args.runs} steps")))
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 Each image is decoded once and scaled to the check's working resolution (FOV diameter 512 px); the degraded
 copies are made there, in memory: Gaussian blur, exposure scaled darker or brighter (clipped at 255), and a centre
-crop inside the retina. Prints, per measure and variant, the distribution, and per variant the share flagged by
-the default thresholds of :class:`drcollab.inference.gradability.GradabilityConfig`; writes every measure to
-``OUT/measures.json``.
+crop inside the retina. Prints, per measure and variant, the distribution; writes every measure to
+``OUT/measures.json`` and, per variant, each measure's range and the count flagged by the default thresholds of
+:class:`drcollab.inference.gradability.GradabilityConfig` to ``benchmarks/results/bench_gradability.json``, whose
+Markdown table it prints (``--report``: that table from the file, measuring nothing).
 
     nice -n 19 .venv/bin/python benchmarks/bench_gradability.py --idrid ../shared/data/IDRiD --out runs/bench_grad
-    .venv/bin/python benchmarks/bench_gradability.py --out runs/bench_grad --report   # from measures.json
+    .venv/bin/python benchmarks/bench_gradability.py --report
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import results_io  # benchmarks/ is the script's folder
 
 from drcollab.data.io import read_image
 from drcollab.inference.gradability import GradabilityConfig, measure, reasons_from, working_copy
@@ -77,7 +79,7 @@ def measure_all(paths: list[Path], cfg: GradabilityConfig) -> dict[str, list[dic
     return rows
 
 
-def report(rows: dict[str, list[dict]], cfg: GradabilityConfig) -> None:
+def distribution(rows: dict[str, list[dict]]) -> None:
     print("\nmeasure percentiles (min / 1% / 50% / 99% / max):")
     for m in MEASURES:
         print(f"  {m}")
@@ -85,18 +87,36 @@ def report(rows: dict[str, list[dict]], cfg: GradabilityConfig) -> None:
             vals = np.array([r[m] for r in recs if m in r])
             q = np.percentile(vals, [0, 1, 50, 99, 100]) if len(vals) else [np.nan] * 5
             print(f"    {name:12s} " + " / ".join(f"{x:8.4f}" for x in q))
-    print(f"\nflagged by the defaults {cfg.model_dump()}:")
+
+
+def summary(rows: dict[str, list[dict]], cfg: GradabilityConfig) -> list[dict]:
+    """Per variant: each measure's range, the largest burnt-out share and how many images are flagged."""
+    out = []
     for name, recs in rows.items():
-        flags = [not r.get("sharpness") or bool(reasons_from(r, cfg)) for r in recs]
-        kinds: dict[str, int] = {}
-        for r in recs:
-            for reason in (reasons_from(r, cfg) if "sharpness" in r else ["no field of view:"]):
-                key = reason.split(":")[0]
-                kinds[key] = kinds.get(key, 0) + 1
-        note = " (mild)" if name in MILD else ""
-        print(f"  {name:12s}{note:7s} {sum(flags)}/{len(recs)} flagged  {kinds}")
-    passed = [r["image"] for r in rows["idrid"] if "sharpness" not in r or reasons_from(r, cfg)]
-    print("IDRiD images flagged:", passed or "none")
+        measured = [r for r in recs if "sharpness" in r]  # the others had no field of view: flagged
+
+        def span(m: str, measured: list[dict] = measured) -> list[float] | None:
+            return [min(r[m] for r in measured), max(r[m] for r in measured)] if measured else None
+
+        out.append({"variant": name, "mild": name in MILD, "n": len(recs),
+                    "flagged": sum("sharpness" not in r or bool(reasons_from(r, cfg)) for r in recs),
+                    "sharpness": span("sharpness"), "brightness": span("brightness"),
+                    "bright_fraction_max": max((r["bright_fraction"] for r in measured), default=None),
+                    "fov_fraction": span("fov_fraction")})
+    return out
+
+
+def report(data: dict) -> str:
+    def span(v: list[float] | None, spec: str) -> str:
+        return results_io.MISSING if v is None else f"{v[0]:{spec}} / {v[1]:{spec}}"
+
+    head = ["variant", "sharpness min / max", "brightness min / max", "burnt out, max", "FOV fraction min / max",
+            "flagged"]
+    rows = [[r["variant"] + (" (mild)" if r["mild"] else ""), span(r["sharpness"], ".3f"), span(r["brightness"], ".1f"),
+             results_io.number(None if r["bright_fraction_max"] is None else 100 * r["bright_fraction_max"], ".0f",
+                               " %"),
+             span(r["fov_fraction"], ".2f"), f"{r['flagged']} / {r['n']}"] for r in data["rows"]]
+    return results_io.markdown(head, rows, "lllllr")
 
 
 def main() -> None:
@@ -104,18 +124,18 @@ def main() -> None:
     parser.add_argument("--idrid", type=Path, default=Path("../shared/data/IDRiD"))
     parser.add_argument("--out", type=Path, default=Path("runs/bench_gradability"))
     parser.add_argument("--limit", type=int, default=0, help="First N images only (a quick look).")
-    parser.add_argument("--report", action="store_true", help="Report from OUT/measures.json, measuring nothing.")
+    results_io.add_arguments(parser, "bench_gradability")
     args = parser.parse_args()
-    cfg = GradabilityConfig()
-    path = args.out / "measures.json"
     if args.report:
-        rows = json.loads(path.read_text())
-    else:
-        paths = idrid_images(args.idrid)
-        rows = measure_all(paths[: args.limit] if args.limit else paths, cfg)
-        args.out.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(rows))
-    report(rows, cfg)
+        print(report(results_io.read(args.json)))
+        return
+    cfg = GradabilityConfig()
+    paths = idrid_images(args.idrid)
+    rows = measure_all(paths[: args.limit] if args.limit else paths, cfg)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "measures.json").write_text(json.dumps(rows))
+    distribution(rows)
+    print(report(results_io.write(args.json, summary(rows, cfg), thresholds=cfg.model_dump())))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ another row's model with extra ``drcollab evaluate`` arguments, and its training
     .venv/bin/python benchmarks/bench_grade.py --out runs/bench_grade --report
 
 Finished rows are reused and an interrupted one resumes; results are merged into
-``benchmarks/results/bench_grade.json`` (committed), so a later session adds rows without re-running these.
+``benchmarks/results/bench_grade.json`` (committed), so a later run adds rows without re-running these.
 """
 
 from __future__ import annotations
@@ -100,6 +100,12 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def report(recorded: list[dict] | dict) -> str:
+    """Every run, then the medians over seeds (the table BENCHMARKS.md shows)."""
+    results = rowbench.rows_of(recorded)
+    return table(results) + "\nMedians over seeds:\n\n" + table(rowbench.medians(results, lambda r: list(NUMBERS)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     rowbench.add_arguments(parser, ROWS, "runs/bench_grade", Path(__file__).parent / "results/bench_grade.json")
@@ -108,9 +114,9 @@ def main() -> None:
     args = parser.parse_args()
     rows = rowbench.run_rows(args, ROWS, partial(run_row, generator=args.generator), collect)
     merged = rowbench.merge_recorded(args.recorded, rows)
-    report = table(merged) + "\nMedians over seeds:\n\n" + table(rowbench.medians(merged, lambda r: list(NUMBERS)))
-    (args.out / "results.md").write_text(report)
-    print(report)
+    text = report(merged)
+    (args.out / "results.md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ of each ``--sizes`` count under ``--root``, then times, in a fresh process each:
   resolved path, size and mtime hashed with the config) and whether its entry exists, in an empty cache, then
   the shares of 8 ranks (``fill_share``'s slicing);
 
-and their peak Python memory (``tracemalloc``, a second pass) and the process's peak RSS.
+and their peak Python memory (``tracemalloc``, a second pass) and the process's peak RSS. Writes
+``benchmarks/results/bench_listing.json`` and prints its Markdown table; ``--report`` prints the table from that
+file, measuring nothing.
 
     .venv/bin/python benchmarks/bench_listing.py --sizes 20000 100000
 """
@@ -24,6 +26,8 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+
+import results_io  # benchmarks/ is the script's folder
 
 from drcollab.config import PreprocessConfig
 from drcollab.data.cache import PreprocessCache
@@ -73,20 +77,29 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[20000, 100000])
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "drcollab_bench_listing")
     parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
+    results_io.add_arguments(parser, "bench_listing")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker)))
         return
-    print("| images | read_records | plan the cache fill | per image | Python peak | process peak RSS |")
-    print("|---|---|---|---|---|---|")
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
+    rows = []
     for n in args.sizes:
         root = write_listing(args.root / str(n), n)
         out = subprocess.run([sys.executable, __file__, "--worker", str(root)], check=True, capture_output=True,
                              text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        per = (r["read_s"] + r["plan_s"]) / r["n"] * 1e6
-        print(f"| {r['n']:,} | {r['read_s']:.2f} s | {r['plan_s']:.2f} s | {per:.0f} µs | "
-              f"{r['python_peak_mb']:.0f} MB | {r['rss_peak_mb']:.0f} MB |")
+        rows.append({**r, "per_image_us": (r["read_s"] + r["plan_s"]) / r["n"] * 1e6})
+    print(report(results_io.write(args.json, rows)))
+
+
+def report(data: dict) -> str:
+    head = ["images", "read_records", "plan the cache fill", "per image", "Python peak", "process peak RSS"]
+    rows = [[f"{r['n']:,}", f"{r['read_s']:.2f} s", f"{r['plan_s']:.2f} s", f"{r['per_image_us']:.0f} µs",
+             f"{r['python_peak_mb']:.0f} MB", f"{r['rss_peak_mb']:.0f} MB"] for r in data["rows"]]
+    return results_io.markdown(head, rows, "llllll")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Each model runs in train mode on random inputs, fp32 (contiguous) and bf16 autocast with
 channels_last, side by side; one warm-up step, then the median of ``--runs`` timed steps.
-Prints a Markdown table (paste it into BENCHMARKS.md with the command line it prints).
+Writes ``benchmarks/results/bench_models.json`` and prints its Markdown table; ``--report`` prints the table from
+that file, measuring nothing.
 
     .venv/bin/python benchmarks/bench_models.py --size 512 --batch 2 --runs 5
 """
@@ -10,14 +11,12 @@ Prints a Markdown table (paste it into BENCHMARKS.md with the command line it pr
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+import results_io  # benchmarks/ is the script's folder
 import torch
 from torch import nn
 
@@ -64,15 +63,11 @@ def bench(name: str, size: int, batch: int, runs: int) -> dict[str, float]:
     return row
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def report(data: dict) -> str:
+    rows = [[r["model"], f"{r['params'] / 1e6:.2f}", f"{r['fp32']:.3f}", f"{r['bf16_cl']:.3f}", f"{r['ratio']:.2f}"]
+            for r in data["rows"]]
+    return results_io.markdown(["model", "params (M)", "fp32 img/s", "bf16 autocast + channels_last img/s",
+                                "bf16 / fp32"], rows, "lrrrr")
 
 
 def main() -> None:
@@ -81,23 +76,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    results_io.add_arguments(parser, "bench_models")
     args = parser.parse_args()
-    print(f"command: {' '.join([os.path.relpath(sys.executable), *sys.argv])}")
-    print(
-        f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, bf16 fast path: "
-        f"{torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()}"
-    )
-    print(f"settings: {args.size}x{args.size}, batch {args.batch}, train mode, median of {args.runs} steps\n")
-    print("| model | params (M) | fp32 img/s | bf16 autocast + channels_last img/s | bf16 / fp32 |")
-    print("|---|---:|---:|---:|---:|")
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
+    rows = []
     for name in args.models:
         r = bench(name, args.size, args.batch, args.runs)
-        print(
-            f"| {name} | {r['params'] / 1e6:.2f} | {r['fp32']:.3f} | {r['bf16_cl']:.3f} | "
-            f"{r['bf16_cl'] / r['fp32']:.2f} |",
-            flush=True,
-        )
+        rows.append({"model": name, **r, "ratio": r["bf16_cl"] / r["fp32"]})
+    bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    data = results_io.write(args.json, rows, settings=f"{args.size}x{args.size}, batch {args.batch}, train mode, "
+                            f"median of {args.runs} steps", bf16_fast_path=bool(bf16))
+    print(report(data))
 
 
 if __name__ == "__main__":

@@ -2,20 +2,22 @@
 
 Each distinct stage is measured once (``training/plan.py`` ``measure_stage``: the stage's real step at
 ``--measure-size`` px for per-GPU batches of 1 and 2, on this machine's device, in ``--precision``) and scaled to
-the config's image size; the tables give ``drcollab plan``'s figures for each GPU count and memory.
+the config's image size; the tables give ``drcollab plan``'s figures for each GPU count and memory. Writes
+``benchmarks/results/bench_plan.json`` and prints its Markdown tables; ``--report`` prints them from that file,
+measuring nothing.
 
-    .venv/bin/python benchmarks/bench_plan.py --measure-size 128 > plan.md
+    .venv/bin/python benchmarks/bench_plan.py --measure-size 128
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
 
+import results_io  # benchmarks/ is the script's folder
 import torch
 
 from drcollab.config import load_config
@@ -47,7 +49,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--reuse", type=Path, default=None,
                         help="JSON of measurements: read if it exists (no measuring), else written")
+    results_io.add_arguments(parser, "bench_plan")
     args = parser.parse_args()
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -77,50 +83,54 @@ def main() -> None:
     elif args.reuse:
         args.reuse.write_text(json.dumps({"seconds": took,
                                           "measured": [[k, ckpt, asdict(m)] for (k, ckpt), m in measured.items()]}))
-    print(f"Measured on {device} ({platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads) at {args.measure_size} px in {args.precision}: "
-          f"{len(measured)} distinct stage measurements in {took:.0f} s. Memory per GPU includes 2 GB reserved.\n")
-    print("Activations per image (stage 2: per X^I + X^P pair) at the stage's size, GB:\n")
-    print("| stage | px | ckpt off | ckpt on | weights + Adam | rows |")
-    print("|---|---|---|---|---|---|")
-    seen: dict[str, list[str]] = {}
+    activations: dict[str, dict] = {}
+    plans = []
     for row, memories in per_row.items():
         cfg = load_config(TrainConfig, PAPER / f"{row}.yaml")
-        for m in memories[::2]:
-            seen.setdefault(stage_key(cfg, m.stage), []).append(row)
-    lines: dict[str, list[str]] = {}  # one line per distinct figure (e.g. stage 1b is the same ori grader everywhere)
-    for (key, ckpt), m in measured.items():
-        if not ckpt:
-            on = measured[(key, True)]
-            line = (f"| {m.stage} | {m.size} | {m.unit_bytes / GB:.2f} | {on.unit_bytes / GB:.2f} | "
-                    f"{m.state_bytes / GB:.2f} |")
-            lines.setdefault(line, []).extend(seen[key])
-    for line, names in lines.items():
-        print(f"{line} {', '.join(names)} |")
-    print("\nPer GPU: memory at the config's global batch split over the GPUs, yes/no = fits, and in brackets the "
-          "largest per-GPU batch that fits (stage 2: X^I images, with as many X^P) -> the accumulation that makes "
-          "the config's batch fit.\n")
+        for m in memories:
+            if not m.checkpointing:
+                on = measured[(stage_key(cfg, m.stage), True)]
+                activations.setdefault(stage_key(cfg, m.stage), {
+                    "stage": m.stage, "px": m.size, "off_gb": m.unit_bytes / GB, "on_gb": on.unit_bytes / GB,
+                    "state_gb": m.state_bytes / GB, "rows": []})["rows"].append(row)
+            setups = [{"gpus": gpus, "gpu_gb": gb, **{k: r.get(k) for k in ("need_gb", "fits", "largest",
+                                                                                "accumulation")}}
+                      for gpus, gb in SETUPS for r in plan_rows(cfg, [m], gpus, gb * GB)]
+            plans.append({"row": row, "stage": m.stage, "checkpointing": m.checkpointing,
+                          "global_batch": cfg.stage(m.stage).batch_size, "setups": setups})
+    data = results_io.write(args.json, [], measured_on=f"{device} at {args.measure_size} px in {args.precision}, "
+                            f"{len(measured)} distinct stage measurements in {took:.0f} s",
+                            activations=list(activations.values()), plans=plans)
+    print(report(data))
+
+
+def report(data: dict) -> str:
+    """The activations per image of each distinct stage, then the plan per GPU without and with checkpointing
+    (memory per GPU includes 2 GB reserved; rows whose lines are the same share one)."""
+    lines: dict[str, list[str]] = {}
+    for a in data["activations"]:
+        cells = [a["stage"], str(a["px"]), f"{a['off_gb']:.2f}", f"{a['on_gb']:.2f}", f"{a['state_gb']:.2f}"]
+        lines.setdefault(" | ".join(cells), []).extend(a["rows"])
+    parts = [results_io.markdown(["stage", "px", "ckpt off", "ckpt on", "weights + Adam", "rows"],
+                                 [[line, ", ".join(rows)] for line, rows in lines.items()], "llllll")]
     for ckpt in (False, True):
-        print(f"Activation checkpointing {'on' if ckpt else 'off'}:\n")
-        print("| rows | stage | global batch | " + " | ".join(f"{g} x {gb} GB" for g, gb in SETUPS) + " |")
-        print("|---|---|---|" + "---|" * len(SETUPS))
-        done: dict[str, list[str]] = {}
-        for row, memories in per_row.items():
-            cfg = load_config(TrainConfig, PAPER / f"{row}.yaml")
-            for m in memories:
-                if m.checkpointing != ckpt:
-                    continue
-                cells = []
-                for gpus, gb in SETUPS:
-                    [r] = plan_rows(cfg, [m], gpus, gb * GB)
-                    acc = r.get("accumulation")
-                    tail = f" -> x{acc}" if acc and acc > 1 else ("" if acc else " -> none")
-                    cells.append(f"{r['need_gb']:.0f} GB {'yes' if r['fits'] else 'no'} ({r['largest']}){tail}")
-                line = f"| {m.stage} | {cfg.stage(m.stage).batch_size} | " + " | ".join(cells) + " |"
-                done.setdefault(line, []).append(row)
-        for line, rows_ in done.items():
-            print(f"| {', '.join(rows_)} {line}")
-        print()
+        plans: dict[str, list[str]] = {}
+        for p in data["plans"]:
+            if p["checkpointing"] == ckpt:
+                cells = [p["stage"], str(p["global_batch"]), *(setup_cell(s) for s in p["setups"])]
+                plans.setdefault(" | ".join(cells), []).append(p["row"])
+        head = ["rows", "stage", "global batch", *(f"{g} x {gb} GB" for g, gb in SETUPS)]
+        table = results_io.markdown(head, [[", ".join(rows), line] for line, rows in plans.items()], "l" * len(head))
+        parts.append(f"Activation checkpointing {'on' if ckpt else 'off'}:\n\n{table}")
+    return "\n".join(parts)
+
+
+def setup_cell(s: dict) -> str:
+    """``need GB fits (largest per-GPU batch)`` and, where the batch does not fit, the accumulation that makes it."""
+    acc = s["accumulation"]
+    tail = f" -> x{acc}" if acc and acc > 1 else ("" if acc else " -> none")
+    return f"{s['need_gb']:.0f} GB {'yes' if s['fits'] else 'no'} ({s['largest']}){tail}"
+
 
 if __name__ == "__main__":
     main()

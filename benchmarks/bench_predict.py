@@ -5,7 +5,8 @@ Xception U-Net widths (16, 32, 64, 128, 256), grader resnet18 in attention mode 
 For each preprocess size the bundle is exported to ONNX, then ``Predictor.predict_preprocessed`` (forward,
 sigmoid/softmax, lesion areas) runs on the same preprocessed synthetic images with each engine, side by side;
 one warm-up call, then the median of ``--runs`` timed calls. Preprocessing (the same for every engine) is
-timed once per size on the synthetic image of that size. Prints a Markdown table for BENCHMARKS.md.
+timed once per size on the synthetic image of that size. Writes ``benchmarks/results/bench_predict.json`` and prints
+its Markdown table; ``--report`` prints the table from that file, measuring nothing.
 
     .venv/bin/python benchmarks/bench_predict.py --sizes 512 1024 --batch 1 --runs 5
 """
@@ -15,13 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import results_io  # benchmarks/ is the script's folder
 import torch
 
 from drcollab.config import GeneratorConfig, GraderConfig, PreprocessConfig
@@ -81,28 +82,32 @@ def bench_size(size: int, batch: int, runs: int, workdir: Path) -> dict[str, flo
     return row
 
 
+def report(data: dict) -> str:
+    head = ["preprocess size", "torch fp32 img/s", "torch bf16 + channels_last img/s", "onnxruntime img/s",
+            "preprocessing ms/img", "ONNX export s", "ONNX max abs diff"]
+    rows = [[str(r["size"]), f"{r['torch_fp32']:.3f}", f"{r['torch_bf16_cl']:.3f}", f"{r['onnxruntime']:.3f}",
+             f"{r['preprocess_ms']:.0f}", f"{r['export_s']:.0f}", f"{r['onnx_diff']:.1e}"] for r in data["rows"]]
+    return results_io.markdown(head, rows, "r" * len(head))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--runs", type=int, default=5)
+    results_io.add_arguments(parser, "bench_predict")
     args = parser.parse_args()
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
     load_before = os.getloadavg()[0]
-    rows = {}
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            rows[size] = bench_size(size, args.batch, args.runs, Path(tmp))
-    print(f"Command: `.venv/bin/python benchmarks/bench_predict.py --sizes {' '.join(map(str, args.sizes))} "
-          f"--batch {args.batch} --runs {args.runs}`")
-    print(f"Machine: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} torch threads; 1-minute load average {load_before:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after\n")
-    print("| preprocess size | torch fp32 img/s | torch bf16 + channels_last img/s | onnxruntime img/s "
-          "| preprocessing ms/img | ONNX export s | ONNX max abs diff |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for size, r in rows.items():
-        print(f"| {size} | {r['torch_fp32']:.3f} | {r['torch_bf16_cl']:.3f} | {r['onnxruntime']:.3f} "
-              f"| {r['preprocess_ms']:.0f} | {r['export_s']:.0f} | {r['onnx_diff']:.1e} |")
+            rows.append({"size": size, **bench_size(size, args.batch, args.runs, Path(tmp))})
+    data = results_io.write(args.json, rows, settings=f"batch {args.batch}, median of {args.runs} calls",
+                            load_average=f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
+    print(report(data))
 
 
 if __name__ == "__main__":

@@ -124,6 +124,12 @@ def medians(results: list[dict]) -> list[dict]:
     return out
 
 
+def report(recorded: list[dict] | dict) -> str:
+    """Every run, then the medians over seeds (the table BENCHMARKS.md shows)."""
+    results = rowbench.rows_of(recorded)
+    return table(results) + "\nMedians over seeds:\n\n" + table(medians(results))
+
+
 def figure(results: list[dict], rows: list[str], path: Path) -> None:
     import matplotlib
 
@@ -162,9 +168,9 @@ def main() -> None:
                         default=["budget_35", "budget_70", "budget_140", "new_1152", "budget_560", "budget_750"])
     args = parser.parse_args()
     merged = rowbench.merge_recorded(args.recorded, rowbench.run_rows(args, ROWS, run_row, collect))
-    report = table(merged) + "\nMedians over seeds:\n\n" + table(medians(merged))
-    (args.out / "results.md").write_text(report)
-    print(report)
+    text = report(merged)
+    (args.out / "results.md").write_text(text)
+    print(text)
     if args.figure is not None:
         figure(medians(merged), args.figure_rows, args.figure)
 

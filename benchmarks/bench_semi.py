@@ -6,9 +6,10 @@ from those same networks (``init.*``), so rows differ only in what the row chang
 is evaluated on a separate, fully labelled synthetic test set at full resolution.
 
     .venv/bin/python benchmarks/bench_semi.py --out runs/bench_semi --seeds 0 1 2
+    .venv/bin/python benchmarks/bench_semi.py --report   # the table from benchmarks/results/bench_semi.json
 
-Writes ``OUT/results.json`` and ``OUT/results.md`` (medians over seeds and every seed's value;
-``--results NAME`` renames them).
+Writes each row's per-seed numbers (lesion AUC-PR, their mean, grading accuracy and kappa) and minutes to
+``benchmarks/results/bench_semi.json`` and prints the Markdown table of medians over seeds with every seed's value.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import statistics
 import time
 from pathlib import Path
 
-from reproduce_idrid import PRESENCE_PRIOR  # benchmarks/ is the script's folder
+import results_io  # benchmarks/ is the script's folder
+from reproduce_idrid import PRESENCE_PRIOR
 
 from drcollab.config import load_config
 from drcollab.constants import LESIONS
@@ -45,23 +47,24 @@ ROWS: dict[str, list[str]] = {
     "Semi+Adv (attention init: masks)": [*SEMI_ADV, *MASKS_INIT],
     "Semi (gated pseudo masks)": [*SEMI, "joint.pseudo_mask=gated"],
     "Semi+Adv (gated pseudo masks)": [*SEMI_ADV, "joint.pseudo_mask=gated"],
-    # Issue 12's remedies (configs/cpu/lesion_semi_new.yaml), together and one at a time.
-    "new Semi": [*SEMI, *NEW],
-    "new Semi+Adv": [*SEMI_ADV, *NEW, "joint.disc_match=grade"],
-    # As reproduce_idrid's lesion_semi_new_attmasks: new Semi with alpha started as a copy of G's masks.
-    "new Semi (attention init: masks)": [*SEMI, *NEW, *MASKS_INIT],
+    # The label-guided stage 2 (configs/cpu/lesion_semi_new.yaml), its remedies together and one at a time.
+    "label-guided Semi": [*SEMI, *NEW],
+    "label-guided Semi+Adv": [*SEMI_ADV, *NEW, "joint.disc_match=grade"],
+    # As reproduce_idrid's lesion_semi_new_attmasks: label-guided Semi with alpha started as a copy of G's masks.
+    "label-guided Semi (attention init: masks)": [*SEMI, *NEW, *MASKS_INIT],
     "Semi + presence loss": [*SEMI, "joint.presence_weight=1.0", PRESENCE_PRIOR],
     "Semi + zero absent": [*SEMI, "joint.zero_absent=true"],
     "Semi (refined pseudo masks)": [*SEMI, "joint.pseudo_mask=refined", "joint.pseudo_gate=relative"],
     "Semi+Adv (grade-matched D)": [*SEMI_ADV, "joint.disc_match=grade"],
     "Semi + alpha on X^P's masks": [*SEMI, "joint.alpha_mask_weight=1.0"],
-    # Controls for the investigation in BENCHMARKS.md (run with --rows); they start from the masks init,
-    # like the "Semi (attention init: masks)" row they are compared with.
+    # Controls (run with --rows): they start from the masks init, like the "Semi (attention init: masks)" row they
+    # are compared with.
     "G on X^P only (no semi, no adv)": ["joint.semi=false", "joint.adversarial=false", *MASKS_INIT],
     "Semi, no grading loss into G": [*SEMI, "joint.grade_to_generator=false", *MASKS_INIT],
     "Semi, pseudo masks weighted 0.1": [*SEMI, "joint.semi_weight=0.1", *MASKS_INIT],
 }
-DEFAULT_ROWS = ["Pretrained", "Semi", "Semi+Adv", "Semi (attention init: masks)", "Semi+Adv (attention init: masks)"]
+DEFAULT_ROWS = ["Pretrained", "Semi", "Semi+Adv", "label-guided Semi", "label-guided Semi+Adv",
+                "label-guided Semi (attention init: masks)"]
 
 
 def run_row(config: Path, out: Path, seed: int, overrides: list[str], test_set, cache: Path) -> dict:
@@ -87,8 +90,11 @@ def main() -> None:
     parser.add_argument("--n-train", type=int, default=160)
     parser.add_argument("--pixel-fraction", type=float, default=0.1)
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
-    parser.add_argument("--results", default="results", help="name of the OUT/<name>.json and .md files")
+    results_io.add_arguments(parser, "bench_semi")
     args = parser.parse_args()
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
 
     size = load_config(TrainConfig, args.config).data.preprocess.size
     data = args.out / "data"
@@ -113,10 +119,19 @@ def main() -> None:
             results.setdefault(row, {})[seed] = run_row(
                 args.config, args.out / f"seed{seed}/{slug}", seed, [*common, *init, *ROWS[row]], test_set, cache)
             print(f"seed {seed} {row}: {summary(results[row][seed]['metrics'])}", flush=True)
-    (args.out / f"{args.results}.json").write_text(json.dumps(results, indent=1, default=str))
-    table = markdown(results, args.seeds)
-    (args.out / f"{args.results}.md").write_text(table)
-    print(table)
+    rows = [{"row": row, "seconds": {str(s): r["seconds"] for s, r in per_seed.items()},
+             "seeds": {str(s): numbers(r["metrics"]) for s, r in per_seed.items()}}
+            for row, per_seed in results.items()]
+    print(report(results_io.write(args.json, rows, settings=f"{args.config}, {args.n_train} training images, pixel "
+                                  f"fraction {args.pixel_fraction}, 40 test images", overrides=args.set)))
+
+
+def numbers(metrics: dict) -> dict:
+    """What the table shows of one evaluation: AUC-PR per lesion and their mean, grading accuracy and kappa."""
+    row = {lesion: metrics["segmentation"][lesion]["auc_pr"] for lesion in LESIONS}
+    row["mean"] = statistics.mean(row[lesion] for lesion in LESIONS)
+    grading = metrics.get("grading") or {}
+    return {**row, "accuracy": grading.get("accuracy"), "kappa": grading.get("kappa")}
 
 
 def summary(metrics: dict) -> str:
@@ -128,23 +143,19 @@ def summary(metrics: dict) -> str:
     return ", ".join(parts)
 
 
-def markdown(results: dict[str, dict[int, dict]], seeds: list[int]) -> str:
-    head = "| row | " + " | ".join(f"{lesion} AUC-PR" for lesion in LESIONS) + " | mean AUC-PR | accuracy | kappa |"
-    lines = [head, "|---" * (len(LESIONS) + 4) + "|"]
-    for row, per_seed in results.items():
-        cells = []
-        values = {}
-        for lesion in LESIONS:
-            values[lesion] = [per_seed[s]["metrics"]["segmentation"][lesion]["auc_pr"] for s in seeds]
-        values["mean"] = [statistics.mean(values[lesion][i] for lesion in LESIONS) for i in range(len(seeds))]
-        grading = [per_seed[s]["metrics"].get("grading") or {} for s in seeds]
-        values["accuracy"] = [g.get("accuracy") for g in grading]
-        values["kappa"] = [g.get("kappa") for g in grading]
-        for key in [*LESIONS, "mean", "accuracy", "kappa"]:
-            vs = [v for v in values[key] if v is not None]
+def report(data: dict) -> str:
+    """Each row's median over seeds, then every seed's value in seed order."""
+    keys = [*LESIONS, "mean", "accuracy", "kappa"]
+    rows = []
+    for r in data["rows"]:
+        cells = [r["row"]]
+        for key in keys:
+            vs = [seed[key] for _, seed in sorted(r["seeds"].items(), key=lambda kv: int(kv[0]))
+                  if seed[key] is not None]
             cells.append("n/a" if not vs else f"{statistics.median(vs):.3f} ({', '.join(f'{v:.3f}' for v in vs)})")
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        rows.append(cells)
+    head = ["row", *(f"{lesion} AUC-PR" for lesion in LESIONS), "mean AUC-PR", "accuracy", "kappa"]
+    return results_io.markdown(head, rows, "l" * len(head))
 
 
 if __name__ == "__main__":

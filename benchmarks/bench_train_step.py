@@ -13,7 +13,9 @@ config (default ``configs/cpu/base.yaml`` on the IDRiD training split):
   networks' speed from the data pipeline's.
 
 One warm-up step, then ``--steps`` timed steps; the table gives medians (for DDP: rank 0's), the
-time blocked waiting for the next batch and its share of the step, and the speed-up over ``plain``.
+time blocked waiting for the next batch and its share of the step, and the speed-up over ``plain``. Writes
+``benchmarks/results/bench_train_step.json`` and prints its Markdown table; ``--report`` prints the table from that
+file, measuring nothing.
 
     .venv/bin/python benchmarks/bench_train_step.py --steps 5
 """
@@ -24,13 +26,13 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import results_io  # benchmarks/ is the script's folder
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
@@ -133,7 +135,11 @@ def main() -> None:
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
+    results_io.add_arguments(parser, "bench_train_step")
     args = parser.parse_args()
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
     cfg = load_config(TrainConfig, args.config, args.overrides)
     if args.worker:  # one rank of a DDP variant, launched by run_ranks
         dist = setup("cpu")
@@ -150,25 +156,23 @@ def main() -> None:
             results[variant] = run_ranks(args, variant, processes)
         else:
             results[variant] = run(cfg, variant, args.steps, DistInfo())
-    report(args, cfg, results)
-
-
-def report(args: argparse.Namespace, cfg: TrainConfig, results: dict[str, dict]) -> None:
-    j = cfg.joint
-    print(f"config {args.config} {' '.join(args.overrides)}; torch {torch.__version__}, {os.cpu_count()} CPUs "
-          f"({platform.machine()}); median of {args.steps} steps after 1 warm-up")
-    print(f"global batch: {j.batch_size} X^I + {j.pixel_batch_size or j.batch_size} X^P images at "
-          f"{cfg.data.preprocess.size} px\n")
-    print("| variant | processes x threads | bf16 | channels_last | data | step (s) | waiting for data (s) "
-          "| data share | vs plain |")
-    print("|---|---|---|---|---|---:|---:|---:|---:|")
     base = results["plain"]["step_s"]
-    for name, r in results.items():
-        print(f"| {name} | {r['processes']} x {r['threads']} | {r['bf16']} | {r['channels_last']} | {r['data']} | "
-              f"{r['step_s']:.2f} | {r['wait_s']:.3f} | {100 * r['wait_s'] / r['step_s']:.1f}% | "
-              f"{base / r['step_s']:.2f}x |")
-    compute = results["plain, compute only"]["step_s"] / results["default, compute only"]["step_s"]
-    print(f"\nnetworks alone (compute only): {compute:.2f}x faster in the default set-up")
+    rows = [{"variant": name, **r, "data_share": r["wait_s"] / r["step_s"], "speedup": base / r["step_s"]}
+            for name, r in results.items()]
+    j = cfg.joint
+    batch = (f"{j.batch_size} X^I + {j.pixel_batch_size or j.batch_size} X^P images at {cfg.data.preprocess.size} px, "
+             f"median of {args.steps} steps after 1 warm-up")
+    print(report(results_io.write(args.json, rows, config=" ".join([str(args.config), *args.overrides]),
+                                  global_batch=batch)))
+
+
+def report(data: dict) -> str:
+    head = ["variant", "processes x threads", "bf16", "channels_last", "data", "step (s)", "waiting for data (s)",
+            "data share", "vs plain"]
+    rows = [[r["variant"], f"{r['processes']} x {r['threads']}", str(r["bf16"]), str(r["channels_last"]), r["data"],
+             f"{r['step_s']:.2f}", f"{r['wait_s']:.3f}", f"{100 * r['data_share']:.1f}%", f"{r['speedup']:.2f}x"]
+            for r in data["rows"]]
+    return results_io.markdown(head, rows, "lllllrrrr")
 
 
 if __name__ == "__main__":

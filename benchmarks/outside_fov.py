@@ -3,7 +3,9 @@
 For each bundle, on validation fold 0's pixel-labelled IDRiD images (``--fold-of``: the run whose fold to use), the
 pooled per-lesion AUC-PR over every pixel of the original images, as ``drcollab evaluate`` scores it, once with
 G's raw outputs outside the FOV (``--outside-fov keep``) and once with them at 0 (the default), and G's mean
-probability outside the FOV. Segmentation only (no grading), so it is quicker than two evaluations.
+probability outside the FOV. Segmentation only (no grading), so it is quicker than two evaluations. Writes
+``benchmarks/results/outside_fov.json`` and prints its Markdown table; ``--report`` prints the table from that file,
+measuring nothing.
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/outside_fov.py \\
         release/drcollab-idrid-cpu runs/idrid/lesion_semi_new_1152 --fold-of runs/idrid/lesion_semi_new_1152
@@ -16,6 +18,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import results_io  # benchmarks/ is the script's folder
 
 from drcollab.constants import LESIONS
 from drcollab.data.cache import PreprocessCache
@@ -26,8 +29,8 @@ from drcollab.inference.predictor import Predictor
 from drcollab.training.run_folder import read_val_fold
 
 
-def score(bundle: Path, records: list, cache_dir: Path) -> str:
-    """One markdown row: AUC-PR per lesion with keep / zero, and G's mean probability outside the FOV."""
+def score(bundle: Path, records: list, cache_dir: Path) -> dict:
+    """AUC-PR per lesion with keep / zero, and G's mean probability outside the FOV, per lesion."""
     predictor = Predictor(bundle, outside_fov="keep")
     cache = PreprocessCache(cache_dir, predictor.input_preprocess)
     keep, zero = LesionCurves(2**16), LesionCurves(2**16)  # evaluate's bins
@@ -40,28 +43,43 @@ def score(bundle: Path, records: list, cache_dir: Path) -> str:
         keep.update(maps, masks)
         zero.update(maps * fov, masks)
         outside.append(maps[:, ~fov].mean(axis=1))
-    cells = []
-    for curves in (keep, zero):
-        ap = [r.average_precision for r in curves.results().values()]
-        cells.append(" / ".join(f"{v:.3f}" for v in ap) + f" (mean {np.mean(ap):.3f})")
-    mean_out = " / ".join(f"{v:.4f}" for v in np.mean(outside, axis=0))
-    return f"| `{bundle}` | {cells[0]} | {cells[1]} | {mean_out} |"
+    row: dict = {"bundle": str(bundle)}
+    for mode, curves in (("keep", keep), ("zero", zero)):
+        row[mode] = {lesion: r.average_precision for lesion, r in curves.results().items()}
+        row[f"{mode}_mean"] = float(np.mean(list(row[mode].values())))
+    row["outside_mean"] = dict(zip(LESIONS, np.mean(outside, axis=0).tolist(), strict=True))
+    return row
+
+
+def report(data: dict) -> str:
+    def aps(r: dict, mode: str) -> str:
+        return " / ".join(f"{r[mode][k]:.3f}" for k in LESIONS) + f" (mean {r[f'{mode}_mean']:.3f})"
+
+    lesions = "/".join(LESIONS)
+    head = ["bundle", f"AUC-PR {lesions}, raw outside the FOV (keep)", "AUC-PR, 0 outside the FOV (zero)",
+            f"G's mean probability outside the FOV, {lesions}"]
+    rows = [[f"`{r['bundle']}`", aps(r, "keep"), aps(r, "zero"),
+             " / ".join(f"{r['outside_mean'][k]:.4f}" for k in LESIONS)] for r in data["rows"]]
+    return results_io.markdown(head, rows, "llll")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bundles", type=Path, nargs="+", help="run folders or bundles")
-    parser.add_argument("--fold-of", type=Path, required=True, help="run whose validation fold to use")
+    parser.add_argument("bundles", type=Path, nargs="*", help="run folders or bundles")
+    parser.add_argument("--fold-of", type=Path, help="run whose validation fold to use")
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("DRCOLLAB_IDRID", "../shared/data/IDRiD")))
     parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("DRCOLLAB_CACHE", "cache")))
+    results_io.add_arguments(parser, "outside_fov")
     args = parser.parse_args()
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
+    if not args.bundles or args.fold_of is None:
+        parser.error("give the bundles to score and --fold-of (or --report)")
     found = read_eval_set(args.data, "idrid", "train")
     records = restrict_to_val_fold(found, read_val_fold(args.fold_of)).segmentation
-    lesions = "/".join(LESIONS)
-    print(f"| bundle | AUC-PR {lesions}, raw outside the FOV (keep) | AUC-PR, 0 outside the FOV (zero) | "
-          f"G's mean probability outside the FOV, {lesions} |\n|---|---|---|---|")
-    for bundle in args.bundles:
-        print(score(bundle, records, args.cache_dir), flush=True)
+    rows = [score(bundle, records, args.cache_dir) for bundle in args.bundles]
+    print(report(results_io.write(args.json, rows, fold_of=str(args.fold_of))))
 
 
 if __name__ == "__main__":

@@ -5,13 +5,17 @@ out (``drcollab evaluate --val-fold-of``), then merges them (``drcollab compare`
 budget on what differs between rows, the rows share their pre-training: one run trains stages 1a
 and 1b (``pretrain``: its grader, and its G at the grader's 384 px, start every Table 1 row), and the
 Table 1 rows start stage 2 from it with ``init.generator`` / ``init.grader``; CE1 and CE2 pre-train their own G
-at its own 1152 px (``configs/cpu/ce1.yaml``, ``ce2.yaml``), because stage 2 does not yet run G at another size
-than the grader's. Every run is an ordinary ``drcollab train`` command, printed before it starts.
+at its own 1152 px (``configs/cpu/ce1.yaml``, ``ce2.yaml``). The ``_1152`` rows run stage 2 with G at its own
+1152 px (``training/two_size.py``) from the release's G and grader. Every run is an ordinary ``drcollab train``
+command, printed before it starts.
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/reproduce_idrid.py --family cpu --out runs/idrid
+    .venv/bin/python benchmarks/reproduce_idrid.py --report   # the tables from benchmarks/results/reproduce_idrid.json
 
 Writes ``OUT/<row>/`` (run folders), ``OUT/eval/<row>/`` (reports), ``OUT/compare/`` (tables and PR
-curves) and ``OUT/timings.json`` (wall time of every run and stage).
+curves) and ``OUT/timings.json`` (wall time of every run and stage), and merges every evaluated row's numbers into
+``benchmarks/results/reproduce_idrid.json`` (a row run again replaces its entry), whose tables it prints: Table 3
+and Table 1 of the paper beside ours, and every stage-2 row on its start.
 """
 
 from __future__ import annotations
@@ -26,11 +30,16 @@ import sys
 import time
 from pathlib import Path
 
+import results_io  # benchmarks/ is the script's folder
+from results_io import MISSING, markdown, number
+
 from drcollab.config import read_yaml_tree
+from drcollab.constants import LESIONS
+from drcollab.evaluation.report import load_paper
 
 DRCOLLAB = [sys.executable, "-m", "drcollab.cli"]
 SKIP_PRETRAIN = ["seg_pretrain.epochs=0", "grade_pretrain.epochs=0"]
-# Issue 12's remedies one at a time (configs/cpu/lesion_semi_new.yaml has them together).
+# The label-guided stage 2's remedies one at a time (configs/cpu/lesion_semi_new.yaml has them together).
 # The presence table of configs/cpu/lesion_semi_new.yaml (ICDR/IDRiD's implications and MA, HE present at grade 2-4),
 # read from that file so the table lives in one place.
 NEW_SEMI = Path(__file__).resolve().parent.parent / "configs/cpu/lesion_semi_new.yaml"
@@ -63,26 +72,26 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
         # Investigation, not a paper row (run with --rows): Semi with the attention maps gated by G's own masks.
         "lesion_semi_gated": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_gated",
                                                    "joint.pseudo_mask=gated"]),
-        # Issue 12's remedies together, then each alone on the paper's Semi (run with --rows).
+        # The label-guided stage 2: its remedies together, then each alone on the paper's Semi (run with --rows).
         "lesion_semi_new": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init]),
         "lesion_semi_adv_new": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init]),
-        # New Semi with the attention model started as a copy of G's masks (grader.attention_init: masks), so the
-        # grader begins stage 2 reading G's masks as Lesion (Pretrained) does, not a random alpha.
+        # Label-guided Semi with the attention model started as a copy of G's masks (grader.attention_init: masks), so
+        # the grader begins stage 2 reading G's masks as Lesion (Pretrained) does, not a random alpha.
         "lesion_semi_new_attmasks": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_new_attmasks",
                                                               "grader.attention_init=masks"]),
-        # New Semi+Adv with a D that sees the masks alone (discriminator.sees_image: false), not the images.
+        # Label-guided Semi+Adv with a D that sees the masks alone (discriminator.sees_image: false), not the images.
         "lesion_semi_adv_new_maskd": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init,
                                                                     "name=lesion_semi_adv_new_maskd",
                                                                     "discriminator.sees_image=false"]),
-        # Controls: new Semi with no pseudo mask, only the labels' zero targets (what the labels alone give G), and
-        # with no loss on X^I for G at all (G goes on with X^P alone: what more training gives it).
+        # Controls: label-guided Semi with no pseudo mask, only the labels' zero targets (what the labels alone give G),
+        # and with no loss on X^I for G at all (G goes on with X^P alone: what more training gives it).
         "xp_only": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=xp_only", "joint.semi=false"]),
         "lesion_semi_labels": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_labels",
                                                         "joint.pseudo_mask=labels"]),
         **{f"lesion_semi_{name}": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init, f"name=lesion_semi_{name}", *values])
            for name, values in REMEDIES.items()},
         # G at its own 1152 px in stage 2 (training/two_size.py), starting from the release's G and grader (run
-        # with --rows): CE2 is then the release's G, and its grader the lesion-statistics grader of issue 13.
+        # with --rows): CE2 is then the release's G, and its grader the release's lesion-statistics grader.
         "lesion_semi_new_1152": ("lesion_semi_new_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT]),
         "lesion_semi_adv_new_1152": ("lesion_semi_adv_new_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT]),
         # Control: the same stage 2 without pseudo masks (G goes on with X^P crops alone), so the pseudo masks'
@@ -93,6 +102,41 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
 
 
 PAPER_ROWS = ["pretrain", "ce1", "ce2", "ori", "lesion_pretrained", "lesion_semi", "lesion_semi_adv"]
+DESCRIPTIONS = {
+    "pretrain": "stages 1a and 1b: G at 384 px, the plain grader",
+    "ce1": "stage 1a alone: the conv G at 1152 px",
+    "ce2": "stage 1a alone: the Xception G at 1152 px",
+    "ori": "the plain grader, 6 more epochs",
+    "lesion_pretrained": "the grader weights its features with the frozen G's masks",
+    "lesion_semi": "the paper's Semi: alpha as G's pseudo masks",
+    "lesion_semi_adv": "the paper's Semi+Adv: Semi and D",
+    "lesion_semi_gated": "the paper's Semi, alpha gated by G's own masks",
+    "lesion_semi_presence": "the paper's Semi + a presence loss on alpha",
+    "lesion_semi_zero_absent": "the paper's Semi + zero targets where the labels rule a lesion out",
+    "lesion_semi_refined": "the paper's Semi + refined pseudo masks (G's pixels where alpha agrees)",
+    "lesion_semi_alpha_masks": "the paper's Semi + alpha taught on X^P's masks",
+    "lesion_semi_adv_matched": "the paper's Semi+Adv + a grade-matched D (fakes of grade >= 3)",
+    "lesion_semi_labels": "control: the labels' zero targets alone, no pseudo masks",
+    "xp_only": "control: G on X^P alone, no loss on X^I",
+    "lesion_semi_new": "label-guided Semi: the four remedies above together",
+    "lesion_semi_new_attmasks": "label-guided Semi, alpha started as a copy of G's masks",
+    "lesion_semi_adv_new": "label-guided Semi+Adv: and a grade-matched D that sees the image",
+    "lesion_semi_adv_new_maskd": "label-guided Semi+Adv, D sees the masks alone",
+    "lesion_semi_new_1152": "label-guided Semi, G at its own 1152 px",
+    "lesion_semi_adv_new_1152": "label-guided Semi+Adv, G at its own 1152 px",
+    "xp_only_1152": "control: G at 1152 px on X^P crops alone",
+}
+# Table 3 of the paper (its method name in evaluation/paper_results.json) -> our runs of that row; Table 1 likewise.
+TABLE3 = {"CE1(Conv)": ["ce1"], "CE2(Xception)": ["pretrain"], "CE2+Semi": ["lesion_semi", "lesion_semi_new"],
+          "CE2+Semi+Adv": ["lesion_semi_adv", "lesion_semi_adv_new_maskd"]}
+TABLE1 = {"": ["pretrain"], "Ori": ["ori"], "Lesion(Pretrained)": ["lesion_pretrained"],
+          "Lesion(Semi)": ["lesion_semi", "lesion_semi_new", "lesion_semi_new_attmasks"],
+          "Lesion(Semi+Adv)": ["lesion_semi_adv", "lesion_semi_adv_new_maskd"]}
+STAGE2 = ["pretrain", "ori", "lesion_pretrained", "lesion_semi", "lesion_semi_presence", "lesion_semi_zero_absent",
+          "lesion_semi_refined", "lesion_semi_alpha_masks", "lesion_semi_labels", "xp_only", "lesion_semi_new",
+          "lesion_semi_new_attmasks", "lesion_semi_adv", "lesion_semi_adv_matched", "lesion_semi_adv_new",
+          "lesion_semi_adv_new_maskd", "lesion_semi_gated", "xp_only_1152", "lesion_semi_new_1152",
+          "lesion_semi_adv_new_1152"]
 
 
 def sh(cmd: list[str], log: Path) -> float:
@@ -121,7 +165,11 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", default=None, choices=list(rows(Path("."))),
                         help="rows to run (default: the paper's rows; lesion_semi_gated is an investigation)")
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
+    results_io.add_arguments(parser, "reproduce_idrid")
     args = parser.parse_args()
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
     if "DRCOLLAB_IDRID" not in os.environ:
         sys.exit("set DRCOLLAB_IDRID to the IDRiD root (the folder holding 'A. Segmentation')")
     idrid = os.environ["DRCOLLAB_IDRID"]
@@ -150,7 +198,90 @@ def main() -> None:
     done = [r for r in table if (args.out / "eval" / r / "metrics.json").is_file()]
     sh([*DRCOLLAB, "compare", *[str(args.out / "eval" / r) for r in done], "--out", str(args.out / "compare"),
         "--labels", ",".join(done)], args.out / "compare.log")
-    print(f"tables: {args.out / 'compare/compare.md'}; timings: {timings_path}")
+    collected = [collect(args.out, r, timings.get(r, {})) for r in done]
+    recorded = results_io.read(args.json) if args.json.is_file() else {"rows": []}
+    merged = {r["row"]: r for r in recorded["rows"]} | {r["row"]: r for r in collected}
+    data = results_io.write(args.json, list(merged.values()),
+                            **{k: v for k, v in recorded.items() if k not in ("command", "machine", "rows")})
+    print(report(data))
+    print(f"tables: {args.out / 'compare/compare.md'}; timings: {timings_path}; results: {args.json}")
+
+
+def collect(out: Path, row: str, timing: dict) -> dict:
+    """One row of the results file from its evaluation (``OUT/eval/ROW/metrics.json``) and its timings."""
+    m = json.loads((out / "eval" / row / "metrics.json").read_text())
+    seg = m.get("segmentation") or {}
+    aps = [v["auc_pr"] for v in seg.values() if v.get("auc_pr") is not None]
+
+    def get(part: str, key: str) -> float | None:
+        return (m.get(part) or {}).get(key)
+
+    return {"row": row, "description": DESCRIPTIONS[row],
+            "seg": {k: {"auc_roc": v.get("auc_roc"), "auc_pr": v.get("auc_pr")} for k, v in seg.items()},
+            "mean_auc_pr": sum(aps) / len(aps) if len(aps) == len(LESIONS) else None,
+            "accuracy": get("grading", "accuracy"), "kappa": get("grading", "kappa"),
+            "dme_accuracy": get("dme", "accuracy"), "joint_accuracy": get("joint", "accuracy"),
+            "referable_auc": get("referable", "auc"),
+            "train_min": round(timing["train_s"] / 60, 1) if "train_s" in timing else None, "shared_cores": False,
+            "eval_min": round(timing["evaluate_s"] / 60, 1) if "evaluate_s" in timing else None,
+            "outside_fov": (m.get("settings") or {}).get("outside_fov") if seg else None}
+
+
+
+def report(data: dict) -> str:
+    """Table 3 and Table 1 of the paper beside our rows, then every stage-2 row on its start."""
+    rows = {r["row"]: r for r in data["rows"]}
+    return "\n".join([table3(rows), table1(rows), stage2_table(rows)])
+
+
+def _seg(r: dict, lesion: str, key: str) -> float | None:
+    return (r.get("seg", {}).get(lesion) or {}).get(key)
+
+
+def table3(rows: dict[str, dict]) -> str:
+    entries = [e for e in load_paper()["entries"] if e["table"] == "Table 3" and e["dataset"] == "IDRiD"]
+    paper = {e["method"]: e["segmentation"] for e in entries}
+    head = ["row", "run", *(f"{k} {m}" for k in LESIONS for m in ("AUC-ROC", "AUC-PR")), "mean AUC-PR"]
+    lines = []
+    for method, runs in TABLE3.items():
+        seg = paper[method]
+        lines.append([f"{method}, paper (IDRiD test split)", MISSING,
+                      *(f"{seg[k][m]:.4f}" for k in LESIONS for m in ("auc_roc", "auc_pr")),
+                      f"{sum(seg[k]['auc_pr'] for k in LESIONS) / len(LESIONS):.4f}"])
+        lines += [[f"{method}, ours", f"`{run}`", *(number(_seg(rows[run], k, m)) for k in LESIONS
+                                                    for m in ("auc_roc", "auc_pr")), number(rows[run]["mean_auc_pr"])]
+                  for run in runs if run in rows]
+    best = {k: max(e["segmentation"][k]["auc_pr"] for e in entries if "challenge" in e.get("note", "")
+                   and k in e["segmentation"]) for k in LESIONS}
+    lines.append(["IDRiD challenge, best entry per lesion (test split)", MISSING,
+                  *(c for k in LESIONS for c in (MISSING, f"{best[k]:.4f}")), MISSING])
+    return markdown(head, lines, "ll" + "r" * (len(head) - 2))
+
+
+def table1(rows: dict[str, dict]) -> str:
+    paper = {e["method"]: e["grading"] for e in load_paper()["entries"]
+             if e["table"] == "Table 1" and e["dataset"] == "IDRiD"}
+    head = ["row", "paper accuracy", "paper kappa", "run", "DR accuracy", "kappa", "DME accuracy", "joint accuracy",
+            "referable AUC"]
+    lines = []
+    for method, runs in TABLE1.items():
+        name, p = (method, paper[method]) if method else ("stage 1 alone (the grader after stage 1b)", {})
+        lines += [[name, number(p.get("accuracy"), ".4f"), number(p.get("kappa"), ".4f"), f"`{run}`",
+                   *(number(rows[run][k]) for k in ("accuracy", "kappa", "dme_accuracy", "joint_accuracy",
+                                                    "referable_auc"))] for run in runs if run in rows]
+    return markdown(head, lines, "lrrl" + "r" * 5)
+
+
+def stage2_table(rows: dict[str, dict]) -> str:
+    head = ["run", "what it changes", "start", *LESIONS, "mean AUC-PR", "DR accuracy", "kappa", "training (min)"]
+    lines = []
+    for run in (run for run in STAGE2 if run in rows):
+        r = rows[run]
+        start = MISSING if run == "pretrain" else "release" if run.endswith("_1152") else "pretrain"
+        lines.append([f"`{run}`", r["description"], start, *(number(_seg(r, k, "auc_pr")) for k in LESIONS),
+                      number(r["mean_auc_pr"]), number(r["accuracy"]), number(r["kappa"]),
+                      number(r["train_min"], ".1f", "*" if r["shared_cores"] else "")])
+    return markdown(head, lines, "lll" + "r" * (len(head) - 3))
 
 
 if __name__ == "__main__":

@@ -55,13 +55,21 @@ def run_rows(
     return results
 
 
+def rows_of(recorded: list[dict] | dict) -> list[dict]:
+    """The rows of a results file: a list of rows, or ``{"provenance": ..., "rows": [...]}``."""
+    return recorded if isinstance(recorded, list) else recorded["rows"]
+
+
 def merge_recorded(path: Path, results: list[dict]) -> list[dict]:
-    """The recorded rows with this run's replacing (or joining) them by run name, in order; written back."""
-    by_run = {r["run"]: r for r in (json.loads(path.read_text()) if path.is_file() else [])}
+    """The recorded rows with this run's replacing (or joining) them by run name, in order; written back (with the
+    file's other fields, such as its provenance)."""
+    recorded = json.loads(path.read_text()) if path.is_file() else []
+    by_run = {r["run"]: r for r in rows_of(recorded)}
     by_run.update({r["run"]: r for r in results})
     merged = list(by_run.values())
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(merged, indent=1) + "\n")
+    out = merged if isinstance(recorded, list) else {**recorded, "rows": merged}
+    path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     return merged
 
 

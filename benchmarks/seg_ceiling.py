@@ -10,8 +10,10 @@ G's preprocessed size and back the way the pipeline does it (``Geometry.crop_res
   that size can rank the original pixels.
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/seg_ceiling.py --sizes 384 768 1152 1536
+    .venv/bin/python benchmarks/seg_ceiling.py --report   # the table from benchmarks/results/seg_ceiling.json
 
-No network runs; about a minute per size on one core (reading the 11 images and their masks once).
+No network runs; about a minute per size on one core (reading the 11 images and their masks once). Writes
+``{"SIZE/ORACLE": {lesion: AUC-PR}}`` to ``benchmarks/results/seg_ceiling.json`` and prints its Markdown table.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import results_io  # benchmarks/ is the script's folder
 
 from drcollab.config import PreprocessConfig
 from drcollab.constants import LESIONS
@@ -38,8 +41,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=int, default=[384, 768, 1152, 1536])
     parser.add_argument("--fold", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    results_io.add_arguments(parser, "seg_ceiling")
     args = parser.parse_args()
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
     if "DRCOLLAB_IDRID" not in os.environ:
         sys.exit("set DRCOLLAB_IDRID to the IDRiD root (the folder holding 'A. Segmentation')")
     cfg = PreprocessConfig()
@@ -60,14 +66,14 @@ def main() -> None:
         print(f"{record.name} done", flush=True)
     results = {f"{size}/{kind}": {lesion: c.results()[lesion].average_precision for lesion in LESIONS}
                for (size, kind), c in curves.items()}
-    lines = ["| G's size | oracle | " + " | ".join(f"{k} AUC-PR" for k in LESIONS) + " |",
-             "|---:|---|" + "---:|" * len(LESIONS)]
-    for key, r in results.items():
-        size, kind = key.split("/")
-        lines.append(f"| {size} | {kind} | " + " | ".join(f"{r[k]:.3f}" for k in LESIONS) + " |")
-    print("\n".join(lines))
-    if args.out is not None:
-        args.out.write_text(json.dumps(results, indent=1))
+    args.json.write_text(json.dumps(results, indent=1))
+    print(report(results))
+
+
+def report(results: dict[str, dict[str, float]]) -> str:
+    rows = [[*key.split("/"), *(f"{r[k]:.3f}" for k in LESIONS)] for key, r in results.items()]
+    return results_io.markdown(["G's size", "oracle", *(f"{k} AUC-PR" for k in LESIONS)], rows,
+                               "rl" + "r" * len(LESIONS))
 
 
 if __name__ == "__main__":
