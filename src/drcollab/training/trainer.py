@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from drcollab.config import dump_config
 from drcollab.errors import ConfigError, DataError
+from drcollab.models.checkpoint import file_sha256
 from drcollab.precision import resolve_precision, use_channels_last
 from drcollab.training.checks import check_config, check_data
 from drcollab.training.config import STAGES, TrainConfig
@@ -154,7 +155,8 @@ def export_final(ctx: Context) -> Path:
                 tmp = final / f".{kind}{suffix}.tmp"
                 shutil.copyfile(source.with_name(source.name + suffix), tmp)
                 os.replace(tmp, final / f"{kind}{suffix}")
-            parts[kind] = {"file": kind, "stage": source.parent.name}
+            parts[kind] = {"file": kind, "stage": source.parent.name,
+                           "sha256": file_sha256(final / f"{kind}.safetensors")}  # checked at every load
         # A G whose last training saw random crops (stage 1a; a frozen G in stage 1b or 2 kept those weights)
         # is run in overlapping tiles of that size, as the mask path ran it in training (training/mask_inputs.py).
         g_stage = parts.get("generator", {}).get("stage")
