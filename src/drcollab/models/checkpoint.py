@@ -167,7 +167,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sh
     try:
         config = config_cls.model_validate(info["config"])
     except ValidationError as err:
-        raise DataError(json_path, format_validation_error(err, "its 'config' entry")) from err
+        raise DataError(json_path, format_validation_error(err, "its 'config' entry", config_cls)) from err
     # The weights come from the file: never download pretrained backbone weights here.
     build_config = config.model_copy(update={"pretrained": False}) if hasattr(config, "pretrained") else config
     model = cls(build_config)

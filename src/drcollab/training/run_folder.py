@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from drcollab.config import dump_config
+from drcollab.config import dump_config, read_yaml
 from drcollab.errors import ConfigError
 from drcollab.files import atomic_write_text, remove_stale_temps, writing
 
@@ -65,7 +65,7 @@ class RunFolder:
                 same config with a checkpoint (use ``--resume``).
         """
         if self.config_path.exists():
-            old = yaml.safe_load(self.config_path.read_text())
+            old = read_yaml(self.config_path)
             new = yaml.safe_load(config_text)
             diff = _diff_keys(old, new)
             if diff:
