@@ -196,6 +196,14 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         raise ConfigError(format_validation_error(err, source, cls)) from err
 
 
+def changed_fields(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` of every field that differs between two config trees, sorted."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [change for key in sorted(set(old) | set(new))
+                for change in changed_fields(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
+
+
 def dump_config(config: BaseModel) -> str:
     """YAML text of a config, every default written out."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
