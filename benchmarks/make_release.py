@@ -24,6 +24,8 @@ import json
 import shutil
 from pathlib import Path
 
+from drcollab.models.checkpoint import file_sha256
+
 MAX_BYTES = 50 * 1024 * 1024
 
 
@@ -58,6 +60,8 @@ def main() -> None:
             continue
         for suffix in (".safetensors", ".json"):
             shutil.copyfile(args.run / "model" / (part["file"] + suffix), args.out / (part["file"] + suffix))
+    for part in bundle["parts"].values():  # checked at every load, also where the run's bundle predates the hashes
+        part["sha256"] = file_sha256(args.out / (part["file"] + ".safetensors"))
     for entry in args.source:
         kind, sep, text = entry.partition("=")
         if not sep or kind not in bundle["parts"]:

@@ -21,6 +21,7 @@ def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64
 
     from drcollab.config import GeneratorConfig, GraderConfig, PreprocessConfig
     from drcollab.models import LesionGenerator, LesionGrader, save_model
+    from drcollab.models.checkpoint import file_sha256
 
     torch.manual_seed(0)
     root.mkdir(parents=True, exist_ok=True)
@@ -30,11 +31,37 @@ def write_tiny_bundle(root: Path, grader_mode: str = "attention", size: int = 64
     save_model(LesionGrader(grader), root / "grader")
     bundle = {
         "name": "tiny",
-        "parts": {"generator": {"file": "generator"}, "grader": {"file": "grader"}},
+        "parts": {kind: {"file": kind, "sha256": file_sha256(root / f"{kind}.safetensors")}
+                  for kind in ("generator", "grader")},
         "preprocess": PreprocessConfig(size=size).model_dump(mode="json"),
     }
     (root / "bundle.json").write_text(json.dumps(bundle))
     return root
+
+
+def overwrite_tensor_bytes(path: Path, count: int = 4096) -> None:
+    """Damage a safetensors file and keep it valid: ``count`` bytes mid-way through its tensor data become 0x3F
+    (float32 0.747, a finite value), as a bad disk or copy might leave them."""
+    import struct
+
+    data = bytearray(path.read_bytes())
+    start = 8 + struct.unpack("<Q", data[:8])[0]  # the 8-byte header length, the JSON header, then the tensors
+    middle = (start + len(data) - count) // 2
+    before = bytes(data[middle : middle + count])
+    data[middle : middle + count] = b"\x3f" * count
+    assert bytes(data[middle : middle + count]) != before, "the damage must change the file"
+    path.write_bytes(bytes(data))
+
+
+def record_sha256(path: Path) -> None:
+    """Make the checkpoint JSON beside ``path`` record its weights' current hash, as if saved that way."""
+    import json
+
+    from drcollab.models.checkpoint import HASH_KEY, checkpoint_paths, file_sha256
+
+    weights, meta = checkpoint_paths(path)
+    info = json.loads(meta.read_text())
+    meta.write_text(json.dumps({**info, HASH_KEY: file_sha256(weights)}))
 
 
 def png_declaring(width: int, height: int, rows: int) -> bytes:

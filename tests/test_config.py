@@ -2,6 +2,7 @@ import pytest
 
 from drcollab.config import PreprocessConfig, load_config, read_yaml_tree
 from drcollab.errors import ConfigError
+from drcollab.training.config import TrainConfig
 
 
 def test_base_files_merge_underneath(tmp_path):
@@ -36,3 +37,34 @@ def test_missing_file_and_bad_override_are_named(tmp_path):
         load_config(PreprocessConfig, None, ["size"])
     with pytest.raises(ConfigError, match="size"):
         load_config(PreprocessConfig, None, ["size=3"])
+
+
+def test_a_yaml_syntax_error_is_one_line_naming_the_file_and_the_lines(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("size: 128\nsigma_fraction: [0.05\nnormalise: true\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(PreprocessConfig, path)
+    assert str(err.value) == (f"{path}: not valid YAML: line 2, column 17: while parsing a flow sequence; "
+                              "line 3, column 10: expected ',' or ']', but got ':'")
+
+
+def test_an_override_value_that_is_not_yaml_is_one_line_naming_it():
+    with pytest.raises(ConfigError) as err:
+        load_config(PreprocessConfig, None, ["size=[3"])
+    assert "\n" not in str(err.value) and str(err.value).startswith("override 'size=[3': the value is not valid YAML")
+
+
+def test_a_misspelt_key_names_the_nearest_valid_one_in_files_and_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("joint:\n  epoch: 3\ndata:\n  pixel:\n    - {format: generic, rooot: /x}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(TrainConfig, path, ["seg_pretrain.batchsize=4", "gradr.mode=ori"])
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"invalid config ({path} and the command-line key=value overrides):"
+    for line in ("  joint.epoch: unknown key; did you mean 'epochs'? (got 3)",
+                 "  data.pixel.0.rooot: unknown key; did you mean 'root'? (got '/x')",
+                 "  seg_pretrain.batchsize: unknown key; did you mean 'batch_size'? (got 4)",
+                 "  gradr: unknown key; did you mean 'grader'? (got {'mode': 'ori'})"):
+        assert line in lines
+    with pytest.raises(ConfigError, match=r"  zzz: unknown key \(got 1\)"):  # nothing near: no guess
+        load_config(PreprocessConfig, None, ["zzz=1"])

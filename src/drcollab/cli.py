@@ -71,10 +71,15 @@ def synth(
 def train(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML training config (see configs/)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<name>)."),
-    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder."),
+    resume: Path | None = typer.Option(None, "--resume", help="Continue the run in this folder (key=value arguments "
+                                       "may then change only the stages' epochs and runtime settings)."),
     overrides: list[str] | None = typer.Argument(None, help="key=value overrides, e.g. joint.epochs=5"),
 ) -> None:
-    """Train G, D and the grader with the paper's schedule (pre-training, then the joint stage)."""
+    """Train G, D and the grader with the paper's schedule (pre-training, then the joint stage).
+
+    A resumed run keeps its own config: `--resume RUN joint.epochs=80` trains more epochs; a changed network or
+    data field is refused, as is an edit of RUN/config.yaml that the command line does not repeat.
+    """
     from drcollab.config import load_config
     from drcollab.errors import DrcollabError, TrainingError, WriteError
     from drcollab.training.config import TrainConfig
@@ -84,9 +89,10 @@ def train(
     run_dir = resume
     try:
         if resume is not None:
-            if config is not None or overrides:
-                raise typer.BadParameter("--resume continues a run with its own config: drop --config and overrides")
-            bundle = run_training(None, resume, resume=True)
+            if config is not None:
+                raise typer.BadParameter("--resume continues a run with its own config: drop --config (key=value "
+                                         "arguments may raise epochs)")
+            bundle = run_training(None, resume, resume=True, changes=overrides or [])
         else:
             cfg = load_config(TrainConfig, config, overrides or [])
             run_dir = out or Path("runs") / cfg.name

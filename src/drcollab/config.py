@@ -7,10 +7,12 @@ command-line overrides (dotted keys, values parsed as YAML).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -55,12 +57,39 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     node[keys[-1]] = value
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line per bad field, naming the field path, e.g. ``train.stage2.epochs``."""
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The config classes a field's type holds: ``X``, ``X | None``, ``list[X]``, ``Annotated[X, ...]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if get_origin(annotation) in (Union, types.UnionType, list, tuple, dict, Annotated):
+        return [m for arg in get_args(annotation) for m in _models_in(arg)]
+    return []
+
+
+def nearest_key(model: type[BaseModel], loc: tuple[int | str, ...]) -> str | None:
+    """The valid key nearest to the unknown key at ``loc`` (e.g. ``("joint", "epoch")`` -> ``"epochs"``), if any."""
+    models = [model]
+    for part in loc[:-1]:
+        inner = [m for parent in models if part in parent.model_fields
+                 for m in _models_in(parent.model_fields[part].annotation)]
+        models = inner or models  # a list index keeps the element's class
+    keys = sorted({key for m in models for key in m.model_fields})
+    close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def format_validation_error(err: ValidationError, source: str, model: type[BaseModel] | None = None) -> str:
+    """One line per bad field, naming the field path, e.g. ``train.stage2.epochs``; with ``model``, an unknown key
+    names the nearest valid one."""
     lines = [f"invalid config ({source}):"]
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "<root>"
-        lines.append(f"  {field}: {e['msg']} (got {e.get('input')!r})")
+        if e["type"] == "extra_forbidden":
+            near = nearest_key(model, e["loc"]) if model is not None and e["loc"] else None
+            hint = f"; did you mean {near!r}?" if near else ""
+            lines.append(f"  {field}: unknown key{hint} (got {e.get('input')!r})")
+        else:
+            lines.append(f"  {field}: {e['msg']} (got {e.get('input')!r})")
     return "\n".join(lines)
 
 
@@ -71,7 +100,12 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key=value")
         key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({_yaml_problem(err)}); "
+                              "quote it, e.g. key='text'") from err
+        _set_dotted(tree, key.strip(), value)
     return tree
 
 
@@ -102,6 +136,29 @@ def _expand_env(text: str, path: Path) -> str:
     return _ENV.sub(value, text)
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """``line L, column C: what is wrong`` of a YAML syntax error, on one line (where it began, then where it broke)."""
+    if not isinstance(err, yaml.MarkedYAMLError):
+        return str(err).replace("\n", " ")
+    parts = []
+    for mark, text in ((err.context_mark, err.context), (err.problem_mark, err.problem)):
+        if text:
+            parts.append(f"line {mark.line + 1}, column {mark.column + 1}: {text}" if mark is not None else text)
+    return "; ".join(parts)
+
+
+def read_yaml(path: Path, expand_env: bool = False) -> Any:
+    """Parse a YAML file (``${VAR:-default}`` expanded first with ``expand_env``); a syntax error is one line
+    naming the file and the line."""
+    try:
+        text = path.read_text()
+        return yaml.safe_load(_expand_env(text, path) if expand_env else text)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a text file ({err.reason} at byte {err.start}); a config is YAML text") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(err)}") from err
+
+
 def read_yaml_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """A YAML config as a dict, with ``${VAR:-default}`` expanded and ``base:`` files merged underneath.
 
@@ -113,10 +170,7 @@ def read_yaml_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
         raise ConfigError(f"{path}: config file not found")
     if path.resolve() in _seen:
         raise ConfigError(f"{path}: 'base' files form a cycle")
-    try:
-        tree = yaml.safe_load(_expand_env(path.read_text(), path)) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    tree = read_yaml(path, expand_env=True) or {}
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(tree).__name__}")
     base = tree.pop("base", None)
@@ -135,10 +189,19 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
     source = str(path) if path is not None else "defaults"
     if overrides:
         tree = deep_merge(tree, parse_overrides(overrides))
+        source += " and the command-line key=value overrides"
     try:
         return cls.model_validate(tree)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from err
+        raise ConfigError(format_validation_error(err, source, cls)) from err
+
+
+def changed_fields(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` of every field that differs between two config trees, sorted."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [change for key in sorted(set(old) | set(new))
+                for change in changed_fields(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [(prefix.rstrip("."), old, new)]
 
 
 def dump_config(config: BaseModel) -> str:

@@ -185,6 +185,13 @@ def test_generic_layout_mistakes(tmp_path: Path) -> None:
         read_generic(root)
 
 
+def test_a_generic_labels_file_with_only_a_header_is_named_not_its_masks(tmp_path: Path) -> None:
+    root = make_generic(tmp_path / "generic")
+    labels = write_text(root / "labels.csv", "path,grade\n")
+    with raises_naming(labels, "labels file has a header but no rows"):
+        read_generic(root)
+
+
 def test_unreadable_or_ambiguous_label_files(tmp_path: Path) -> None:
     root = make_messidor(tmp_path / "Messidor")
     both = write_text(root / "Base11" / "Annotation_Base11.csv", "Image name,Retinopathy grade\n")

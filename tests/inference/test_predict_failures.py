@@ -22,7 +22,8 @@ from drcollab.errors import DataError
 from drcollab.inference import batch, outputs
 from drcollab.inference.bundle import load_bundle
 from drcollab.inference.predictor import Predictor
-from helpers import jpeg_declaring, png_declaring, write_tiny_bundle
+from drcollab.models.checkpoint import HASH_KEY, file_sha256
+from helpers import jpeg_declaring, overwrite_tensor_bytes, png_declaring, record_sha256, write_tiny_bundle
 
 
 def predict_cli(*args: str | Path):
@@ -61,6 +62,7 @@ def test_corrupted_grader_weights_fail_every_image_with_a_reason_and_never_grade
     tiny_bundle: Path, mixed: Path, tmp_path: Path
 ) -> None:
     flip_every_997th_byte(tiny_bundle / "grader.safetensors")  # finite but absurd weights: NaN probabilities
+    _trust_weights(tiny_bundle, "grader")  # as if trained so: the hashes match
     out = tmp_path / "out"
     result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out)
     assert result.exit_code == 1 and "no image was predicted" in result.output
@@ -76,10 +78,49 @@ def test_non_finite_weights_are_refused_when_the_bundle_loads(tiny_bundle: Path,
     key = next(k for k, v in weights.items() if v.is_floating_point())
     weights[key].view(-1)[0] = float("nan")
     save_file(weights, tiny_bundle / "generator.safetensors")
+    _trust_weights(tiny_bundle, "generator")
     result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", tmp_path / "out")
     line = one_error_line(result.output)
     assert result.exit_code == 2 and "generator.safetensors" in line and "not finite" in line and key in line
     assert not (tmp_path / "out").exists()
+
+
+def _trust_weights(bundle: Path, kind: str) -> None:
+    """Record the current hash of a part's weights in its checkpoint JSON and in bundle.json."""
+    record_sha256(bundle / kind)
+    info = json.loads((bundle / "bundle.json").read_text())
+    info["parts"][kind]["sha256"] = file_sha256(bundle / f"{kind}.safetensors")
+    (bundle / "bundle.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("recorded_in", ["bundle.json", "grader.json"])
+def test_weights_damaged_with_finite_values_are_refused_naming_the_file(
+    tiny_bundle: Path, mixed: Path, tmp_path: Path, recorded_in: str
+) -> None:
+    if recorded_in == "grader.json":  # a bundle written before bundle.json recorded hashes
+        info = json.loads((tiny_bundle / "bundle.json").read_text())
+        (tiny_bundle / "bundle.json").write_text(json.dumps({**info, "parts": {
+            kind: {"file": kind} for kind in info["parts"]}}))
+    overwrite_tensor_bytes(tiny_bundle / "grader.safetensors")
+    result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", tmp_path / "out")
+    line = one_error_line(result.output)
+    assert result.exit_code == 2, result.output
+    assert line == (f"error: {tiny_bundle / 'grader.safetensors'}: sha256 differs from {recorded_in}: the file is "
+                    "damaged or was replaced; restore it from a good copy, or "
+                    f"{'re-export the bundle' if recorded_in == 'bundle.json' else 'train again'}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bundle_saved_before_hashes_were_recorded_loads_unchecked(tiny_bundle: Path) -> None:
+    info = json.loads((tiny_bundle / "bundle.json").read_text())
+    (tiny_bundle / "bundle.json").write_text(json.dumps({**info, "parts": {kind: {"file": kind}
+                                                                           for kind in info["parts"]}}))
+    for kind in info["parts"]:
+        meta = json.loads((tiny_bundle / f"{kind}.json").read_text())
+        del meta[HASH_KEY]
+        (tiny_bundle / f"{kind}.json").write_text(json.dumps(meta))
+    bundle = load_bundle(tiny_bundle)
+    assert bundle.generator is not None and bundle.grader is not None
 
 
 DEGENERATE = {
@@ -231,6 +272,8 @@ def _edit_bundle(bundle: Path, **changes: object) -> None:
         ({"preprocess": "512"}, "preprocess: Input should be a valid dictionary"),
         ({"parts": {"generator": {"file": "../outside/generator"}}}, "inside the bundle folder"),
         ({"parts": {"generator": {"file": "/tmp/generator"}}}, "inside the bundle folder"),
+        ({"parts": {"generator": {"file": "generator", "sha256": "abc"}}},
+         "parts.generator.sha256: must be a sha256 in hex"),
     ],
 )
 def test_a_malformed_bundle_is_one_line_naming_the_field(

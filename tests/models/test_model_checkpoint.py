@@ -14,7 +14,8 @@ import drcollab
 from drcollab.config import GeneratorConfig, GraderConfig
 from drcollab.errors import DataError
 from drcollab.models import LesionGenerator, LesionGrader, load_model, read_checkpoint_info, save_model
-from drcollab.models.checkpoint import checkpoint_paths, strip_prefixes
+from drcollab.models.checkpoint import HASH_KEY, checkpoint_paths, file_sha256, strip_prefixes
+from helpers import overwrite_tensor_bytes, record_sha256
 
 TINY = GeneratorConfig(widths=(4, 4, 8, 8, 8))
 
@@ -51,6 +52,7 @@ def test_prefixed_weights_on_disk_are_loaded(tmp_path: Path) -> None:
     model = LesionGenerator(TINY)
     weights, _ = save_model(model, tmp_path / "g")
     save_file({f"module._orig_mod.{k}": v for k, v in load_file(weights).items()}, weights)
+    record_sha256(weights)
     loaded = load_model(tmp_path / "g.safetensors")
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value)
@@ -82,6 +84,7 @@ def test_missing_and_broken_files_raise_data_errors_naming_the_file(tmp_path: Pa
         load_model(tmp_path / "g")
     save_model(LesionGenerator(GeneratorConfig(widths=(4, 4, 8, 8, 16))), tmp_path / "other")
     checkpoint_paths(tmp_path / "other")[0].replace(weights)
+    record_sha256(weights)  # another model's weights, recorded as this one's
     with pytest.raises(DataError, match=r"g\.safetensors: weights do not match the generator config in g\.json"):
         load_model(tmp_path / "g")
     meta.write_text(json.dumps({"kind": "generator", "config": {"widths": [1, 2]}}))
@@ -90,6 +93,26 @@ def test_missing_and_broken_files_raise_data_errors_naming_the_file(tmp_path: Pa
     meta.write_text(json.dumps({"kind": "unet", "config": {}}))
     with pytest.raises(DataError, match="not a drcollab checkpoint"):
         load_model(tmp_path / "g")
+
+
+def test_weights_damaged_with_finite_values_are_refused_naming_the_file(tmp_path: Path) -> None:
+    weights, meta = save_model(LesionGenerator(TINY), tmp_path / "g")
+    assert json.loads(meta.read_text())[HASH_KEY] == file_sha256(weights)
+    overwrite_tensor_bytes(weights)
+    assert all(torch.isfinite(v).all() for v in load_file(weights).values())  # only the hash can tell
+    with pytest.raises(DataError, match=r"g\.safetensors: sha256 differs from g\.json: the file is damaged or was "
+                       "replaced; restore it from a good copy, or train again"):
+        load_model(tmp_path / "g")
+
+
+def test_a_checkpoint_saved_before_hashes_were_recorded_loads_unchecked(tmp_path: Path) -> None:
+    model = LesionGenerator(TINY)
+    _, meta = save_model(model, tmp_path / "g")
+    info = json.loads(meta.read_text())
+    del info[HASH_KEY]
+    meta.write_text(json.dumps(info))
+    loaded = load_model(tmp_path / "g")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
 
 
 def test_bad_metadata_or_model_writes_nothing(tmp_path: Path) -> None:

@@ -61,6 +61,18 @@ def test_values_that_cannot_run_are_refused_before_the_run_folder_is_claimed(
     assert not run.exists()
 
 
+@pytest.mark.parametrize("broken", ["config", "run folder config"])
+def test_a_yaml_syntax_error_is_one_line_naming_the_file_and_line(config_file: Path, tmp_path: Path,
+                                                                   broken: str) -> None:
+    run = tmp_path / "run"
+    bad = config_file if broken == "config" else run / "config.yaml"
+    bad.parent.mkdir(parents=True, exist_ok=True)
+    bad.write_text("name: tiny\njoint: {epochs: 2\nseed: 1\n")
+    result = train_cli("--config", config_file, "--out", run)
+    line = one_error_line(result.output)
+    assert result.exit_code == 2 and line.startswith(f"error: {bad}: not valid YAML: line 2, column 8: "), line
+
+
 def _state(path: Path) -> None:
     model = torch.nn.Linear(2, 2)
     save_state(path, {"generator": model}, {}, {"position": {"stage": "seg_pretrain"}, "config": {}})

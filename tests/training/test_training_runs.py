@@ -19,6 +19,7 @@ from training_helpers import tiny_config
 from drcollab.config import dump_config
 from drcollab.errors import TrainingError
 from drcollab.inference.bundle import load_bundle
+from drcollab.models.checkpoint import file_sha256
 from drcollab.training import steps
 from drcollab.training.state import read_state
 from drcollab.training.trainer import run_training
@@ -37,7 +38,10 @@ def test_every_stage_writes_its_models_and_logs(synth_root, tmp_path):
     cfg = tiny_config(synth_root, tmp_path / "cache")
     bundle = run_training(cfg, tmp_path / "run")
     run = tmp_path / "run"
-    assert json.loads((bundle / "bundle.json").read_text())["parts"]["grader"]["stage"] == "joint"
+    parts = json.loads((bundle / "bundle.json").read_text())["parts"]
+    assert parts["grader"]["stage"] == "joint"
+    assert {kind: part["sha256"] for kind, part in parts.items()} == {
+        kind: file_sha256(bundle / f"{kind}.safetensors") for kind in ("generator", "grader")}
     for stage, kinds in [("seg_pretrain", ["generator"]), ("grade_pretrain", ["grader"]),
                          ("joint", ["generator", "grader", "discriminator"])]:
         for kind in kinds:

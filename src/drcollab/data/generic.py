@@ -44,12 +44,16 @@ def read_generic(root: Path, source: str = "generic") -> list[Record]:
     """Records for every row of ``ROOT/labels.csv``, with masks where the image has any.
 
     Raises:
-        DataError: a missing root or labels file, a missing column, a grade outside 0-4 (DME 0-2), a name used
-            twice, a listed image missing, an unknown lesion folder, or a mask without its image.
+        DataError: a missing root or labels file, a labels file without rows, a missing column, a grade outside
+            0-4 (DME 0-2), a name used twice, a listed image missing, an unknown lesion folder, or a mask without
+            its image.
     """
     root = require_root(root)
     table = root / LABELS_FILE
     rows = read_table(table, ("path", "grade"))
+    if not rows:  # before the masks, which would all look orphaned
+        raise DataError(table, "labels file has a header but no rows: list each image on a row of its own, "
+                        "e.g. images/0001.png,2")
     has_dme = bool(rows) and "dme" in rows[0].values
     check_unique([(Path(row.values["path"]).stem, table, row.number) for row in rows])
     masks = _mask_files(root, {Path(row.values["path"]).stem for row in rows})

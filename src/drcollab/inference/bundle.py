@@ -2,19 +2,28 @@
 
 ``drcollab train`` writes one to ``RUN/model/``::
 
-    bundle.json                 {"name", "parts": {"generator": {...}, "grader": {...}}, "preprocess": {...},
-                                 "referable": {"dr_min", "dme_min", "threshold"}}   (absent: 2, 1, 0.5)
+    bundle.json                 {"name", "parts": {"generator": {"file", "sha256"}, "grader": {...}},
+                                 "preprocess": {...}, "referable": {"dr_min", "dme_min", "threshold"}}
+                                 (referable absent: 2, 1, 0.5)
                                  optional: "tile", "tile_overlap", "tta" (see Predictor)
     generator.safetensors/.json
     grader.safetensors/.json
 
 Everything needed to predict comes from these files, so preprocessing always matches training.
+
+Each part's ``sha256`` is the hash of its ``.safetensors`` file: loading refuses a file whose hash differs, so
+weights damaged or replaced with values that still look valid are never used silently. A bundle written before
+the hashes were recorded has none and still loads: refusing it would strand every such bundle, and its
+checkpoint JSONs (when they record ``weights_sha256``) and the finite-weights check still guard it; exporting it
+again from its run folder adds the hashes. The rest of ``bundle.json`` is not hashed, since its referable rule
+and tiles are meant to be edited.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, Literal
@@ -29,6 +38,7 @@ from drcollab.models.checkpoint import checkpoint_paths
 from drcollab.models.generator import SIZE_MULTIPLE
 
 BUNDLE_FILE = "bundle.json"
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class PartEntry(BaseModel):
@@ -36,6 +46,14 @@ class PartEntry(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     file: str
+    sha256: str | None = Field(None, description="sha256 of the part's .safetensors file; absent: not checked.")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, sha256: str | None) -> str | None:
+        if sha256 is not None and not SHA256.match(sha256):
+            raise ValueError("must be a sha256 in hex: 64 characters 0-9 and a-f")
+        return sha256
 
     @field_validator("file")
     @classmethod
@@ -124,8 +142,8 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
                         f"of the grader's preprocess size {preprocess.size}")
     if "grader" not in parts and "generator" not in parts:
         raise DataError(bundle_path, "bundle has neither a generator nor a grader")
-    generator = load_model(root / parts["generator"], device) if "generator" in parts else None
-    grader = load_model(root / parts["grader"], device) if "grader" in parts else None
+    models = {kind: load_model(root / part.file, device, part.sha256, bundle_path) for kind, part in spec.parts.items()}
+    generator, grader = models.get("generator"), models.get("grader")
     if grader is not None and (grader.config.mode != "ori" or grader.config.lesion_stats) and generator is None:
         need = "lesion_stats" if grader.config.mode == "ori" else f"mode {grader.config.mode!r}"
         raise DataError(bundle_path, f"grader {need} needs the generator, which is missing")

@@ -2,11 +2,14 @@
 
 The two files alone rebuild the model; nothing is ever unpickled. Both are written atomically
 (our own temp file + ``os.replace``, see ``files.py``), weights first, so a readable JSON always has its
-weights beside it. Loading refuses weights that are not finite (a damaged file), naming the tensor.
+weights beside it. The JSON records the sha256 of the weights file (``weights_sha256``); loading refuses
+weights whose hash differs (damaged or replaced, even with finite values) or that are not finite, naming the file.
+A JSON written before the hash was recorded has none, and its weights are loaded unchecked.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +18,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel, ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 from torch import nn
 
 import drcollab
@@ -35,6 +38,16 @@ KINDS: dict[str, tuple[Callable[[Any], nn.Module], type[BaseModel]]] = {
 }
 # Wrappers that rename parameters: DistributedDataParallel and torch.compile.
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+HASH_KEY = "weights_sha256"  # in the checkpoint JSON: sha256 of the safetensors file, in hex
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file in hex, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path]:
@@ -84,15 +97,17 @@ def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | No
     model = unwrap(model)
     weights_path, json_path = checkpoint_paths(path)
     state = {k: v.detach().cpu().contiguous() for k, v in strip_prefixes(model.state_dict()).items()}
+    data = save(state)
     info = {
         "format_version": FORMAT_VERSION,
         "kind": kind_of(model),
         "config": model.config.model_dump(mode="json"),
         "drcollab_version": drcollab.__version__,
         "metadata": metadata or {},
+        HASH_KEY: hashlib.sha256(data).hexdigest(),
     }
     text = json.dumps(info, indent=2)  # fails here, before any file is touched, if metadata is not JSON
-    atomic_write_bytes(weights_path, save(state))
+    atomic_write_bytes(weights_path, data)
     atomic_write_text(json_path, text)
     return weights_path, json_path
 
@@ -111,8 +126,37 @@ def read_checkpoint_info(path: str | Path) -> dict[str, Any]:
     return info
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+def _read_weights(path: Path, recorded: list[tuple[str | None, str | Path, str]]) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, read once, refused when its sha256 differs from a recorded one.
+
+    Args:
+        recorded: ``(sha256 or None, the file it is recorded in, what to do)`` for each place that records one.
+    """
+    if not path.is_file():
+        raise DataError(path, "checkpoint weights not found")
+    try:
+        data = path.read_bytes()
+        state = load(data)
+    except (SafetensorError, OSError) as err:
+        raise DataError(path, f"not a readable safetensors file: {err}") from err
+    digest = hashlib.sha256(data).hexdigest()
+    for expected, source, advice in recorded:
+        if expected is not None and digest != expected:
+            raise DataError(path, f"sha256 differs from {Path(source).name}: the file is damaged or was "
+                            f"replaced; restore it from a good copy, or {advice}")
+    return state
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu", expected_sha256: str | None = None,
+               recorded_in: str | Path = "bundle.json") -> nn.Module:
     """Rebuild a model from ``<path>.json`` and ``<path>.safetensors`` alone; returned in eval mode.
+
+    Args:
+        path: Checkpoint stem (or either file's path).
+        device: Where the model is moved.
+        expected_sha256: The weights file's sha256 as a bundle records it (``recorded_in``), checked besides
+            the one in ``<path>.json``; the file is read once for both.
+        recorded_in: The file ``expected_sha256`` comes from, named when it differs.
 
     Raises:
         DataError: naming the file when either file is missing, invalid or does not match.
@@ -123,18 +167,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> nn.Modul
     try:
         config = config_cls.model_validate(info["config"])
     except ValidationError as err:
-        raise DataError(json_path, format_validation_error(err, "its 'config' entry")) from err
+        raise DataError(json_path, format_validation_error(err, "its 'config' entry", config_cls)) from err
     # The weights come from the file: never download pretrained backbone weights here.
     build_config = config.model_copy(update={"pretrained": False}) if hasattr(config, "pretrained") else config
     model = cls(build_config)
     model.config = config
     model.checkpoint_metadata = info.get("metadata") or {}  # how it was trained: a frozen copy keeps it
-    if not weights_path.is_file():
-        raise DataError(weights_path, "checkpoint weights not found")
-    try:
-        state = strip_prefixes(load_file(str(weights_path)))
-    except (SafetensorError, OSError) as err:
-        raise DataError(weights_path, f"not a readable safetensors file: {err}") from err
+    recorded = [(expected_sha256, recorded_in, "re-export the bundle"), (info.get(HASH_KEY), json_path, "train again")]
+    state = strip_prefixes(_read_weights(weights_path, recorded))
     bad = next((k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if bad is not None:
         raise DataError(weights_path, f"weights are not finite (NaN or infinity in {bad!r}): the file is damaged; "

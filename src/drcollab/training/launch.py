@@ -28,18 +28,21 @@ def should_launch(cfg: TrainConfig) -> bool:
     return device == "cpu" or (device == "auto" and not torch.cuda.is_available())
 
 
-def launch(out: Path, processes: int) -> Path:
+def launch(out: Path, processes: int, changes: list[str] | None = None) -> Path:
     """Run ``drcollab train`` on ``out`` in ``processes`` DDP ranks and wait for them.
 
     The caller has already written ``out/config.yaml`` (or ``out`` holds a checkpoint): the ranks
-    start from the folder alone, with ``--resume`` when a checkpoint exists.
+    start from the folder alone, with ``--resume`` and the resume's ``changes`` when a checkpoint exists.
 
     Raises:
         TrainingError: a rank failed (its own message is above, on stderr).
         KeyboardInterrupt: after the ranks saved their state and stopped.
     """
     resume = (out / "checkpoints/last.safetensors").is_file()
-    args = ["--resume", str(out)] if resume else ["--config", str(out / "config.yaml"), "--out", str(out)]
+    if resume:
+        args = ["--resume", str(out), *(changes or [])]
+    else:
+        args = ["--config", str(out / "config.yaml"), "--out", str(out)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
            "-m", "drcollab.cli", "train", *args]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}

@@ -17,22 +17,13 @@ from pathlib import Path
 
 import yaml
 
-from drcollab.config import load_config
+from drcollab.config import changed_fields, load_config, read_yaml
 from drcollab.data.folds import ValFold
 from drcollab.errors import ConfigError
 from drcollab.files import atomic_write_text, remove_stale_temps, writing
 
 CSV_FIELDS = ("time", "stage", "epoch", "step", "global_step", "key", "value")
 STATE_FILE = "checkpoints/last.safetensors"  # inside the run folder
-
-
-def _diff_keys(a: object, b: object, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out: list[str] = []
-        for key in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(key), b.get(key), f"{prefix}{key}.")
-        return out
-    return [] if a == b else [prefix.rstrip(".")]
 
 
 class RunFolder:
@@ -66,9 +57,9 @@ class RunFolder:
                 same config with a checkpoint (use ``--resume``).
         """
         if self.config_path.exists():
-            old = yaml.safe_load(self.config_path.read_text())
+            old = read_yaml(self.config_path)
             new = yaml.safe_load(config_text)
-            diff = _diff_keys(old, new)
+            diff = [key for key, _, _ in changed_fields(old, new)]
             if diff:
                 raise ConfigError(
                     f"{self.root}: run folder already holds a different config (fields differ: {', '.join(diff[:8])}); "

@@ -13,12 +13,12 @@ import shutil
 from pathlib import Path
 
 import torch
-from pydantic import ValidationError
 from tqdm import tqdm
 
 from drcollab.config import dump_config
 from drcollab.distributed import DistInfo, barrier, setup, teardown
-from drcollab.errors import ConfigError, DataError
+from drcollab.errors import ConfigError
+from drcollab.models.checkpoint import file_sha256
 from drcollab.precision import resolve_precision, use_channels_last
 from drcollab.training.checks import check_config, check_data
 from drcollab.training.config import STAGES, TrainConfig
@@ -26,6 +26,7 @@ from drcollab.training.data import build_data, check_batches, sets_used
 from drcollab.training.launch import launch, should_launch
 from drcollab.training.loop import Context, Position, StopOnSignal
 from drcollab.training.mask_inputs import generator_tiles
+from drcollab.training.resume import resume_config
 from drcollab.training.run_folder import RunFolder
 from drcollab.training.stages import KINDS, build_nets, finish_stage, run_stage
 from drcollab.training.state import load_into, read_state
@@ -34,20 +35,23 @@ log = logging.getLogger(__name__)
 FINAL_DIR = "model"
 
 
-def run_training(cfg: TrainConfig | None, out: str | Path, resume: bool = False) -> Path:
+def run_training(cfg: TrainConfig | None, out: str | Path, resume: bool = False, changes: list[str] | None = None
+                 ) -> Path:
     """Train every stage whose ``epochs`` > 0, then write the final model bundle to ``RUN/model/``.
 
     Args:
-        cfg: The resolved config (ignored with ``resume``: the run folder's own config is used).
+        cfg: The resolved config (ignored with ``resume``: the config of the run's checkpoint is used).
         out: The run folder.
         resume: Continue the run in ``out`` from its last checkpoint.
+        changes: With ``resume``, ``key=value`` changes to the run's config, e.g. ``joint.epochs=80``
+            (only those ``training/resume.py`` allows).
 
     Returns:
         The folder of the final model bundle.
     """
-    cfg, state = _load_or_claim(Path(out), cfg, resume)
+    cfg, state = _load_or_claim(Path(out), cfg, resume, changes or [])
     if should_launch(cfg):
-        return launch(Path(out), cfg.runtime.cpu_processes)
+        return launch(Path(out), cfg.runtime.cpu_processes, changes or [])
     dist = setup(cfg.runtime.device, cfg.runtime.dist_timeout_s)
     if cfg.runtime.sync_bn and dist.device.type != "cuda":
         raise ConfigError("runtime.sync_bn: synchronised batch norm needs CUDA devices (PyTorch has none for the CPU)")
@@ -78,7 +82,8 @@ def run_training(cfg: TrainConfig | None, out: str | Path, resume: bool = False)
         teardown()
 
 
-def _load_or_claim(out: Path, cfg: TrainConfig | None, resume: bool) -> tuple[TrainConfig, tuple | None]:
+def _load_or_claim(out: Path, cfg: TrainConfig | None, resume: bool, changes: list[str]
+                   ) -> tuple[TrainConfig, tuple | None]:
     """The config (and, resuming, the state); a new run is checked against its data before its folder is claimed."""
     folder = RunFolder(out, writer=int(os.environ.get("RANK", "0")) == 0)
     folder.remove_stale_temps()  # left by a writer killed mid-write
@@ -86,11 +91,8 @@ def _load_or_claim(out: Path, cfg: TrainConfig | None, resume: bool) -> tuple[Tr
         if not folder.state_path.is_file():
             raise ConfigError(f"{out}: nothing to resume (no {folder.state_path.relative_to(out)})")
         tensors, meta = read_state(folder.state_path)
-        try:
-            return TrainConfig.model_validate(meta["config"]), (tensors, meta)
-        except (KeyError, TypeError, ValidationError) as err:
-            raise DataError(folder.state_path, "holds no valid training config: not a drcollab training "
-                            "state; delete it and train again with --config and --out") from err
+        cfg, position = resume_config(folder, meta, changes)
+        return cfg, (tensors, {**meta, "position": position})
     if cfg is None:
         raise ConfigError("run_training needs a config unless resuming")
     check_config(cfg)
@@ -154,7 +156,8 @@ def export_final(ctx: Context) -> Path:
                 tmp = final / f".{kind}{suffix}.tmp"
                 shutil.copyfile(source.with_name(source.name + suffix), tmp)
                 os.replace(tmp, final / f"{kind}{suffix}")
-            parts[kind] = {"file": kind, "stage": source.parent.name}
+            parts[kind] = {"file": kind, "stage": source.parent.name,
+                           "sha256": file_sha256(final / f"{kind}.safetensors")}  # checked at every load
         # A G whose last training saw random crops (stage 1a; a frozen G in stage 1b or 2 kept those weights)
         # is run in overlapping tiles of that size, as the mask path ran it in training (training/mask_inputs.py).
         g_stage = parts.get("generator", {}).get("stage")
