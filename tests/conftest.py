@@ -33,6 +33,19 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def own_cache_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Measured engine choices and exported graphs go to a folder of the test run, never the user's cache.
+    (Subprocesses the tests start inherit it through the environment.)"""
+    before = os.environ.get("DRCOLLAB_CACHE_HOME")
+    os.environ["DRCOLLAB_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache_home"))
+    yield
+    if before is None:
+        os.environ.pop("DRCOLLAB_CACHE_HOME", None)
+    else:
+        os.environ["DRCOLLAB_CACHE_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def idrid_root() -> Path:
     root = find_idrid_root()

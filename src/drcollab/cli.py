@@ -12,6 +12,8 @@ from drcollab.config import OutsideFov, Tta
 from drcollab.data.header import ImageLimits
 from drcollab.service.admission import DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S
 
+PLAIN_HELP = ("Run fp32 in the bundle's tiles (the reference path) instead of the fastest setting whose answers "
+              "match it, measured once per machine (torch engine).")
 TTA_HELP = ("Test-time flips averaged: none, hflip (+ the mirror image) or flips (+ vertical and both) "
             "(default: the bundle's tta, else none).")
 
@@ -158,6 +160,7 @@ def evaluate_cmd(
     outside_fov: OutsideFov = typer.Option(
         "zero", "--outside-fov", help="Lesion maps outside the field of view: zero (default) or keep G's raw outputs "
         "(how drcollab scored before, and the paper's whole-image AUCs)."),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """Evaluate a trained model: per-lesion pixel AUCs at full resolution, grading metrics, paper-shaped report."""
     from drcollab.data.sources import SPLIT_FORMATS
@@ -178,7 +181,8 @@ def evaluate_cmd(
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         metrics = evaluate(checkpoint, eval_set, out, batch_size=batch_size, device=device, overlays=overlays,
-                           tile=tile, tta=tta, workers=workers, cache_dir=cache_dir, outside_fov=outside_fov)
+                           tile=tile, tta=tta, workers=workers, cache_dir=cache_dir, outside_fov=outside_fov,
+                           setting="plain" if plain else "auto")
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
@@ -232,6 +236,7 @@ def predict(
     engine: str | None = typer.Option(None, "--engine", help="torch or onnx (default: onnx for a .onnx file)."),
     amp: bool = typer.Option(False, "--amp", help="bf16 autocast (torch engine)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format (torch engine)."),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
     tta: Tta | None = typer.Option(None, "--tta", help=TTA_HELP + " Torch engine only."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     min_side: int = typer.Option(MIN_SIDE, "--min-side", min=1, help="Refuse images with a shorter side (px)."),
@@ -250,8 +255,9 @@ def predict(
     dist = setup("cpu")  # gloo: the ranks only meet at barriers, whatever device the model runs on
     try:
         dev = f"cuda:{dist.local_rank}" if device == "cuda" and dist.enabled else device
-        summary = predict_images(load_engine(checkpoint, engine, dev, amp, channels_last, tta), inputs, out,
-                                 batch_size, dist, progress, ImageLimits(min_side=min_side, max_aspect=max_aspect))
+        model = load_engine(checkpoint, engine, dev, amp, channels_last, tta, "plain" if plain else "auto")
+        summary = predict_images(model, inputs, out, batch_size, dist, progress,
+                                 ImageLimits(min_side=min_side, max_aspect=max_aspect))
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
@@ -263,6 +269,7 @@ def predict(
         teardown()
     if not dist.is_main:
         return
+    typer.echo(f"engine: {model.setting_text()}")
     typer.echo(describe(summary))
     if summary.succeeded == 0:
         typer.echo("error: no image was predicted", err=True)
@@ -311,6 +318,7 @@ def serve(
                                   "once; more get HTTP 503 with Retry-After at once."),
     max_wait: float = typer.Option(DEFAULT_MAX_WAIT_S, "--max-wait", min=0.1, help="Seconds a photo may wait for the "
                                    "model; one that would wait longer gets HTTP 503 with Retry-After."),
+    plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
 ) -> None:
     """Serve the model: web page at /, POST /predict, GET /health, API docs at /docs (offline)."""
     import uvicorn
@@ -321,10 +329,11 @@ def serve(
     try:
         limits = ImageLimits(min_side=min_side, max_aspect=max_aspect)
         web_app = create_app(checkpoint, engine, device, max_upload_mb, limits=limits, max_queue=max_queue,
-                             max_wait_s=max_wait)
+                             max_wait_s=max_wait, setting="plain" if plain else "auto")
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
+    typer.echo(f"engine: {web_app.state.service.engine.setting_text()}")
     typer.echo(f"serving {checkpoint} on http://{host}:{port}/ (API docs: /docs, schema: /openapi.json)")
     uvicorn.run(web_app, host=host, port=port)
 

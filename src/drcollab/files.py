@@ -71,3 +71,12 @@ def remove_stale_temps(folder: Path) -> list[Path]:
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
+
+
+def cache_home() -> Path:
+    """Where drcollab keeps what it can rebuild (measured engine choices, exported graphs): ``$DRCOLLAB_CACHE_HOME``,
+    else ``$XDG_CACHE_HOME/drcollab``, else ``~/.cache/drcollab``."""
+    if os.environ.get("DRCOLLAB_CACHE_HOME"):
+        return Path(os.environ["DRCOLLAB_CACHE_HOME"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "drcollab"

@@ -35,6 +35,8 @@ from drcollab.evaluation.plots import plot_confusion, plot_curves, plot_overlay
 from drcollab.evaluation.report import render_report
 from drcollab.evaluation.scoring import Scores
 from drcollab.evaluation.selection import EvalSet
+from drcollab.inference.autotune import make_predictor
+from drcollab.inference.engine import load_engine
 from drcollab.inference.predictor import Prediction, Predictor
 
 THRESHOLD = 0.5  # lesion probability counted as a detection in the overlays
@@ -130,6 +132,7 @@ def evaluate(
     bins: int = DEFAULT_BINS,
     progress: bool = True,
     outside_fov: OutsideFov = "zero",
+    setting: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate a model bundle and write the report files into ``out_dir``; returns ``metrics.json``'s content.
 
@@ -156,7 +159,9 @@ def evaluate(
     if not Path(bundle_path).exists():
         raise DataError(bundle_path, "checkpoint not found (expected a run folder, its model/ folder or bundle.json)")
     eval_set = records if isinstance(records, EvalSet) else EvalSet.from_records(list(records))
-    predictor = Predictor(bundle_path, device=device, tile=tile, tta=tta, outside_fov=outside_fov)
+    engine = load_engine(bundle_path, device=device, setting=setting)  # the setting predict and serve run in
+    predictor = make_predictor(engine.predictor.bundle, device, engine.choice.setting, tile=tile, tta=tta,
+                               outside_fov=outside_fov)
     eval_set, skipped = _plan(eval_set, predictor)
     todo = eval_set.records()
     if not todo:
@@ -204,7 +209,8 @@ def _metrics(predictor: Predictor, eval_set: EvalSet, scores: Scores, skipped: l
                   "trained_stages": info.get("trained_stages")},
         "data": {**eval_set.info, "dataset": eval_set.dataset},
         "description": eval_set.description,
-        "settings": {"device": str(predictor.device), "batch_size": batch_size, "tile": predictor.tile or None,
+        "settings": {"device": str(predictor.device), "precision": "bf16" if predictor.amp else "fp32",
+                     "channels_last": predictor.channels_last, "batch_size": batch_size, "tile": predictor.tile or None,
                      "tile_overlap": predictor.overlap if predictor.tile else None, "tta": predictor.tta,
                      "outside_fov": predictor.outside_fov, "bins": bins, "threshold": THRESHOLD},
         "counts": {"images": n_images, "segmentation": scores.n_segmentation, "grading": len(scores.true),

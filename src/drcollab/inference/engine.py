@@ -1,7 +1,9 @@
 """Pick the engine that runs a checkpoint: PyTorch for a model bundle, onnxruntime for an exported ``.onnx`` file.
 
-``drcollab predict`` and ``drcollab serve`` both go through :func:`load_engine`, so a bundle and its ONNX export
-are interchangeable: both carry the same preprocessing and the same model fingerprint.
+``drcollab predict``, ``serve`` and ``evaluate`` and the Python entry point all go through :func:`load_engine`, so a
+bundle and its ONNX export are interchangeable: both carry the same preprocessing and the same model fingerprint.
+A bundle runs in the fastest setting whose answers match the plain fp32 path on this machine
+(:mod:`drcollab.inference.autotune`), unless the caller asks for the plain path or names a setting.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ import torch
 
 from drcollab.config import Tta
 from drcollab.errors import ConfigError, DataError
+from drcollab.inference.autotune import REFERENCE, Choice, Setting, choose_setting, make_predictor
 from drcollab.inference.bundle import bundle_fingerprint, load_bundle
 from drcollab.inference.predictor import Predictor
 
 ENGINES = ("torch", "onnx")
+SETTINGS = ("auto", "plain")
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Engine:
         name: The bundle's name.
         fingerprint: Short hash of the bundle's files; an ONNX export keeps its bundle's fingerprint.
         checkpoint: The path the engine was loaded from.
+        choice: How the torch engine runs the bundle and why (None for the ONNX engine).
     """
 
     predictor: Predictor
@@ -36,14 +41,23 @@ class Engine:
     name: str
     fingerprint: str
     checkpoint: Path
+    choice: Choice | None = None
 
-    def describe(self) -> dict[str, str]:
-        return {
-            "name": self.name,
-            "fingerprint": self.fingerprint,
-            "engine": self.kind,
-            "checkpoint": str(self.checkpoint),
-        }
+    def describe(self) -> dict:
+        """JSON-ready: the model, the engine and the setting it runs in (recorded in ``predictions.json``)."""
+        out: dict = {"name": self.name, "fingerprint": self.fingerprint, "engine": self.kind,
+                     "checkpoint": str(self.checkpoint)}
+        if self.choice is not None:
+            out["setting"] = self.setting_text()
+            out["choice"] = self.choice.record()
+        return out
+
+    def setting_text(self) -> str:
+        """One line: the engine and its setting, e.g. ``torch, bf16 + channels_last, G in one whole pass``."""
+        if self.choice is None:
+            return f"{self.kind} (onnxruntime, CPU)"
+        tile = self.predictor.tile
+        return f"{self.kind}, {self.choice.setting.describe(tile)} ({self.choice.reason})"
 
 
 def resolve_engine(checkpoint: Path, engine: str | None) -> str:
@@ -74,10 +88,14 @@ def load_engine(
     amp: bool = False,
     channels_last: bool = False,
     tta: Tta | None = None,
+    setting: str = "auto",
 ) -> Engine:
     """Load a bundle (run folder, bundle folder or ``bundle.json``) or an exported ``.onnx`` file.
 
     ``tta`` (torch engine): the test-time flips, see :class:`Predictor`; None takes the bundle's.
+    ``setting`` (torch engine): ``auto`` runs the bundle in the fastest setting whose answers match the plain path
+    (measured once per machine, see :mod:`drcollab.inference.autotune`); ``plain`` runs fp32 in the bundle's tiles.
+    ``amp`` or ``channels_last`` name the setting themselves (no measurement).
 
     Raises:
         ConfigError: an option the engine cannot honour (CUDA without a GPU, ``amp`` under onnxruntime, ...).
@@ -100,7 +118,16 @@ def load_engine(
         raise ConfigError(f"device {device!r}: CUDA is not available on this machine; use --device cpu")
     if not checkpoint.exists():
         raise DataError(checkpoint, "checkpoint not found")
+    if setting not in SETTINGS:
+        raise ConfigError(f"setting {setting!r}: choose one of {', '.join(SETTINGS)}")
     bundle = load_bundle(checkpoint, device)
-    predictor = Predictor(bundle, device=device, amp=amp, channels_last=channels_last, tta=tta)
+    fingerprint = bundle_fingerprint(bundle)
+    if amp or channels_last:
+        choice = Choice(Setting("bf16" if amp else "fp32", channels_last), "as asked", {})
+    elif setting == "plain":
+        choice = Choice(REFERENCE, "the plain path, as asked", {})
+    else:
+        choice = choose_setting(bundle, fingerprint, torch.device(device))
+    predictor = make_predictor(bundle, torch.device(device), choice.setting, tta=tta)
     name = str(bundle.info.get("name", bundle.root.name))
-    return Engine(predictor, kind, name, bundle_fingerprint(bundle), checkpoint)
+    return Engine(predictor, kind, name, fingerprint, checkpoint, choice)

@@ -124,9 +124,8 @@ class Predictor:
             raise ValueError(f"tta {self.tta!r}: choose one of {', '.join(get_args(Tta))}")
         for model in (self.bundle.generator, self.bundle.grader):
             if model is not None:
-                model.to(self.device).eval()
-                if channels_last:
-                    model.to(memory_format=torch.channels_last)
+                layout = torch.channels_last if channels_last else torch.contiguous_format  # the modules may be
+                model.to(self.device, memory_format=layout).eval()  # shared with a predictor of the other layout
 
     @property
     def input_preprocess(self) -> PreprocessConfig:

@@ -92,6 +92,7 @@ def create_app(
     quality: GradabilityConfig | None = None,
     max_queue: int = DEFAULT_MAX_QUEUE,
     max_wait_s: float = DEFAULT_MAX_WAIT_S,
+    setting: str = "auto",
 ) -> FastAPI:
     """Build the app around a model bundle or an exported ``.onnx`` file (see :func:`load_engine`).
 
@@ -106,11 +107,13 @@ def create_app(
         quality: The gradability thresholds (default :class:`GradabilityConfig`'s).
         max_queue: Grading requests inside at once (waiting for the model or being served); more get 503.
         max_wait_s: An admitted request not at the model this many seconds after admission gets 503.
+        setting: ``auto`` (the fastest setting whose answers match the plain path) or ``plain``, see
+            :func:`load_engine`.
     """
     limits = limits or ImageLimits()
     admission = Admission(max_queue, max_wait_s)
-    service = ModelService(load_engine(checkpoint, engine, device), display_side, quality or GradabilityConfig(),
-                           admission)
+    service = ModelService(load_engine(checkpoint, engine, device, setting=setting), display_side,
+                           quality or GradabilityConfig(), admission)
     app = FastAPI(
         title="drcollab",
         version=drcollab.__version__,

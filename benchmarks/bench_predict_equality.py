@@ -1,0 +1,107 @@
+"""Do faster prediction paths give the same answers as the plain fp32 path? IDRiD fold 0, the release bundle.
+
+Each variant (G tiled or whole, fp32 or bf16 autocast with channels_last) runs ``Predictor.predict_preprocessed``
+on the same preprocessed images: the 11 pixel-labelled validation images of fold 0 and the first 40 graded
+validation images. Against the reference (the bundle's own setting in fp32) it reports how many grades, DME risks
+and referable flags differ, the largest absolute difference of a lesion probability (inside the field of view) and
+each lesion's pixel AUC-PR (at G's preprocessed resolution, inside the field of view), and the median seconds of G
++ grader per image.
+
+    DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/bench_predict_equality.py \
+        --out benchmarks/results/bench_predict_equality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from drcollab.constants import LESIONS
+from drcollab.data.io import load_sample
+from drcollab.data.preprocess import preprocess
+from drcollab.evaluation.metrics import LesionCurves
+from drcollab.evaluation.selection import read_eval_set, restrict_to_val_fold
+from drcollab.inference.bundle import load_bundle
+from drcollab.inference.predictor import Predictor
+from drcollab.training.run_folder import read_val_fold
+
+VARIANTS = {  # name: (tile (None: the bundle's), amp, channels_last)
+    "fp32 tiles": (None, False, False),
+    "fp32 whole": (0, False, False),
+    "bf16 whole": (0, True, True),
+    "bf16 tiles": (None, True, True),
+}
+
+
+def load_images(bundle_dir: Path, idrid: Path, n_grading: int):
+    eval_set = restrict_to_val_fold(read_eval_set(idrid, "idrid", "train"), read_val_fold(bundle_dir))
+    cfg = load_bundle(bundle_dir).input_preprocess
+    seg = [preprocess(s.image, s.masks, cfg) for s in map(load_sample, eval_set.segmentation)]
+    grading = sorted(eval_set.grading, key=lambda r: r.name)[:n_grading]
+    graded = [preprocess(load_sample(r).image, None, cfg) for r in grading]
+    return seg, graded
+
+
+def run_variant(bundle_dir: Path, tile, amp: bool, channels_last: bool, pres) -> tuple[list, list[float]]:
+    predictor = Predictor(bundle_dir, tile=tile, amp=amp, channels_last=channels_last)
+    predictor.predict_preprocessed(pres[:1])  # warm-up: oneDNN primitives for these shapes
+    preds, times = [], []
+    for pre in pres:
+        start = time.perf_counter()
+        preds.append(predictor.predict_preprocessed([pre])[0])
+        times.append(time.perf_counter() - start)
+    return preds, times
+
+
+def compare(ref, preds, seg) -> dict:
+    diff = max(float(np.abs(a.lesion_probs - b.lesion_probs).max()) for a, b in zip(ref, preds, strict=True))
+    curves = LesionCurves()
+    for pre, pred in zip(seg, preds[: len(seg)], strict=True):
+        curves.update(pred.lesion_probs, pre.masks.astype(bool), pre.fov)
+    return {
+        "grades_differ": sum(a.grade != b.grade for a, b in zip(ref, preds, strict=True)),
+        "dme_differ": sum(a.dme != b.dme for a, b in zip(ref, preds, strict=True)),
+        "referable_differ": sum(a.referable != b.referable for a, b in zip(ref, preds, strict=True)),
+        "max_abs_lesion_diff": round(diff, 4),
+        "max_abs_probability_diff": round(max(float(np.abs(np.subtract(a.probabilities, b.probabilities)).max())
+                                              for a, b in zip(ref, preds, strict=True)), 4),
+        "auc_pr": {k: round(v.average_precision, 4) for k, v in curves.results().items()},
+    }
+
+
+def result(rows: dict, args: argparse.Namespace, seg: list, graded: list) -> dict:
+    return {"images": {"segmentation": len(seg), "grading": len(graded)}, "reference": args.variants[0],
+            "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "lesions": list(LESIONS), "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, default=Path("release/drcollab-idrid-cpu"))
+    parser.add_argument("--idrid", type=Path, default=Path(os.environ.get("DRCOLLAB_IDRID", "../shared/data/IDRiD")))
+    parser.add_argument("--grading", type=int, default=40)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    seg, graded = load_images(args.bundle, args.idrid, args.grading)
+    pres = seg + graded
+    rows, ref = {}, None
+    for name in args.variants:
+        preds, times = run_variant(args.bundle, *VARIANTS[name], pres)
+        ref = ref or preds
+        rows[name] = {"seconds_per_image": round(statistics.median(times), 3), **compare(ref, preds, seg)}
+        print(name, json.dumps(rows[name]), flush=True)
+        if args.out:  # after every variant: a long run keeps what it measured
+            args.out.write_text(json.dumps(result(rows, args, seg, graded), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
