@@ -38,6 +38,8 @@ class Record:
         dme_partial: The risks a partial DME label leaves open, ``(0, 1)`` or ``(1, 2)``, where the dataset says only
             on which side of a threshold the risk lies (Messidor-2: ``(0, 1)`` = no referable DME); else ``None``.
             At most one of ``dme`` and ``dme_partial`` is set.
+        group: The patient (or exam) the image belongs to: validation folds keep a group's images together
+            (:mod:`drcollab.data.folds`). ``""`` = the image is a group of its own (IDRiD publishes no patient ids).
     """
 
     name: str
@@ -48,6 +50,7 @@ class Record:
     grade_scale: str = "icdr"
     dme: int | None = None
     dme_partial: tuple[int, ...] | None = None
+    group: str = ""
 
     def __post_init__(self) -> None:
         if self.dme is not None and not 0 <= self.dme <= MAX_DME:
@@ -68,6 +71,11 @@ class Record:
     @property
     def has_masks(self) -> bool:
         return self.mask_paths is not None
+
+    @property
+    def fold_group(self) -> str:
+        """The key that keeps images in one fold: ``group``, or the name for an image of its own."""
+        return self.group or self.name
 
     @property
     def dme_target(self) -> int:
