@@ -129,7 +129,7 @@ def test_spec_from_yaml_and_refusals(tmp_path: Path) -> None:
     assert (spec.root, spec.split, spec.labels, spec.images) == (Path("data/kaggle"), "train", Path("a.csv"), None)
     with pytest.raises(ConfigError, match="format 'generic' has no splits"):
         load_config(DatasetSpec, overrides=["format=generic", "root=x", "split=test"])
-    with pytest.raises(ConfigError, match="apply to format 'eyepacs' only"):
+    with pytest.raises(ConfigError, match="apply to formats eyepacs, messidor2 only, not 'messidor'"):
         load_config(DatasetSpec, overrides=["format=messidor", "root=x", "images=y"])
     with pytest.raises(ConfigError, match="format"):
         load_config(DatasetSpec, overrides=["format=aptos", "root=x"])
