@@ -16,7 +16,7 @@ from drcollab.config import load_config
 from drcollab.data.folds import split_records
 from drcollab.data.sources import DatasetSpec, read_records
 from drcollab.distributed import DistInfo
-from drcollab.errors import ConfigError
+from drcollab.errors import ConfigError, DataError
 from drcollab.training.config import TrainConfig
 from drcollab.training.data import build_data, train_sampler
 from drcollab.training.datasets import FundusDataset
@@ -106,6 +106,22 @@ def test_each_source_is_split_by_its_own_folds_and_sampled_by_its_share(synth_ro
             sampler.set_epoch(epoch)
             drawn += [data.image_train[i].source for i, _ in sampler]
         assert Counter(drawn)["messidor2"] / len(drawn) == pytest.approx(0.75, abs=0.03)
+
+
+def test_a_source_without_a_gradable_image_or_too_small_for_the_folds_is_named(synth_root: Path, tmp_path: Path
+                                                                                ) -> None:
+    root = tmp_path / "m2"
+    (root / "IMAGES").mkdir(parents=True)
+    header = "id_code,diagnosis,adjudicated_dme,adjudicated_gradable\n"
+    (root / "messidor_data.csv").write_text(header + "a.jpg,,,0\nb.jpg,,,0\n")
+    image = [{"format": "generic", "root": str(synth_root)}, {"format": "messidor2", "root": str(root)}]
+    cfg = tiny_config(synth_root, tmp_path / "cache", data={"image": image})
+    with pytest.raises(DataError, match=r"m2: this messidor2 source holds no image with a grade \(data.image\)"):
+        build_data(cfg.data, pixel_used=False, image_used=False)
+    shutil.copyfile(next((synth_root / "images").iterdir()), root / "IMAGES" / "a.png")
+    (root / "messidor_data.csv").write_text(header + "a.jpg,1,0,1\nb.jpg,,,0\n")
+    with pytest.raises(DataError, match="m2: cannot make 4 folds from 1 images of 1 patients: lower data.n_folds"):
+        build_data(cfg.data, pixel_used=False, image_used=False)
 
 
 def test_a_grading_run_on_two_sources_logs_metrics_per_source(synth_root: Path, messidor2_copy: Path,

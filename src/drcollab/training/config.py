@@ -44,8 +44,8 @@ class DataConfig(StrictModel):
     pixel: list[DatasetSpec] = Field(default_factory=list, description="X^P: images with lesion masks.")
     image: list[DatasetSpec] = Field(
         default_factory=list, description="X^I: images with grades only (stage 1b, and stage 2's image-level set). "
-        "With a 'share' on every source, each epoch draws that fraction of its samples from it (with replacement), "
-        "and validation reports accuracy and kappa per source too."
+        "With a 'share' on every source, each epoch draws that fraction of its samples from it (with replacement); "
+        "with several sources, validation reports accuracy and kappa per source too."
     )
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     cache_dir: Path = Field(Path("cache"), description="Preprocessing cache folder (shared between runs).")
