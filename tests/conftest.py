@@ -54,6 +54,25 @@ def idrid_root() -> Path:
     return root
 
 
+def shared_set(env: str, folder: str, marker: str) -> Path:
+    """A real data set: ``$env``, else ``../shared/data/<folder>`` beside the repo; skips the test without it."""
+    candidates = [os.environ.get(env), REPO.parent / "shared/data" / folder, Path("/work/shared/data") / folder]
+    root = next((Path(c) for c in candidates if c and (Path(c) / marker).exists()), None)
+    if root is None:
+        pytest.skip(f"{folder} not found: set {env} or place it at ../shared/data/{folder}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def messidor2_root() -> Path:
+    return shared_set("DRCOLLAB_MESSIDOR2", "Messidor-2", "messidor_data.csv")
+
+
+@pytest.fixture(scope="session")
+def eyepacs_root() -> Path:
+    return shared_set("DRCOLLAB_EYEPACS", "EyePACS-256", "trainLabels.csv")
+
+
 @pytest.fixture
 def tiny_bundle(tmp_path: Path) -> Path:
     """Path of a tiny random model bundle (G + attention grader, 64 px preprocessing)."""

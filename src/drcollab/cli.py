@@ -143,7 +143,8 @@ def plan_cmd(
 def evaluate_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder, its model/ bundle folder or bundle.json."),
     data: Path = typer.Option(..., "--data", help="Dataset root (IDRiD: the folder holding 'A. Segmentation')."),
-    fmt: Literal["auto", "idrid", "idrid-seg", "idrid-grade", "eyepacs", "messidor", "generic"] = typer.Option(
+    fmt: Literal["auto", "idrid", "idrid-seg", "idrid-grade", "eyepacs", "messidor", "messidor2",
+               "generic"] = typer.Option(
         "auto", "--format", help="Dataset layout; auto detects it (IDRiD: part A segmentation, part B grading)."),
     split: Literal["train", "test"] | None = typer.Option(
         None, "--split", help="Official split; required for IDRiD and EyePACS, which have several."),

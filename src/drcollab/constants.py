@@ -17,6 +17,10 @@ NUM_GRADES = len(GRADES)
 DME_GRADES: tuple[str, ...] = ("no DME", "exudates away from the macula", "exudates within 1 DD of the macula")
 NUM_DME = len(DME_GRADES)
 MISSING_DME = -1  # the DME target of an image whose dataset gives no DME label (left out of the DME loss)
+# The risks each DME target allows: 0-2 an exact risk; 3 and 4 a partial label, from a dataset that says only on
+# which side of a threshold the risk lies (Messidor-2's adjudicated DME: 3 = risk 0 or 1). The DME loss of a target
+# is -log of the summed probability of its risks (losses/dme.py).
+DME_TARGET_RISKS: tuple[tuple[int, ...], ...] = ((0,), (1,), (2,), (0, 1), (1, 2))
 REFERABLE_FROM_GRADE = 2  # grade >= 2 is referable DR (the paper's Messidor "referral" setting)
 
 # Colours (RGB) used for every overlay, one per lesion.

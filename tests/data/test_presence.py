@@ -34,6 +34,19 @@ def test_defaults_follow_icdr_and_the_edema_risk(grade, dme, expected) -> None:
     assert lesion_presence(_record(grade, dme)) == expected
 
 
+@pytest.mark.parametrize(
+    ("grade", "partial", "expected"),
+    [
+        (2, (1, 2), (UNKNOWN, UNKNOWN, PRESENT, UNKNOWN)),  # risk 1 or 2: hard exudates either way
+        (2, (0, 1), (UNKNOWN,) * 4),  # risk 0 or 1: exudates may or may not be there
+        (0, (0, 1), (ABSENT,) * 4),  # the grade alone rules them out
+    ],
+)
+def test_a_partial_edema_label_implies_what_all_its_risks_imply(grade, partial, expected) -> None:
+    record = Record(name="x", image_path=Path("x.jpg"), grade=grade, dme_partial=partial)
+    assert lesion_presence(record) == expected
+
+
 def test_a_conflict_between_labels_is_unknown() -> None:
     cfg = PresenceConfig(dme={0: {"EX": "absent"}, 1: {"EX": "present"}})
     assert lesion_presence(_record(0, 1), cfg) == (ABSENT, ABSENT, UNKNOWN, ABSENT)

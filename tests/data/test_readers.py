@@ -79,6 +79,15 @@ def test_record_checks_grade_against_its_scale(tmp_path: Path) -> None:
         Record("a", tmp_path / "a.tif", grade=1, grade_scale="kaggle")
 
 
+def test_record_checks_its_partial_edema_label(tmp_path: Path) -> None:
+    assert Record("a", tmp_path / "a.jpg", dme_partial=(0, 1)).dme_target == 3
+    assert Record("a", tmp_path / "a.jpg", dme=2).dme_target == 2 and Record("a", tmp_path / "a.jpg").dme_target == -1
+    with pytest.raises(ValueError, match=r"partial macular edema label \(0, 2\) is not one of"):
+        Record("a", tmp_path / "a.jpg", dme_partial=(0, 2))
+    with pytest.raises(ValueError, match="both an exact macular edema risk and a partial label"):
+        Record("a", tmp_path / "a.jpg", dme=1, dme_partial=(1, 2))
+
+
 def test_generic_masks_and_grades(tmp_path: Path) -> None:
     root = make_generic(tmp_path / "generic")
     a, b, c = read_generic(root)
@@ -120,7 +129,7 @@ def test_spec_from_yaml_and_refusals(tmp_path: Path) -> None:
     assert (spec.root, spec.split, spec.labels, spec.images) == (Path("data/kaggle"), "train", Path("a.csv"), None)
     with pytest.raises(ConfigError, match="format 'generic' has no splits"):
         load_config(DatasetSpec, overrides=["format=generic", "root=x", "split=test"])
-    with pytest.raises(ConfigError, match="apply to format 'eyepacs' only"):
+    with pytest.raises(ConfigError, match="apply to formats eyepacs, messidor2 only, not 'messidor'"):
         load_config(DatasetSpec, overrides=["format=messidor", "root=x", "images=y"])
     with pytest.raises(ConfigError, match="format"):
         load_config(DatasetSpec, overrides=["format=aptos", "root=x"])

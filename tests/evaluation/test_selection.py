@@ -55,6 +55,9 @@ def test_detect_format(tmp_path: Path, eval_synth: Path) -> None:
     (tmp_path / "messidor" / "Base11").mkdir(parents=True)
     (tmp_path / "messidor" / "Base11" / "Annotation_Base11.csv").write_text("x")
     assert detect_format(tmp_path / "messidor") == "messidor"
+    (tmp_path / "m2" / "IMAGES").mkdir(parents=True)
+    (tmp_path / "m2" / "messidor_data.csv").write_text("id_code,diagnosis,adjudicated_dme,adjudicated_gradable\n")
+    assert detect_format(tmp_path / "m2") == "messidor2"
     (tmp_path / "kaggle").mkdir()
     (tmp_path / "kaggle" / "trainLabels.csv").write_text("image,level\n")
     assert detect_format(tmp_path / "kaggle") == "eyepacs"
@@ -92,14 +95,16 @@ def test_val_fold_of_selects_exactly_the_runs_validation_records(half_masked: Pa
     assert selected.info["fold"] == {"run": str(run.resolve()), "n_folds": 3, "val_fold": 2, "fold_seed": 5}
 
 
-def test_val_fold_of_rebuilds_the_folds_over_all_of_the_runs_sources(half_masked: Path, tmp_path: Path) -> None:
+def test_val_fold_of_splits_each_of_the_runs_sources_on_its_own(half_masked: Path, tmp_path: Path) -> None:
     other = renamed_copy(half_masked, tmp_path / "other", "b_")
     specs = [{"format": "generic", "root": str(half_masked)}, {"format": "generic", "root": str(other)}]
-    run = write_run(tmp_path / "run", specs[:1], specs, n_folds=4, val_fold=1, fold_seed=0)
-    pool = [r for s in specs for r in read_records(DatasetSpec.model_validate(s))]
-    _, val = split_records(pool, 4, 1, 0)
-    selected = restrict_to_val_fold(read_eval_set(half_masked, "generic"), read_val_fold(run))
-    assert [r.name for r in selected.grading] == sorted(r.name for r in val if not r.name.startswith("b_"))
+    both = write_run(tmp_path / "both", specs[:1], specs, n_folds=4, val_fold=1, fold_seed=0)
+    alone = write_run(tmp_path / "alone", specs[:1], specs[:1], n_folds=4, val_fold=1, fold_seed=0)
+    own = [r for r in read_records(DatasetSpec.model_validate(specs[0])) if r.grade is not None]
+    want = sorted(r.name for r in split_records(own, 4, 1, 0)[1])
+    for run in (both, alone):  # a second source does not move the first one's validation fold
+        selected = restrict_to_val_fold(read_eval_set(half_masked, "generic"), read_val_fold(run))
+        assert [r.name for r in selected.grading] == want
 
 
 def test_val_fold_of_refuses_runs_without_that_fold(half_masked: Path, tmp_path: Path) -> None:

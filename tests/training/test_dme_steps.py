@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from drcollab.config import DiscriminatorConfig, GeneratorConfig, GraderConfig
-from drcollab.constants import MISSING_DME
+from drcollab.constants import DME_TARGET_RISKS, MISSING_DME
 from drcollab.data.records import Record
 from drcollab.data.transforms import image_to_tensor
 from drcollab.losses import dme_loss, focal_loss
@@ -46,6 +46,33 @@ def test_grade_datasets_give_dme_and_minus_one_where_the_dataset_has_none():
     data = FundusDataset(records, lambda r: pre, labels="grade")
     assert [int(data[i]["dme"]) for i in range(2)] == [2, MISSING_DME]
     assert data[0]["dme"].dtype == torch.int64
+
+
+def test_grade_datasets_give_a_partial_labels_code():
+    pre = SimpleNamespace(image=np.zeros((8, 8, 3), np.uint8), fov=np.ones((8, 8), bool), masks=None)
+    records = [Record("a", Path("a.png"), grade=0, dme_partial=(0, 1)), Record("b", Path("b.png"), grade=3, dme=2)]
+    data = FundusDataset(records, lambda r: pre, labels="grade")
+    assert [int(data[i]["dme"]) for i in range(2)] == [DME_TARGET_RISKS.index((0, 1)), 2]
+
+
+def test_a_partial_dme_label_sends_a_gradient_to_the_dme_head():
+    nets = _grader_nets()
+    some, not_referable = DME_TARGET_RISKS.index((1, 2)), DME_TARGET_RISKS.index((0, 1))
+    batch = _batch([some, not_referable, MISSING_DME, not_referable])
+    out = nets.grader(network_inputs(batch)["image"])
+    loss = dme_loss(out.dme_logits, batch["dme"])
+    (weight,) = torch.autograd.grad(loss, [nets.grader.dme_classifier.weight], retain_graph=True)
+    assert weight.abs().sum() > 0 and torch.isfinite(weight).all()
+    # d loss / d bias_k sums (p_k - q_k) over the images, q the softmax renormalised over the allowed risks
+    p = out.dme_logits.detach().softmax(1)
+    q = torch.zeros_like(p)
+    for i, risks in [(0, [1, 2]), (1, [0, 1]), (3, [0, 1])]:
+        q[i, risks] = p[i, risks] / p[i, risks].sum()
+    (bias_ce,) = torch.autograd.grad(dme_loss(out.dme_logits, batch["dme"], "ce"), [nets.grader.dme_classifier.bias])
+    torch.testing.assert_close(bias_ce, (p - q)[[0, 1, 3]].sum(0) / 3)
+    before = nets.grader.dme_classifier.weight.detach().clone()
+    grade_step(nets, batch, CFG, nullcontext)
+    assert not torch.equal(nets.grader.dme_classifier.weight, before)
 
 
 def test_grade_step_adds_the_dme_loss_over_the_labelled_images_only():

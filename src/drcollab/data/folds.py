@@ -1,4 +1,5 @@
-"""Validation folds of a training split: fixed seed, stratified by grade when grades exist."""
+"""Validation folds of a training split: fixed seed, stratified by grade when grades exist, a patient's images in one
+fold (:attr:`Record.group`: EyePACS the patient, Messidor-2 a pair of neighbouring photos, IDRiD none)."""
 
 from __future__ import annotations
 
@@ -34,29 +35,33 @@ class ValFold:
 
 
 def fold_ids(records: Sequence[Record], n_folds: int, seed: int) -> np.ndarray:
-    """Assign each record a fold in ``[0, n_folds)``.
+    """Assign each record a fold in ``[0, n_folds)``; the images of one patient (:attr:`Record.fold_group`) share it.
 
-    Records are stratified by grade (records without a grade form their own stratum), shuffled
-    with ``seed`` inside each stratum and dealt round-robin, so every fold gets each grade in
-    proportion. The assignment depends only on the records' names, grades and the seed, not on
-    the order the reader returned them in.
+    Patients are stratified by their highest grade (patients without a grade form their own stratum), shuffled
+    with ``seed`` inside each stratum and dealt round-robin, so every fold gets each grade in proportion. The
+    assignment depends only on the records' groups, names and grades and the seed, not on the order the reader
+    returned them in. An image that is its own group (IDRiD, which publishes no patient ids) is dealt alone, as
+    every image was before records carried groups, so its folds have not changed.
     """
     if n_folds < 2:
         raise ValueError(f"n_folds must be >= 2, got {n_folds}")
-    if len(records) < n_folds:
-        raise ValueError(f"cannot make {n_folds} folds from {len(records)} images")
-    order = sorted(range(len(records)), key=lambda i: records[i].name)
+    groups: dict[str, list[int]] = {}
+    for i in sorted(range(len(records)), key=lambda i: (records[i].fold_group, records[i].name)):
+        groups.setdefault(records[i].fold_group, []).append(i)
+    if len(groups) < n_folds:
+        raise ValueError(f"cannot make {n_folds} folds from {len(records)} images of {len(groups)} patients")
+    strata: dict[int, list[list[int]]] = {}
+    for members in groups.values():  # in the order of the group keys
+        grades = [records[i].grade for i in members if records[i].grade is not None]
+        strata.setdefault(max(grades, default=-1), []).append(members)
     rng = np.random.default_rng(seed)
     folds = np.empty(len(records), dtype=np.int64)
-    strata: dict[int, list[int]] = {}
-    for i in order:
-        grade = records[i].grade
-        strata.setdefault(-1 if grade is None else grade, []).append(i)
     offset = 0
     for key in sorted(strata):
-        members = rng.permutation(strata[key])
-        folds[members] = (np.arange(len(members)) + offset) % n_folds
-        offset += len(members)  # continue dealing where the last stratum stopped, so fold sizes stay even
+        dealt = rng.permutation(len(strata[key]))
+        for position, g in enumerate(dealt.tolist()):
+            folds[strata[key][g]] = (position + offset) % n_folds
+        offset += len(dealt)  # continue dealing where the last stratum stopped, so fold sizes stay even
     return folds
 
 

@@ -3,6 +3,9 @@
 ``root`` is the folder that holds ``A. Segmentation`` and ``B. Disease Grading`` (a part folder
 itself is accepted too). Folder and file names are matched ignoring letter case and repeated spaces,
 so ``.JPG`` / ``.TIF`` copies read the same. See ``/work/shared/data/README.md`` for the quirks.
+
+IDRiD publishes no patient ids, so every image is a patient of its own for the validation folds (``Record.group``
+empty): two photos of one patient can fall in different folds, which nothing in the release lets a reader avoid.
 """
 
 from __future__ import annotations

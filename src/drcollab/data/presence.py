@@ -2,11 +2,11 @@
 
 A grade says something about every pixel: on the ICDR scale grade 0 means no lesion anywhere, grade 1 means
 microaneurysms only; IDRiD's and Messidor's macular edema risk 0 means no hard exudate, 1 and 2 that there are
-hard exudates. Stage 2 can use that
-where no mask exists (zero pseudo masks for a lesion the labels rule out, a presence term on the attention). The
-implications are a table in the config (:class:`PresenceConfig`), so another grading protocol or another disease
-changes the table, not the code. Where two labels disagree (e.g. DME 1 on a grade-0 image), the lesion is
-``unknown``: a label error must not become a confident target.
+hard exudates (a partial label, e.g. Messidor-2's risk 0 or 1, implies what both of its risks imply). Stage 2 can
+use that where no mask exists (zero pseudo masks for a lesion the labels rule out, a presence term on the
+attention). The implications are a table in the config (:class:`PresenceConfig`), so another grading protocol or
+another disease changes the table, not the code. Where two labels disagree (e.g. DME 1 on a grade-0 image), the
+lesion is ``unknown``: a label error must not become a confident target.
 """
 
 from __future__ import annotations
@@ -54,6 +54,9 @@ def lesion_presence(record: Record, cfg: PresenceConfig | None = None) -> tuple[
         rules.append(cfg.dr.get(record.grade, {}))
     if record.dme is not None:
         rules.append(cfg.dme.get(record.dme, {}))
+    if record.dme_partial is not None:  # what every risk the label leaves open implies
+        open_rules = [cfg.dme.get(risk, {}) for risk in record.dme_partial]
+        rules.append({k: v for k, v in open_rules[0].items() if all(r.get(k) == v for r in open_rules)})
     for rule in rules:
         for lesion, value in rule.items():
             if lesion not in implied:

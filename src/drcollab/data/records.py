@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drcollab.constants import LESIONS
+from drcollab.constants import DME_TARGET_RISKS, LESIONS, MISSING_DME
 
 # Highest grade of each grading scale a Record may carry.
 GRADE_SCALES: dict[str, int] = {"icdr": 4, "messidor": 3}
@@ -35,6 +35,11 @@ class Record:
             0-3 scale, which does not map onto ICDR grades; see :mod:`drcollab.data.messidor`).
         dme: Risk of diabetic macular edema 0-2 where the dataset gives it (IDRiD, Messidor: 0 = no hard
             exudate, 1 = exudates away from the macula's centre, 2 = within one disc diameter of it), else ``None``.
+        dme_partial: The risks a partial DME label leaves open, ``(0, 1)`` or ``(1, 2)``, where the dataset says only
+            on which side of a threshold the risk lies (Messidor-2: ``(0, 1)`` = no referable DME); else ``None``.
+            At most one of ``dme`` and ``dme_partial`` is set.
+        group: The patient (or exam) the image belongs to: validation folds keep a group's images together
+            (:mod:`drcollab.data.folds`). ``""`` = the image is a group of its own (IDRiD publishes no patient ids).
     """
 
     name: str
@@ -44,10 +49,19 @@ class Record:
     source: str = ""
     grade_scale: str = "icdr"
     dme: int | None = None
+    dme_partial: tuple[int, ...] | None = None
+    group: str = ""
 
     def __post_init__(self) -> None:
         if self.dme is not None and not 0 <= self.dme <= MAX_DME:
             raise ValueError(f"{self.image_path}: macular edema risk {self.dme} outside 0-{MAX_DME}")
+        if self.dme_partial is not None:
+            partial = DME_TARGET_RISKS[MAX_DME + 1 :]
+            if self.dme_partial not in partial:
+                raise ValueError(f"{self.image_path}: partial macular edema label {self.dme_partial} is not one of "
+                                 f"{partial} (store an exact risk in dme)")
+            if self.dme is not None:
+                raise ValueError(f"{self.image_path}: both an exact macular edema risk and a partial label: keep one")
         top = GRADE_SCALES.get(self.grade_scale)
         if top is None:
             raise ValueError(f"{self.image_path}: unknown grade scale {self.grade_scale!r}, use one of {GRADE_SCALES}")
@@ -57,6 +71,19 @@ class Record:
     @property
     def has_masks(self) -> bool:
         return self.mask_paths is not None
+
+    @property
+    def fold_group(self) -> str:
+        """The key that keeps images in one fold: ``group``, or the name for an image of its own."""
+        return self.group or self.name
+
+    @property
+    def dme_target(self) -> int:
+        """The DME loss's target: the exact risk, the code of a partial label (:data:`DME_TARGET_RISKS`), or
+        :data:`MISSING_DME`."""
+        if self.dme is not None:
+            return self.dme
+        return MISSING_DME if self.dme_partial is None else DME_TARGET_RISKS.index(self.dme_partial)
 
 
 @dataclass

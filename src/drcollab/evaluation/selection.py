@@ -3,11 +3,13 @@
 An :class:`EvalSet` keeps the segmentation records (with masks) and the grading records (with a grade) apart,
 because a run splits them apart: its ``data.pixel`` sources (X^P, images with masks) and its ``data.image``
 sources (X^I, images with grades) each get their own folds (``training/data.py``), so one synthetic image can
-be in the X^P validation fold and in the X^I training folds.
+be in the X^P validation fold and in the X^I training folds. Each source of a set is split on its own, so another
+source in a run's config does not move a source's validation fold.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -15,13 +17,15 @@ from typing import Any, Literal
 from drcollab.data.folds import ValFold, split_records
 from drcollab.data.idrid import GRADING, SEGMENTATION
 from drcollab.data.paths import normalise_name, require_root
-from drcollab.data.records import Record
+from drcollab.data.records import Record, ScanReport
 from drcollab.data.sources import SPLIT_FORMATS, DatasetSpec, read_records
 from drcollab.errors import ConfigError, DataError
 
-EvalFormat = Literal["auto", "idrid", "idrid-seg", "idrid-grade", "eyepacs", "messidor", "generic"]
+log = logging.getLogger(__name__)
+
+EvalFormat = Literal["auto", "idrid", "idrid-seg", "idrid-grade", "eyepacs", "messidor", "messidor2", "generic"]
 DATASET_NAMES = {"idrid-seg": "IDRiD", "idrid-grade": "IDRiD", "eyepacs": "EyePACS", "messidor": "Messidor",
-                 "generic": "generic"}  # format (and Record.source tag) -> dataset name in reports
+                 "messidor2": "Messidor-2", "generic": "generic"}  # format (and Record.source tag) -> dataset name
 
 
 @dataclass
@@ -70,7 +74,7 @@ class EvalSet:
 
 
 def detect_format(root: Path) -> str:
-    """``idrid``, ``generic``, ``messidor`` or ``eyepacs`` from the files in ``root``.
+    """``idrid``, ``generic``, ``messidor``, ``messidor2`` or ``eyepacs`` from the files in ``root``.
 
     Raises:
         DataError: naming the root when no known layout is found.
@@ -85,16 +89,18 @@ def detect_format(root: Path) -> str:
         return "generic"
     if any(root.glob("Annotation_Base*")) or any(root.glob("*/Annotation_Base*")):
         return "messidor"
+    if "messidor_data.csv" in names:
+        return "messidor2"
     if {"trainlabels.csv", "retinopathy_solution.csv"} & names:
         return "eyepacs"
     raise DataError(root, f"cannot tell the dataset layout (no '{SEGMENTATION}' / '{GRADING}' folder, labels.csv, "
-                          "Annotation_Base*.xls or trainLabels.csv): pass --format")
+                          "Annotation_Base*.xls, messidor_data.csv or trainLabels.csv): pass --format")
 
 
 def _split_words(dataset: str, split: str, fmt: str, root: Path) -> str:
     if fmt in SPLIT_FORMATS:
         return f"the {dataset} {'training' if split == 'train' else 'test'} split"
-    return f"the {dataset} set" if fmt == "messidor" else f"the {dataset} set '{root.resolve().name}'"
+    return f"the {dataset} set" if fmt in ("messidor", "messidor2") else f"the {dataset} set '{root.resolve().name}'"
 
 
 def read_eval_set(root: Path, fmt: EvalFormat = "auto", split: str = "train") -> EvalSet:
@@ -121,7 +127,10 @@ def read_eval_set(root: Path, fmt: EvalFormat = "auto", split: str = "train") ->
             spec = DatasetSpec(format=f, root=root, split=split)
         except ValueError as err:
             raise ConfigError(f"--format {f} --split {split}: {err}") from err
-        part = read_records(spec)
+        report = ScanReport()
+        part = read_records(spec, report)
+        if report.skipped:  # Messidor-2's ungradable photos
+            log.warning("%s %s: %s", f, root, report.summary())
         if any(r.has_masks for r in part):
             specs["segmentation"] = spec
         if any(r.grade is not None for r in part):
@@ -147,18 +156,12 @@ def _matching_spec(spec: DatasetSpec, run_specs: list[DatasetSpec], where: str) 
     return same[0]
 
 
-def _val_records(records: list[Record], spec: DatasetSpec, run_specs: list[DatasetSpec], fold: ValFold, where: str,
-                 pixel: bool) -> list[Record]:
-    """The records of ``records`` that fall in the run's validation fold, rebuilt as ``training/data.py`` does."""
-    index = _matching_spec(spec, run_specs, where)
-    pool: list[Record] = []
-    for i, s in enumerate(run_specs):
-        try:
-            pool += records if i == index else read_records(s)
-        except DataError as err:
-            raise ConfigError(f"{where}: its other source {s.root} is needed to rebuild the folds: {err}") from err
-    pool = [r for r in pool if (r.has_masks if pixel else r.grade is not None)]
-    _, val = split_records(pool, fold.n_folds, fold.val_fold, fold.fold_seed)
+def _val_records(records: list[Record], spec: DatasetSpec, run_specs: list[DatasetSpec], fold: ValFold,
+                 where: str) -> list[Record]:
+    """The records of ``records`` that fall in the run's validation fold, split as ``training/data.py`` splits
+    each source."""
+    _matching_spec(spec, run_specs, where)
+    _, val = split_records(records, fold.n_folds, fold.val_fold, fold.fold_seed)
     names = {r.name for r in val}
     return [r for r in records if r.name in names]
 
@@ -179,10 +182,10 @@ def restrict_to_val_fold(eval_set: EvalSet, fold: ValFold) -> EvalSet:
     seg = grade = []
     if eval_set.segmentation and fold.pixel:
         seg = _val_records(eval_set.segmentation, eval_set.specs["segmentation"], fold.pixel, fold,
-                           f"{where} (data.pixel)", pixel=True)
+                           f"{where} (data.pixel)")
     if eval_set.grading and fold.image:
         grade = _val_records(eval_set.grading, eval_set.specs["grading"], fold.image, fold,
-                             f"{where} (data.image)", pixel=False)
+                             f"{where} (data.image)")
     info = {"run": str(fold.run.resolve()), "n_folds": fold.n_folds, "val_fold": fold.val_fold,
             "fold_seed": fold.fold_seed}
     description = f"validation fold {fold.val_fold} of {fold.n_folds} of {eval_set.description}"

@@ -42,14 +42,21 @@ class DataConfig(StrictModel):
     """Where X^P (pixel-labelled) and X^I (grade-labelled) come from, and the validation fold."""
 
     pixel: list[DatasetSpec] = Field(default_factory=list, description="X^P: images with lesion masks.")
-    image: list[DatasetSpec] = Field(default_factory=list, description="X^I: images with grades only.")
+    image: list[DatasetSpec] = Field(
+        default_factory=list, description="X^I: images with grades only (stage 1b, and stage 2's image-level set). "
+        "With a 'share' on every source, each epoch draws that fraction of its samples from it (with replacement); "
+        "with several sources, validation reports accuracy and kappa per source too."
+    )
     preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
     cache_dir: Path = Field(Path("cache"), description="Preprocessing cache folder (shared between runs).")
-    n_folds: int = Field(5, ge=2, description="Folds of each training split, stratified by grade.")
+    n_folds: int = Field(5, ge=2, description="Folds of each source's training split, stratified by grade, a "
+                         "patient's images in one fold (data/folds.py).")
     val_fold: int | None = Field(0, ge=0, description="Fold held out for validation; null trains on all.")
     fold_seed: int = Field(0, description="Seed of the fold assignment (fixed for comparable runs).")
-    limit_pixel: int | None = Field(None, ge=1, description="Use only the first N X^P training images (smoke runs).")
-    limit_image: int | None = Field(None, ge=1, description="Use only the first N X^I training images (smoke runs).")
+    limit_pixel: int | None = Field(
+        None, ge=1, description="Use only the first N X^P training images of each source (smoke runs).")
+    limit_image: int | None = Field(
+        None, ge=1, description="Use only the first N X^I training images of each source (smoke runs).")
     seg_size: int | None = Field(
         None, ge=32, le=8192, description="Side of G's preprocessed images (X^P training and validation, G at "
         "prediction), a whole multiple of preprocess.size so the grader's input is an exact average of G's; null = "
@@ -68,6 +75,19 @@ class DataConfig(StrictModel):
             near = self.preprocess.size * max(1, round(self.seg_size / self.preprocess.size))
             raise ValueError(f"seg_size {self.seg_size} must be a whole multiple of preprocess.size "
                              f"{self.preprocess.size} (e.g. {near})")
+        return self
+
+    @model_validator(mode="after")
+    def _shares(self) -> DataConfig:
+        if any(spec.share is not None for spec in self.pixel):
+            raise ValueError("data.pixel: 'share' applies to data.image sources only; remove it")
+        shares = [spec.share for spec in self.image]
+        if None in shares and any(x is not None for x in shares):
+            raise ValueError("data.image: give every source a 'share' (fractions of each epoch summing to 1), or none")
+        if shares and None not in shares and abs(sum(shares) - 1) > 1e-6:
+            listed = " + ".join(f"{x:g}" for x in shares)
+            raise ValueError(f"data.image shares sum to {sum(shares):g} ({listed}): they are the fractions of each "
+                             "epoch's samples drawn from each source, so they must sum to 1")
         return self
 
     @property

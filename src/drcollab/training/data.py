@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -12,13 +14,29 @@ from tqdm import tqdm
 from drcollab.constants import NUM_GRADES
 from drcollab.data.cache import PreprocessCache
 from drcollab.data.folds import split_records
-from drcollab.data.records import Record
+from drcollab.data.records import Record, ScanReport
 from drcollab.data.sources import DatasetSpec, read_records
 from drcollab.distributed import DistInfo, barrier
 from drcollab.errors import ConfigError, DataError
 from drcollab.training.config import STAGES, DataConfig, TrainConfig
 from drcollab.training.datasets import FundusDataset
-from drcollab.training.sampling import EpochSampler, balanced_weights
+from drcollab.training.sampling import EpochSampler, balanced_weights, share_weights
+
+
+@dataclass(frozen=True)
+class SourceSplit:
+    """One source's training and validation records.
+
+    Attributes:
+        label: The source in logs and metrics: its format, numbered (``eyepacs-2``) when the format repeats.
+        train, val: Its records, split by its own folds.
+        share: Its ``share`` of each epoch's samples (``data.image``), or None.
+    """
+
+    label: str
+    train: list[Record]
+    val: list[Record]
+    share: float | None = None
 
 
 @dataclass
@@ -26,7 +44,8 @@ class TrainData:
     """Training and validation records of X^P and X^I, and the caches that serve their pixels.
 
     ``cache`` holds the grader's size (``data.preprocess``), ``seg_cache`` G's (``data.seg_size``; the same
-    object when the sizes agree).
+    object when the sizes agree). ``image_sources`` holds X^I per source, in the order of ``image_train`` and
+    ``image_val``; ``left_out`` the images the readers left out (Messidor-2's ungradable photos).
     """
 
     pixel_train: list[Record]
@@ -35,24 +54,67 @@ class TrainData:
     image_val: list[Record]
     cache: PreprocessCache
     seg_cache: PreprocessCache
+    image_sources: list[SourceSplit] = field(default_factory=list)
+    left_out: ScanReport = field(default_factory=ScanReport)
+
+    @property
+    def image_shares(self) -> tuple[list[int], list[float]] | None:
+        """``(source index of each image_train record, share of each source)`` when the sources have shares."""
+        if not self.image_sources or self.image_sources[0].share is None:
+            return None
+        index = [k for k, part in enumerate(self.image_sources) for _ in part.train]
+        return index, [part.share for part in self.image_sources]
 
     def summary(self) -> str:
-        return (
+        text = (
             f"X^P {len(self.pixel_train)} train / {len(self.pixel_val)} val, "
             f"X^I {len(self.image_train)} train / {len(self.image_val)} val"
         )
+        if len(self.image_sources) > 1:
+            text += " (" + ", ".join(f"{p.label} {len(p.train)} / {len(p.val)}" for p in self.image_sources) + ")"
+        if self.left_out.skipped:
+            text += f"; sources read: {self.left_out.summary()}"
+        return text
 
 
-def _read_all(specs: list[DatasetSpec]) -> list[Record]:
-    records: list[Record] = []
-    seen: dict[str, Record] = {}
+def source_labels(specs: list[DatasetSpec]) -> list[str]:
+    """Each source's name in logs and metrics: its format, numbered (``eyepacs-2``) when a format repeats."""
+    counts, seen = Counter(s.format for s in specs), Counter()
+    labels = []
     for spec in specs:
-        for r in read_records(spec):
+        seen[spec.format] += 1
+        labels.append(spec.format if counts[spec.format] == 1 else f"{spec.format}-{seen[spec.format]}")
+    return labels
+
+
+def split_sources(specs: list[DatasetSpec], keep: Callable[[Record], bool], what: str, cfg: DataConfig,
+                  limit: int | None, report: ScanReport) -> list[SourceSplit]:
+    """Read each source, keep its records that ``keep`` accepts, and split it by its own folds (patients in one
+    fold, :mod:`drcollab.data.folds`), so one source's validation fold does not depend on the others.
+    ``limit`` cuts each source's training part to its first N images and its validation part to N // 2.
+
+    Raises:
+        DataError: a source without a single kept image (``what`` says which kind), an image name used twice,
+            or a source too small for ``data.n_folds``.
+    """
+    parts: list[SourceSplit] = []
+    seen: dict[str, Record] = {}
+    for spec, label in zip(specs, source_labels(specs), strict=True):
+        records = [r for r in read_records(spec, report) if keep(r)]
+        if not records:
+            raise DataError(spec.root, f"this {spec.format} source holds no image with {what}")
+        for r in records:
             if r.name in seen:
                 raise DataError(r.image_path, f"image name {r.name!r} also used by {seen[r.name].image_path}")
             seen[r.name] = r
-            records.append(r)
-    return records
+        try:
+            train, val = split_records(records, cfg.n_folds, cfg.val_fold, cfg.fold_seed)
+        except ValueError as err:
+            raise DataError(spec.root, f"{err}: lower data.n_folds") from err
+        if limit is not None:
+            train, val = train[:limit], val[: max(1, limit // 2)]
+        parts.append(SourceSplit(label, train, val, spec.share))
+    return parts
 
 
 def build_data(cfg: DataConfig, dist: DistInfo | None = None, pixel_used: bool = True,
@@ -68,30 +130,23 @@ def build_data(cfg: DataConfig, dist: DistInfo | None = None, pixel_used: bool =
     dist = dist or DistInfo()
     # A source may mix labelled and unlabelled images (e.g. a synthetic set with --pixel-fraction):
     # X^P takes the images that have masks, X^I the ones that have a grade.
-    pixel = [r for r in _read_all(cfg.pixel) if r.has_masks]
-    image = [r for r in _read_all(cfg.image) if r.grade is not None]
-    if cfg.pixel and not pixel:
-        raise DataError(cfg.pixel[0].root, "data.pixel sources hold no image with lesion masks")
-    if cfg.image and not image:
-        raise DataError(cfg.image[0].root, "data.image sources hold no image with a grade")
-    for r in image:
+    report = ScanReport()
+    pixel = split_sources(cfg.pixel, lambda r: r.has_masks, "lesion masks (data.pixel)", cfg, cfg.limit_pixel,
+                          report)
+    image = split_sources(cfg.image, lambda r: r.grade is not None, "a grade (data.image)", cfg, cfg.limit_image,
+                          report)
+    for r in (r for part in image for r in part.train + part.val):
         if r.grade_scale != "icdr":
             raise DataError(r.image_path, f"X^I grades must be on the 0-4 scale, got scale {r.grade_scale!r}")
-    pixel_train, pixel_val = split_records(pixel, cfg.n_folds, cfg.val_fold, cfg.fold_seed) if pixel else ([], [])
-    image_train, image_val = split_records(image, cfg.n_folds, cfg.val_fold, cfg.fold_seed) if image else ([], [])
-    pixel_train = pixel_train[: cfg.limit_pixel]
-    image_train = image_train[: cfg.limit_image]
-    if cfg.limit_pixel is not None:
-        pixel_val = pixel_val[: max(1, cfg.limit_pixel // 2)]
-    if cfg.limit_image is not None:
-        image_val = image_val[: max(1, cfg.limit_image // 2)]
     cache = PreprocessCache(cfg.cache_dir, cfg.preprocess)
     seg_preprocess = cfg.seg_preprocess
     seg_cache = cache if seg_preprocess == cfg.preprocess else PreprocessCache(cfg.cache_dir, seg_preprocess)
-    data = TrainData(pixel_train, pixel_val, image_train, image_val, cache, seg_cache)
-    todo = [(seg_cache, r) for r in pixel_train + pixel_val if pixel_used]
-    todo += [(cache, r) for r in image_train + image_val if image_used]
-    todo += [(seg_cache, r) for r in image_train if image_seg_used and seg_cache is not cache]
+    data = TrainData([r for p in pixel for r in p.train], [r for p in pixel for r in p.val],
+                     [r for p in image for r in p.train], [r for p in image for r in p.val], cache, seg_cache,
+                     image, report)
+    todo = [(seg_cache, r) for r in data.pixel_train + data.pixel_val if pixel_used]
+    todo += [(cache, r) for r in data.image_train + data.image_val if image_used]
+    todo += [(seg_cache, r) for r in data.image_train if image_seg_used and seg_cache is not cache]
     missing = [(c, r) for c, r in todo if not c.path(r).is_file()]
     barrier()  # every rank has listed the same missing entries before any writes one: the shares are disjoint
     fill_share(missing, dist.rank, dist.world_size, progress=dist.is_main)
@@ -188,11 +243,20 @@ def make_loader(
 
 
 def train_sampler(
-    dataset: FundusDataset, seed: int, batch_size: int, dist: DistInfo, balanced: bool = False
+    dataset: FundusDataset, seed: int, batch_size: int, dist: DistInfo, balanced: bool = False,
+    shares: tuple[list[int], list[float]] | None = None,
 ) -> EpochSampler:
-    weights = None
-    if balanced:
-        weights = balanced_weights([r.grade for r in dataset.records], NUM_GRADES)
+    """The training order of ``dataset``: a permutation per epoch, or with ``balanced`` (grades drawn equally often)
+    or ``shares`` (``(source index of each record, share of each source)``, :attr:`TrainData.image_shares`) draws
+    with replacement; with both, grades are balanced within each source."""
+    grades = np.asarray([r.grade for r in dataset.records])
+    weights = balanced_weights(grades, NUM_GRADES) if balanced else None
+    if shares is not None:
+        sources = np.asarray(shares[0])
+        within = np.ones(len(grades))
+        for k in range(len(shares[1]) if balanced else 0):
+            within[sources == k] = balanced_weights(grades[sources == k], NUM_GRADES)
+        weights = share_weights(sources, shares[1], within)
     return EpochSampler(
         len(dataset), seed, True, weights, dist.rank, dist.world_size, batch_size=batch_size, drop_last=True
     )

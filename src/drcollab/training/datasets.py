@@ -9,7 +9,6 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from drcollab.constants import MISSING_DME
 from drcollab.data.crops import centre_crop, choose_centre, window, window_side
 from drcollab.data.preprocess import Preprocessed
 from drcollab.data.presence import PresenceConfig, lesion_presence
@@ -28,9 +27,10 @@ class FundusDataset(Dataset):
 
     Returns dicts with ``image`` ``(3, H, W)`` uint8, ``fov`` ``(1, H, W)`` bool (the field of view, moved
     with the image: pixels outside it do not count in G's losses), ``index``, and the ``labels`` asked for:
-    ``masks`` ``(L, H, W)`` bool or ``grade`` and ``dme`` (int64 scalars; ``dme`` is -1 where the dataset gives no
-    DME label, and the DME loss leaves such images out) with ``presence`` ``(L,)`` int64 (per lesion: 0 absent,
-    1 present, -1 unknown, as ``presence`` implies from the record's labels, :mod:`drcollab.data.presence`).
+    ``masks`` ``(L, H, W)`` bool or ``grade`` and ``dme`` (int64 scalars; ``dme`` is the record's ``dme_target``: the
+    risk, a partial label's code, or -1 where the dataset gives no DME label, which the DME loss leaves out) with
+    ``presence`` ``(L,)`` int64 (per lesion: 0 absent, 1 present, -1 unknown, as ``presence`` implies from the
+    record's labels, :mod:`drcollab.data.presence`).
     With ``g_inputs`` (a frozen G's precomputed inputs, ``training/mask_inputs.py``) grade items also carry
     ``g_masks`` ``(L, H, W)`` uint8 (G's pooled masks, moved by the same flips, rotation, zoom and crop as the image)
     and, when the loader gives them, ``stats`` ``(S,)`` float32 (unchanged: they do not change under flips and
@@ -91,7 +91,7 @@ class FundusDataset(Dataset):
             item["stats"] = torch.from_numpy(stats)  # (S,)
         if self.labels == "grade":
             item["grade"] = torch.tensor(record.grade, dtype=torch.int64)
-            item["dme"] = torch.tensor(MISSING_DME if record.dme is None else record.dme, dtype=torch.int64)
+            item["dme"] = torch.tensor(record.dme_target, dtype=torch.int64)
             item["presence"] = torch.tensor(self.presence[index], dtype=torch.int64)  # (L,)
         return item
 

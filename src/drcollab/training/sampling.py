@@ -19,6 +19,27 @@ def balanced_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
     return 1.0 / counts[labels]
 
 
+def share_weights(sources: Sequence[int], shares: Sequence[float], within: np.ndarray | None = None) -> np.ndarray:
+    """Per-sample weights that draw source ``k`` with probability ``shares[k]``, whatever its size.
+
+    Args:
+        sources: The source index of each sample.
+        shares: Each source's share of the draws (they sum to 1).
+        within: Relative weights of the samples inside their source (e.g. :func:`balanced_weights` per source);
+            default equal.
+
+    Raises:
+        ValueError: a source with a share but no sample to draw.
+    """
+    sources = np.asarray(sources, dtype=np.int64)
+    within = np.ones(len(sources)) if within is None else np.asarray(within, dtype=np.float64)
+    totals = np.bincount(sources, weights=within, minlength=len(shares))  # (K,)
+    empty = [k for k in range(len(shares)) if totals[k] <= 0]
+    if empty:
+        raise ValueError(f"source {empty[0]} has a share of the draws ({shares[empty[0]]}) but no image to draw")
+    return np.asarray(shares, dtype=np.float64)[sources] * within / totals[sources]
+
+
 class EpochSampler(Sampler[tuple[int, int]]):
     """Yields ``(index, augmentation_seed)`` for this rank's share of a seeded permutation of ``range(n)``.
 

@@ -156,11 +156,14 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
                                      data.image_train + data.image_val)
         ds = FundusDataset(data.image_train, load, s.augment, labels="grade", presence=cfg.data.presence,
                            g_inputs=g_inputs)
-        main_sampler = train_sampler(ds, seed, batch.per_rank, dist, balanced=cfg.data.balanced)
+        main_sampler = train_sampler(ds, seed, batch.per_rank, dist, balanced=cfg.data.balanced,
+                                     shares=data.image_shares)
+        val_sources = [part.label for part in data.image_sources for _ in part.val] or None
         main_loader = make_loader(ds, main_sampler, batch.per_rank, workers, dist.device)
 
         def validate() -> dict[str, float]:
-            out = validate_grader(nets.grader, G, data.image_val, data.cache, dist.device, ctx.autocast, g_inputs)
+            out = validate_grader(nets.grader, G, data.image_val, data.cache, dist.device, ctx.autocast, g_inputs,
+                                  sources=val_sources)
             if G is not None and cfg.joint.train_generator and data.pixel_val:
                 out |= validate_generator(G, data.pixel_val, data.seg_cache, dist.device, ctx.autocast)
             return out

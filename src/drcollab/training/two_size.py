@@ -30,7 +30,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from drcollab.constants import MISSING_DME
 from drcollab.data.crops import window
 from drcollab.data.presence import PresenceConfig, lesion_presence
 from drcollab.data.records import Record
@@ -99,7 +98,7 @@ class CropDataset(Dataset):
             "teacher_masks": torch.from_numpy(masks),
             "teacher_fov": torch.from_numpy(np.ascontiguousarray(teacher.fov[None])).bool(),
             "grade": torch.tensor(record.grade, dtype=torch.int64),
-            "dme": torch.tensor(MISSING_DME if record.dme is None else record.dme, dtype=torch.int64),
+            "dme": torch.tensor(record.dme_target, dtype=torch.int64),
             "presence": torch.tensor(self.presence[index], dtype=torch.int64),
             "index": index,
         }

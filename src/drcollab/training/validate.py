@@ -1,6 +1,7 @@
 """Validation on the held-out fold at the preprocessed resolution (full-resolution evaluation is
-``drcollab evaluate``): pooled per-lesion AUC-PR inside the field of view, grade accuracy and kappa, and with a DME
-head the DME accuracy and the joint DR + DME accuracy (IDRiD sub-challenge 2) over the images whose DME is known."""
+``drcollab evaluate``): pooled per-lesion AUC-PR inside the field of view, grade accuracy and kappa (also per source
+when X^I has several), and with a DME head the DME accuracy and the joint DR + DME accuracy (IDRiD sub-challenge 2)
+over the images whose DME is known exactly."""
 
 from __future__ import annotations
 
@@ -60,13 +61,19 @@ def validate_generator(
 def validate_grader(
     grader: nn.Module, generator: nn.Module | None, records: Sequence[Record], cache: PreprocessCache,
     device: torch.device, autocast: Autocast, g_inputs: GraderInputLoader | None = None, batch_size: int = 8,
+    sources: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Accuracy and quadratic weighted kappa of the grader (fed G's masks, and statistics, when it uses them), and
     with a DME head ``dme_accuracy`` and ``joint_accuracy`` (DR and DME both right) over the images with a known DME.
 
+    ``sources`` names each record's source; with two or more, each source's ``<source>/accuracy`` and
+    ``<source>/kappa`` follow the pooled numbers.
+
     A frozen G's inputs come precomputed from ``g_inputs``, as in the stage's batches (``training/mask_inputs.py``);
     without it, a ``generator`` (one that trains) runs on the grader's images, as in ``joint_step``.
     """
+    if sources is not None and len(sources) != len(records):
+        raise ValueError(f"validate_grader: {len(sources)} source names for {len(records)} records")
     c, g = unwrap(grader), None if generator is None else unwrap(generator)
     modes = [(m, m.training) for m in (c, g) if m is not None]
     for m, _ in modes:
@@ -95,6 +102,11 @@ def validate_grader(
         m.train(was)
     result = grading_metrics(np.asarray(y_true), np.asarray(y_pred))
     out = {"accuracy": result.accuracy, "kappa": result.kappa}
+    if sources is not None and len(set(sources)) > 1:
+        t, p, tags = np.asarray(y_true), np.asarray(y_pred), np.asarray(sources)
+        for source in dict.fromkeys(sources):  # in the order of the sources
+            part = grading_metrics(t[tags == source], p[tags == source])
+            out |= {f"{source}/accuracy": part.accuracy, f"{source}/kappa": part.kappa}
     if dme_rows:
         dme_right = np.asarray(dme_true) == np.asarray(dme_pred)
         dr_right = (np.asarray(y_true) == np.asarray(y_pred))[dme_rows]
