@@ -190,7 +190,7 @@ def test_exit_code_1_when_nothing_succeeds(tiny_bundle: Path, tmp_path: Path) ->
     ("args", "message"),
     [
         (["--checkpoint", "{tmp}/missing"], "not found"),
-        (["--checkpoint", "{bundle}", "--engine", "onnx"], "needs an exported .onnx file"),
+        (["--checkpoint", "{bundle}", "--engine", "onnx", "--amp"], "onnxruntime's CPU provider"),
         (["--checkpoint", "{bundle}", "--device", "tpu"], "use cpu, cuda"),
         (["--checkpoint", "{bundle}", "--batch-size", "0"], "batch-size"),
     ],

@@ -62,6 +62,7 @@ class Engine:
 
 def resolve_engine(checkpoint: Path, engine: str | None) -> str:
     """The engine for ``checkpoint``: ``engine`` if given, else ``onnx`` for a ``.onnx`` file and ``torch`` otherwise.
+    ``onnx`` for a bundle runs its graph from the cache (built on first use, :mod:`drcollab.inference.onnx_cache`).
 
     Raises:
         ConfigError: an unknown engine, or an engine that cannot read this checkpoint.
@@ -71,11 +72,6 @@ def resolve_engine(checkpoint: Path, engine: str | None) -> str:
         return "onnx" if is_onnx else "torch"
     if engine not in ENGINES:
         raise ConfigError(f"engine {engine!r}: choose one of {', '.join(ENGINES)}")
-    if engine == "onnx" and not is_onnx:
-        raise ConfigError(
-            f"--engine onnx needs an exported .onnx file, got {checkpoint}: "
-            f"run `drcollab export --checkpoint {checkpoint} --format onnx --out model.onnx` first"
-        )
     if engine == "torch" and is_onnx:
         raise ConfigError(f"--engine torch needs a model bundle, got the ONNX file {checkpoint}: use --engine onnx")
     return engine
@@ -111,7 +107,12 @@ def load_engine(
         if tta is not None:
             raise ConfigError("an ONNX graph runs the test-time flips it was exported with (its bundle's tta): "
                               "drop --tta, or export the bundle again with the tta you want in its bundle.json")
-        predictor = OnnxPredictor(checkpoint)
+        graph = checkpoint
+        if checkpoint.suffix.lower() != ".onnx":
+            from drcollab.inference.onnx_cache import cached_graph  # torch.export loads only when asked for
+
+            graph, _ = cached_graph(checkpoint)
+        predictor = OnnxPredictor(graph)
         meta = predictor.metadata
         return Engine(predictor, kind, meta.name, meta.fingerprint, checkpoint)
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
