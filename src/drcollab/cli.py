@@ -235,7 +235,7 @@ def predict(
     Under torchrun --nproc_per_node=N each rank takes every N-th image and rank 0 merges the results.
     """
     from drcollab.errors import DrcollabError
-    from drcollab.inference.batch import describe, predict_images
+    from drcollab.inference.batch import PredictInterrupted, describe, predict_images
     from drcollab.inference.engine import load_engine
     from drcollab.training.distributed import setup, teardown
 
@@ -248,7 +248,12 @@ def predict(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     except KeyboardInterrupt as err:
-        typer.echo(f"interrupted; finished images are kept in {out}: run the same command again to predict "
+        done = ""
+        if isinstance(err, PredictInterrupted):
+            s = err.summary
+            done = (f" after {s.succeeded} images ({s.unfinished} not predicted); {out / 'predictions.csv'} lists "
+                    "those done")
+        typer.echo(f"interrupted{done}; finished images are kept in {out}: run the same command again to predict "
                    "the rest", err=True)
         raise typer.Exit(130) from err
     finally:
