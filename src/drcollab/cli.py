@@ -9,6 +9,7 @@ from typing import Literal
 import typer
 
 from drcollab.config import OutsideFov, Tta
+from drcollab.constants import MIN_FOV_FRACTION
 from drcollab.data.header import ImageLimits
 
 TTA_HELP = ("Test-time flips averaged: none, hflip (+ the mirror image) or flips (+ vertical and both) "
@@ -151,6 +152,9 @@ def evaluate_cmd(
     outside_fov: OutsideFov = typer.Option(
         "zero", "--outside-fov", help="Lesion maps outside the field of view: zero (default) or keep G's raw outputs "
         "(how drcollab scored before, and the paper's whole-image AUCs)."),
+    min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
+                                           help="Leave out images whose field of view is narrower than this fraction "
+                                           "of the size the model resizes it to (0: score every image)."),
 ) -> None:
     """Evaluate a trained model: per-lesion pixel AUCs at full resolution, grading metrics, paper-shaped report."""
     from drcollab.data.sources import SPLIT_FORMATS
@@ -170,7 +174,8 @@ def evaluate_cmd(
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         metrics = evaluate(checkpoint, eval_set, out, batch_size=batch_size, device=device, overlays=overlays,
-                           tile=tile, tta=tta, workers=workers, cache_dir=cache_dir, outside_fov=outside_fov)
+                           tile=tile, tta=tta, workers=workers, cache_dir=cache_dir, outside_fov=outside_fov,
+                           min_fov_fraction=min_fov_fraction)
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
@@ -178,6 +183,8 @@ def evaluate_cmd(
         return "n/a" if x is None else f"{x:.4f}"
 
     typer.echo(f"evaluated on {metrics['description']}")
+    for note in metrics["skipped"]:
+        typer.echo(f"not evaluated: {note}")
     if metrics["segmentation"]:
         typer.echo("AUC_PR " + ", ".join(f"{k} {num(v['auc_pr'])}" for k, v in metrics["segmentation"].items()))
     if metrics["grading"]:
@@ -206,6 +213,8 @@ def compare_cmd(
 
 
 MIN_SIDE, MAX_ASPECT = ImageLimits().min_side, ImageLimits().max_aspect
+MIN_FOV_HELP = ("Refuse images whose field of view is narrower than this fraction of the size the model resizes it "
+                "to (0: no minimum).")
 
 
 def _check_device(device: str) -> str:
@@ -228,6 +237,8 @@ def predict(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     min_side: int = typer.Option(MIN_SIDE, "--min-side", min=1, help="Refuse images with a shorter side (px)."),
     max_aspect: float = typer.Option(MAX_ASPECT, "--max-aspect", min=1.0, help="Refuse longer/shorter side above."),
+    min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
+                                           help=MIN_FOV_HELP),
 ) -> None:
     """Grade images and map their lesions; writes per-image PNGs plus predictions.csv and predictions.json.
 
@@ -237,13 +248,15 @@ def predict(
     from drcollab.errors import DrcollabError
     from drcollab.inference.batch import PredictInterrupted, describe, predict_images
     from drcollab.inference.engine import load_engine
+    from drcollab.inference.gradability import GradabilityConfig
     from drcollab.training.distributed import setup, teardown
 
     dist = setup("cpu")  # gloo: the ranks only meet at barriers, whatever device the model runs on
     try:
         dev = f"cuda:{dist.local_rank}" if device == "cuda" and dist.enabled else device
         summary = predict_images(load_engine(checkpoint, engine, dev, amp, channels_last, tta), inputs, out,
-                                 batch_size, dist, progress, ImageLimits(min_side=min_side, max_aspect=max_aspect))
+                                 batch_size, dist, progress, ImageLimits(min_side=min_side, max_aspect=max_aspect),
+                                 GradabilityConfig(min_fov_fraction=min_fov_fraction))
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
@@ -251,7 +264,7 @@ def predict(
         done = ""
         if isinstance(err, PredictInterrupted):
             s = err.summary
-            done = (f" after {s.succeeded} images ({s.unfinished} not predicted); {out / 'predictions.csv'} lists "
+            done = (f" after {s.succeeded} of {s.succeeded + s.unfinished} images; {out / 'predictions.csv'} lists "
                     "those done")
         typer.echo(f"interrupted{done}; finished images are kept in {out}: run the same command again to predict "
                    "the rest", err=True)
@@ -304,16 +317,20 @@ def serve(
     engine: str | None = typer.Option(None, "--engine", help="torch or onnx (default: onnx for a .onnx file)."),
     min_side: int = typer.Option(MIN_SIDE, "--min-side", min=1, help="Refuse images with a shorter side (px)."),
     max_aspect: float = typer.Option(MAX_ASPECT, "--max-aspect", min=1.0, help="Refuse longer/shorter side above."),
+    min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
+                                           help=MIN_FOV_HELP),
 ) -> None:
     """Serve the model: web page at /, POST /predict, GET /health, API docs at /docs (offline)."""
     import uvicorn
 
     from drcollab.errors import DrcollabError
+    from drcollab.inference.gradability import GradabilityConfig
     from drcollab.service.app import create_app
 
     try:
         limits = ImageLimits(min_side=min_side, max_aspect=max_aspect)
-        web_app = create_app(checkpoint, engine, device, max_upload_mb, limits=limits)
+        quality = GradabilityConfig(min_fov_fraction=min_fov_fraction)
+        web_app = create_app(checkpoint, engine, device, max_upload_mb, limits=limits, quality=quality)
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

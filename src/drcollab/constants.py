@@ -18,6 +18,9 @@ DME_GRADES: tuple[str, ...] = ("no DME", "exudates away from the macula", "exuda
 NUM_DME = len(DME_GRADES)
 MISSING_DME = -1  # the DME target of an image whose dataset gives no DME label (left out of the DME loss)
 REFERABLE_FROM_GRADE = 2  # grade >= 2 is referable DR (the paper's Messidor "referral" setting)
+# A field of view narrower than this fraction of the size the model resizes it to is too small to grade: the model
+# would see it enlarged, and its grades drift (measured: benchmarks/bench_fov_size.py).
+MIN_FOV_FRACTION = 0.8
 
 # Colours (RGB) used for every overlay, one per lesion.
 LESION_COLOURS: dict[str, tuple[int, int, int]] = {

@@ -197,7 +197,7 @@ def test_ctrl_c_starts_its_message_on_a_new_line_after_the_progress_bar(
                                       str(tmp_path / "out"), "--batch-size", "1"])
     assert result.exit_code == 130 and "predict:" in result.output  # the bar was drawn
     message = [line for line in result.output.splitlines() if "interrupted" in line]
-    assert len(message) == 1 and message[0].startswith("interrupted after 1 images (2 not predicted)"), result.output
+    assert len(message) == 1 and message[0].startswith("interrupted after 1 of 3 images;"), result.output
 
 
 def test_ctrl_c_lists_the_images_done_and_a_rerun_predicts_the_rest(

@@ -7,9 +7,10 @@ records to ``OUT/.parts/part-<r>-of-<N>.json``, and after a gloo barrier rank 0 
 ``predictions.csv`` and ``predictions.json`` (see :mod:`drcollab.inference.outputs` for the per-image files).
 
 Before the model sees an image, the gradability check (:mod:`drcollab.inference.gradability`) may find it
-*ungradable*: too small or a strip (from its header, before decoding), no field of view, out of focus, over- or
-under-exposed, or cropped inside the retina. Such an image is listed among the predictions with
-``gradable: false`` and its reasons, and gets no grade, no referable flag and no lesion maps.
+*ungradable*: too small or a strip (from its header, before decoding), no field of view, a field of view too few
+pixels across for the model, out of focus, over- or under-exposed, or cropped inside the retina. Such an image is
+listed among the predictions with ``gradable: false`` and its reasons, and gets no grade, no referable flag and no
+lesion maps.
 
 Unreadable files do not stop the run: an image-suffixed file that cannot be decoded (its pixel data cut short,
 see :mod:`drcollab.data.header`, or damaged), or for which the model's output is not finite, is a *failure*
@@ -145,7 +146,8 @@ def _load(engine: Engine, item: Item, checks: Checks) -> tuple[np.ndarray, Prepr
         return Ungradable(size, header_reasons(shape), {})
     try:
         image = read_image(item.path, checks.limits)  # refuses pixel data cut short before decoding
-        gradable, reasons, measures = check_gradable(image, checks.quality)
+        size = engine.predictor.input_preprocess.size  # the minimum FOV diameter scales with it
+        gradable, reasons, measures = check_gradable(image, checks.quality, size)
         if not gradable:
             return Ungradable((image.shape[1], image.shape[0]), reasons, measures)
         return image, engine.predictor.preprocess(image), measures
