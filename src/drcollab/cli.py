@@ -227,7 +227,7 @@ def _check_device(device: str) -> str:
 def predict(
     inputs: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder, bundle folder, bundle.json or .onnx file."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder; a re-run skips images already predicted."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder; a re-run skips unchanged images done before."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", "--device", callback=_check_device, help="cpu or cuda (torch engine)."),
     engine: str | None = typer.Option(None, "--engine", help="torch or onnx (default: onnx for a .onnx file)."),

@@ -20,8 +20,8 @@ measured at its own size). Inside the FOV (its outer tenth left out: the rim is 
   the round edge of the camera's aperture; an image that is retina from edge to edge is a crop of one.
 - ``fov_diameter``: the FOV's diameter in the photo's own pixels. The model resizes the FOV to its working size
   (the bundle's preprocessing size, G's when it has its own); a FOV under ``min_fov_fraction`` of that size
-  reaches the model enlarged and blurred, and its grades drift (the release model graded IDRiD photos lower
-  as they were shrunk below its 1152 px), so it is too small to grade: :func:`min_fov_diameter`.
+  reaches the model enlarged and blurred, and its grades drift (see ``drcollab.constants.MIN_FOV_FRACTION``),
+  so it is too small to grade: :func:`min_fov_diameter`.
 
 The default thresholds were measured on the 467 IDRiD training images (all gradable) and on degraded copies
 of them: ``benchmarks/bench_gradability.py``, BENCHMARKS.md "Gradability check".
