@@ -67,7 +67,7 @@ def measure_all(paths: list[Path], cfg: GradabilityConfig) -> dict[str, list[dic
     rows: dict[str, list[dict]] = {"idrid": [], **{v: [] for v in VARIANTS}}
     start = time.perf_counter()
     for k, path in enumerate(paths):
-        small, _, _ = working_copy(read_image(path), cfg)
+        small = working_copy(read_image(path), cfg).image
         for name, image in [("idrid", small)] + [(v, f(small)) for v, f in VARIANTS.items()]:
             try:
                 m = measure(image, cfg)

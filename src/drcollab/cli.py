@@ -9,6 +9,7 @@ from typing import Literal
 import typer
 
 from drcollab.config import OutsideFov, Tta
+from drcollab.constants import MIN_FOV_FRACTION
 from drcollab.data.header import ImageLimits
 from drcollab.service.admission import DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S
 
@@ -162,6 +163,9 @@ def evaluate_cmd(
         "zero", "--outside-fov", help="Lesion maps outside the field of view: zero (default) or keep G's raw outputs "
         "(how drcollab scored before, and the paper's whole-image AUCs)."),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
+    min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
+                                           help="Leave out images whose field of view is narrower than this fraction "
+                                           "of the size the model resizes it to (0: score every image)."),
 ) -> None:
     """Evaluate a trained model: per-lesion pixel AUCs at full resolution, grading metrics, paper-shaped report."""
     from drcollab.data.sources import SPLIT_FORMATS
@@ -183,7 +187,7 @@ def evaluate_cmd(
             device = "cuda" if torch.cuda.is_available() else "cpu"
         metrics = evaluate(checkpoint, eval_set, out, batch_size=batch_size, device=device, overlays=overlays,
                            tile=tile, tta=tta, workers=workers, cache_dir=cache_dir, outside_fov=outside_fov,
-                           setting="plain" if plain else "auto")
+                           min_fov_fraction=min_fov_fraction, setting="plain" if plain else "auto")
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
@@ -191,6 +195,8 @@ def evaluate_cmd(
         return "n/a" if x is None else f"{x:.4f}"
 
     typer.echo(f"evaluated on {metrics['description']}")
+    for note in metrics["skipped"]:
+        typer.echo(f"not evaluated: {note}")
     if metrics["segmentation"]:
         typer.echo("AUC_PR " + ", ".join(f"{k} {num(v['auc_pr'])}" for k, v in metrics["segmentation"].items()))
     if metrics["grading"]:
@@ -219,6 +225,8 @@ def compare_cmd(
 
 
 MIN_SIDE, MAX_ASPECT = ImageLimits().min_side, ImageLimits().max_aspect
+MIN_FOV_HELP = ("Refuse images whose field of view is narrower than this fraction of the size the model resizes it "
+                "to (0: no minimum).")
 
 
 def _check_device(device: str) -> str:
@@ -231,7 +239,7 @@ def _check_device(device: str) -> str:
 def predict(
     inputs: list[Path] = typer.Argument(..., help="Image files and/or folders (searched recursively)."),
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder, bundle folder, bundle.json or .onnx file."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output folder; a re-run skips images already predicted."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output folder; a re-run skips unchanged images done before."),
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per forward pass."),
     device: str = typer.Option("cpu", "--device", callback=_check_device, help="cpu or cuda (torch engine)."),
     engine: str | None = typer.Option(None, "--engine", help="torch or onnx (default: onnx for a .onnx file)."),
@@ -242,6 +250,8 @@ def predict(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     min_side: int = typer.Option(MIN_SIDE, "--min-side", min=1, help="Refuse images with a shorter side (px)."),
     max_aspect: float = typer.Option(MAX_ASPECT, "--max-aspect", min=1.0, help="Refuse longer/shorter side above."),
+    min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
+                                           help=MIN_FOV_HELP),
 ) -> None:
     """Grade images and map their lesions; writes per-image PNGs plus predictions.csv and predictions.json.
 
@@ -250,20 +260,27 @@ def predict(
     """
     from drcollab.distributed import setup, teardown
     from drcollab.errors import DrcollabError
-    from drcollab.inference.batch import describe, predict_images
+    from drcollab.inference.batch import PredictInterrupted, describe, predict_images
     from drcollab.inference.engine import load_engine
+    from drcollab.inference.gradability import GradabilityConfig
 
     dist = setup("cpu")  # gloo: the ranks only meet at barriers, whatever device the model runs on
     try:
         dev = f"cuda:{dist.local_rank}" if device == "cuda" and dist.enabled else device
         model = load_engine(checkpoint, engine, dev, amp, channels_last, tta, "plain" if plain else "auto")
         summary = predict_images(model, inputs, out, batch_size, dist, progress,
-                                 ImageLimits(min_side=min_side, max_aspect=max_aspect))
+                                 ImageLimits(min_side=min_side, max_aspect=max_aspect),
+                                 GradabilityConfig(min_fov_fraction=min_fov_fraction))
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     except KeyboardInterrupt as err:
-        typer.echo(f"interrupted; finished images are kept in {out}: run the same command again to predict "
+        done = ""
+        if isinstance(err, PredictInterrupted):
+            s = err.summary
+            done = (f" after {s.succeeded} of {s.succeeded + s.unfinished} images; {out / 'predictions.csv'} lists "
+                    "those done")
+        typer.echo(f"interrupted{done}; finished images are kept in {out}: run the same command again to predict "
                    "the rest", err=True)
         raise typer.Exit(130) from err
     finally:
@@ -320,17 +337,21 @@ def serve(
     max_wait: float = typer.Option(DEFAULT_MAX_WAIT_S, "--max-wait", min=0.1, help="Seconds a photo may wait for the "
                                    "model; one that would wait longer gets HTTP 503 with Retry-After."),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
+    min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
+                                           help=MIN_FOV_HELP),
 ) -> None:
     """Serve the model: web page at /, POST /predict, GET /health, API docs at /docs (offline)."""
     import uvicorn
 
     from drcollab.errors import DrcollabError
+    from drcollab.inference.gradability import GradabilityConfig
     from drcollab.service.app import create_app
 
     try:
         limits = ImageLimits(min_side=min_side, max_aspect=max_aspect)
-        web_app = create_app(checkpoint, engine, device, max_upload_mb, limits=limits, max_queue=max_queue,
-                             max_wait_s=max_wait, setting="plain" if plain else "auto")
+        quality = GradabilityConfig(min_fov_fraction=min_fov_fraction)
+        web_app = create_app(checkpoint, engine, device, max_upload_mb, limits=limits, quality=quality,
+                             max_queue=max_queue, max_wait_s=max_wait, setting="plain" if plain else "auto")
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

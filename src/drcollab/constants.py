@@ -22,6 +22,11 @@ MISSING_DME = -1  # the DME target of an image whose dataset gives no DME label 
 # is -log of the summed probability of its risks (losses/dme.py).
 DME_TARGET_RISKS: tuple[tuple[int, ...], ...] = ((0,), (1,), (2,), (0, 1), (1, 2))
 REFERABLE_FROM_GRADE = 2  # grade >= 2 is referable DR (the paper's Messidor "referral" setting)
+# A field of view narrower than this fraction of the size the model resizes it to is too small to grade: the model
+# would see it enlarged. The release bundle's grades of IDRiD photos shrunk to 0.76 of its size kept to their
+# resampling noise (27/30 the same as at full size, as at 1.11), and drifted from 0.69 (24/30, then down to 19/30
+# at 0.35): benchmarks/bench_fov_size.py.
+MIN_FOV_FRACTION = 0.75
 
 # Colours (RGB) used for every overlay, one per lesion.
 LESION_COLOURS: dict[str, tuple[int, int, int]] = {

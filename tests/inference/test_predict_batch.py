@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from helpers import save_turned, write_tiny_bundle
 
 CSV_HEADER = ["id", "path", "width", "height", "gradable", "ungradable_reasons", "grade", "grade_name",
               "p_grade0", "p_grade1", "p_grade2", "p_grade3", "p_grade4", "dme", "dme_name", "p_dme0", "p_dme1",
-              "p_dme2", "referable", "referable_probability", "area_MA", "area_HE", "area_EX", "area_SE", "overlay"]
+              "p_dme2", "referable", "referable_probability", "area_MA", "area_HE", "area_EX", "area_SE", "overlay",
+              "sha256"]
 
 
 def predict_cli(*args: str | Path):
@@ -147,6 +149,34 @@ def test_rerun_skips_finished_images_and_redoes_incomplete_ones(tiny_bundle: Pat
     assert "1 now, 2 from an earlier run" in third.output
     assert (out / "images/scans/tall.tif/lesion_EX.png").is_file()
     assert len(list(csv.DictReader((out / "predictions.csv").open()))) == 3
+
+
+def test_a_photo_replaced_under_the_same_name_is_predicted_anew(tiny_bundle: Path, mixed: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out).exit_code == 0
+    kept = {i: (out / "images" / i / "result.json").stat().st_mtime_ns for i in GOOD_SIZES if i != "scans/wide.jpg"}
+    Image.fromarray(wide_fundus(7, 100, 140)).save(mixed / "wide.jpg", quality=95)  # re-captured, same name
+    again = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out)
+    assert again.exit_code == 0 and "1 now, 2 from an earlier run" in again.output
+    record = json.loads((out / "images/scans/wide.jpg/result.json").read_text())
+    assert (record["width"], record["height"]) == (140, 100)
+    assert record["sha256"] == hashlib.sha256((mixed / "wide.jpg").read_bytes()).hexdigest()
+    assert np.asarray(Image.open(out / "images/scans/wide.jpg/lesion_MA.png")).shape == (100, 140)
+    assert {i: (out / "images" / i / "result.json").stat().st_mtime_ns for i in kept} == kept
+    rows = {r["id"]: r for r in csv.DictReader((out / "predictions.csv").open())}
+    assert (rows["scans/wide.jpg"]["width"], rows["scans/wide.jpg"]["sha256"]) == ("140", record["sha256"])
+
+
+def test_a_photo_replaced_by_an_ungradable_one_loses_the_old_maps(
+    tiny_bundle: Path, mixed: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    assert predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out).exit_code == 0
+    Image.new("RGB", (128, 96)).save(mixed / "wide.jpg")  # black: no field of view
+    assert predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out).exit_code == 0
+    record = json.loads((out / "images/scans/wide.jpg/result.json").read_text())
+    assert record["gradable"] is False and record["ungradable_reasons"][0].startswith("no field of view")
+    assert not list((out / "images/scans/wide.jpg").glob("*.png"))  # the earlier photo's maps are gone
 
 
 def test_a_crash_mid_image_leaves_no_result_and_the_rerun_completes_it(

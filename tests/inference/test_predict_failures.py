@@ -3,6 +3,7 @@ bad bundles, full disks and Ctrl-C each give a failure with its reason or one li
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import os
@@ -239,6 +240,49 @@ def test_ctrl_c_says_how_to_continue(tiny_bundle: Path, mixed: Path, tmp_path: P
     monkeypatch.setattr(batch, "predict_images", interrupted)
     result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", tmp_path / "out")
     assert result.exit_code == 130 and "run the same command again" in result.output
+
+
+def interrupt_after_first_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C while the second image's outputs are written."""
+    real_write, calls = batch.write_image_outputs, []
+
+    def write(*args: object, **kwargs: object) -> dict:
+        calls.append(args)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "write_image_outputs", write)
+
+
+def test_ctrl_c_starts_its_message_on_a_new_line_after_the_progress_bar(
+    tiny_bundle: Path, mixed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    interrupt_after_first_image(monkeypatch)
+    result = CliRunner().invoke(app, ["predict", str(mixed), "--checkpoint", str(tiny_bundle), "--out",
+                                      str(tmp_path / "out"), "--batch-size", "1"])
+    assert result.exit_code == 130 and "predict:" in result.output  # the bar was drawn
+    message = [line for line in result.output.splitlines() if "interrupted" in line]
+    assert len(message) == 1 and message[0].startswith("interrupted after 1 of 3 images;"), result.output
+
+
+def test_ctrl_c_lists_the_images_done_and_a_rerun_predicts_the_rest(
+    tiny_bundle: Path, mixed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    interrupt_after_first_image(monkeypatch)
+    result = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out, "--batch-size", "1")
+    assert result.exit_code == 130 and "run the same command again" in result.output
+    summary = strict_json(out / "predictions.json")
+    done = [r["id"] for r in summary["predictions"]]
+    assert done == ["scans/left/small.png"] and summary["unfinished"] == 2
+    assert [r["id"] for r in csv.DictReader((out / "predictions.csv").open())] == done
+    assert not list(out.rglob("*.tmp")) and not (out / ".parts").exists()
+    monkeypatch.undo()
+    rerun = predict_cli(mixed, "--checkpoint", tiny_bundle, "--out", out)
+    assert rerun.exit_code == 0 and "2 now, 1 from an earlier run" in rerun.output
+    summary = strict_json(out / "predictions.json")
+    assert sorted(r["id"] for r in summary["predictions"]) == sorted(GOOD_SIZES) and summary["unfinished"] == 0
 
 
 @pytest.mark.parametrize(

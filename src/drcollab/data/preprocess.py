@@ -97,22 +97,27 @@ class Geometry:
                 out[i] = self.crop_resize(mask.astype(np.float32)) > threshold
         return out
 
-    def to_original(self, maps: np.ndarray, fill: float = 0.0) -> np.ndarray:
-        """Map ``(S, S)`` or ``(L, S, S)`` float maps back to ``(H, W)`` / ``(L, H, W)`` float32 (bilinear).
+    def to_original(self, maps: np.ndarray, fill: float = 0.0, out_hw: tuple[int, int] | None = None) -> np.ndarray:
+        """Map ``(S, S)`` or ``(L, S, S)`` maps back onto the original image (bilinear): ``(H, W)`` / ``(L, H, W)``,
+        uint8 for uint8 maps, else float32.
 
-        Original pixels outside the crop box get ``fill``.
+        Original pixels outside the crop box get ``fill``. ``out_hw``: the original image scaled to this size
+        instead (e.g. a smaller overlay), each axis by its own factor.
         """
         if maps.shape[-2:] != (self.size, self.size) or maps.ndim not in (2, 3):
             raise ValueError(f"maps must be (S, S) or (L, S, S) with S={self.size}, got {maps.shape}")
         s = self.scale
         x0, y0 = self.box[:2]
-        # original pixel centre x -> output coordinate s * (x + 0.5 - x0) - 0.5
-        to_out = np.array([[s, 0, s * (0.5 - x0) - 0.5], [0, s, s * (0.5 - y0) - 0.5]], dtype=np.float64)
-        h, w = self.original_hw
+        h, w = out_hw or self.original_hw
+        fy, fx = h / self.original_hw[0], w / self.original_hw[1]
+        # target pixel centre x_t -> original coordinate (x_t + 0.5) / fx -> output coordinate s * (x - x0) - 0.5
+        to_out = np.array([[s / fx, 0, s * (0.5 / fx - x0) - 0.5], [0, s / fy, s * (0.5 / fy - y0) - 0.5]],
+                          dtype=np.float64)
         flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
         layers = maps[None] if maps.ndim == 2 else maps  # (L, S, S)
+        dtype = np.uint8 if maps.dtype == np.uint8 else np.float32
         out = np.stack(
-            [cv2.warpAffine(m.astype(np.float32), to_out, (w, h), flags=flags, borderValue=fill) for m in layers]
+            [cv2.warpAffine(m.astype(dtype), to_out, (w, h), flags=flags, borderValue=fill) for m in layers]
         )  # (L, H, W)
         return out[0] if maps.ndim == 2 else out
 

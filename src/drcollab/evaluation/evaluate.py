@@ -5,6 +5,10 @@ pixels with ``Geometry.to_original`` (pixels outside the crop box score 0) and a
 histograms against the full-resolution masks, so one image's full-size maps are in memory at a time. The out
 folder gets ``metrics.json``, ``report.md``, ``predictions.csv``, ``curves.npz`` (the pooled histograms, for
 ``drcollab compare``), ``curves.png``, ``confusion.png`` and ``overlays/*.png``. See ``docs/evaluation.md``.
+
+An image whose field of view is too few pixels across for the model (under ``min_fov_fraction`` of the size the
+model resizes it to, as ``predict`` and ``serve`` refuse it: :mod:`drcollab.inference.gradability`) is not
+scored; ``metrics.json`` lists it under ``ungradable`` with the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from tqdm import tqdm
 
 from drcollab import __version__
 from drcollab.config import OutsideFov, Tta
-from drcollab.constants import GRADES, LESIONS, NUM_DME, NUM_GRADES
+from drcollab.constants import GRADES, LESIONS, MIN_FOV_FRACTION, NUM_DME, NUM_GRADES
 from drcollab.data.cache import PreprocessCache
 from drcollab.data.io import load_masks, read_image
 from drcollab.data.preprocess import Preprocessed
@@ -37,6 +41,7 @@ from drcollab.evaluation.scoring import Scores
 from drcollab.evaluation.selection import EvalSet
 from drcollab.inference.autotune import make_predictor
 from drcollab.inference.engine import load_engine
+from drcollab.inference.gradability import fov_size_reason, min_fov_diameter
 from drcollab.inference.predictor import Prediction, Predictor
 
 THRESHOLD = 0.5  # lesion probability counted as a detection in the overlays
@@ -104,6 +109,20 @@ def _row(record: Record, pred: Prediction, tasks: str) -> list[Any]:
     return ["" if v is None else v for v in row]
 
 
+def _wide_enough(
+    batch: list[tuple[Record, Preprocessed]], min_diameter: int, ungradable: list[dict[str, str]]
+) -> list[tuple[Record, Preprocessed]]:
+    """The images of ``batch`` whose FOV is at least ``min_diameter`` px across; the others go to ``ungradable``."""
+    kept = []
+    for record, pre in batch:
+        reason = fov_size_reason(2 * pre.geometry.radius, min_diameter)
+        if reason is None:
+            kept.append((record, pre))
+        else:
+            ungradable.append({"name": record.name, "reason": reason})
+    return kept
+
+
 def _plan(eval_set: EvalSet, predictor: Predictor) -> tuple[EvalSet, list[str]]:
     """Drop the tasks the bundle cannot do (no generator: no segmentation; no grader: no grading)."""
     skipped = []
@@ -132,6 +151,7 @@ def evaluate(
     bins: int = DEFAULT_BINS,
     progress: bool = True,
     outside_fov: OutsideFov = "zero",
+    min_fov_fraction: float = MIN_FOV_FRACTION,
     setting: str = "auto",
 ) -> dict[str, Any]:
     """Evaluate a model bundle and write the report files into ``out_dir``; returns ``metrics.json``'s content.
@@ -152,9 +172,11 @@ def evaluate(
         progress: Show a progress bar.
         outside_fov: Lesion maps outside the field of view: ``zero`` (the default) or ``keep`` G's raw outputs (how
             drcollab scored before, and the paper's whole-image pixel AUCs), see ``Predictor``.
+        min_fov_fraction: Images whose FOV is narrower than this fraction of the model's working size are not
+            scored (see the module docstring); 0 scores every image.
 
     Raises:
-        DataError: a missing or invalid bundle, or a bad image / mask, naming the file.
+        DataError: a missing or invalid bundle, a bad image / mask (naming the file), or no image wide enough.
     """
     if not Path(bundle_path).exists():
         raise DataError(bundle_path, "checkpoint not found (expected a run folder, its model/ folder or bundle.json)")
@@ -173,12 +195,15 @@ def evaluate(
     grade_keys = {(r.name, r.image_path) for r in eval_set.grading}
     cache = None if cache_dir is None else PreprocessCache(cache_dir, predictor.input_preprocess)
     scores, drawn = Scores(bins, predictor.referable), []
+    min_diameter = min_fov_diameter(min_fov_fraction, predictor.input_preprocess.size)
+    ungradable: list[dict[str, str]] = []
     with (out / "predictions.csv").open("w", newline="") as f, \
             tqdm(total=len(todo), desc="evaluate", unit="img", disable=not progress) as bar:
         writer = csv.writer(f)
         writer.writerow(CSV_HEADER)
-        for batch in _chunks(_prefetch(_loader(predictor, cache), todo, workers), batch_size):
-            preds = predictor.predict_preprocessed([pre for _, pre in batch])
+        for loaded in _chunks(_prefetch(_loader(predictor, cache), todo, workers), batch_size):
+            batch = _wide_enough(loaded, min_diameter, ungradable)
+            preds = predictor.predict_preprocessed([pre for _, pre in batch]) if batch else []
             for (record, pre), pred in zip(batch, preds, strict=True):
                 key, tasks = (record.name, record.image_path), []
                 if key in seg_keys:
@@ -190,12 +215,27 @@ def evaluate(
                     scores.add_grade(record, pred.probabilities, pred.dme_probabilities)
                     tasks.append("grading")
                 writer.writerow(_row(record, pred, "+".join(tasks)))
-            bar.update(len(batch))
+            bar.update(len(loaded))
+    if ungradable:
+        skipped.append(_too_small_note(ungradable, min_diameter))
+        if len(ungradable) == len(todo):
+            (out / "predictions.csv").unlink()
+            raise DataError(eval_set.info.get("root") or out_dir, f"nothing to evaluate: {skipped[-1]}; evaluate the "
+                            "photos at their original resolution, or pass --min-fov-fraction 0 to score them anyway")
     metrics = _metrics(predictor, eval_set, scores, skipped, len(todo), batch_size, bins)
+    metrics["settings"]["min_fov_diameter"] = min_diameter
+    metrics["ungradable"] = ungradable
     metrics["files"] = _figures(metrics, scores, out, drawn)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     (out / "report.md").write_text(render_report(metrics))
     return metrics
+
+
+def _too_small_note(ungradable: list[dict[str, str]], min_diameter: int) -> str:
+    names = [u["name"] for u in ungradable]
+    listed = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+    images = "1 image" if len(names) == 1 else f"{len(names)} images"
+    return f"{images} whose field of view is narrower than the {min_diameter} px this model needs ({listed})"
 
 
 def _metrics(predictor: Predictor, eval_set: EvalSet, scores: Scores, skipped: list[str], n_images: int,

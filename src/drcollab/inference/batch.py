@@ -7,9 +7,10 @@ records to ``OUT/.parts/part-<r>-of-<N>.json``, and after a gloo barrier rank 0 
 ``predictions.csv`` and ``predictions.json`` (see :mod:`drcollab.inference.outputs` for the per-image files).
 
 Before the model sees an image, the gradability check (:mod:`drcollab.inference.gradability`) may find it
-*ungradable*: too small or a strip (from its header, before decoding), no field of view, out of focus, over- or
-under-exposed, or cropped inside the retina. Such an image is listed among the predictions with
-``gradable: false`` and its reasons, and gets no grade, no referable flag and no lesion maps.
+*ungradable*: too small or a strip (from its header, before decoding), no field of view, a field of view too few
+pixels across for the model, out of focus, over- or under-exposed, or cropped inside the retina. Such an image is
+listed among the predictions with ``gradable: false`` and its reasons, and gets no grade, no referable flag and no
+lesion maps.
 
 Unreadable files do not stop the run: an image-suffixed file that cannot be decoded (its pixel data cut short,
 see :mod:`drcollab.data.header`, or damaged), or for which the model's output is not finite, is a *failure*
@@ -22,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,13 @@ from drcollab.distributed import DistInfo, barrier
 from drcollab.errors import DataError
 from drcollab.inference.engine import Engine
 from drcollab.inference.gradability import GradabilityConfig, check_gradable, header_reasons
-from drcollab.inference.outputs import finished_record, non_finite, write_image_outputs, write_ungradable
+from drcollab.inference.outputs import (
+    file_sha256,
+    finished_record,
+    non_finite,
+    write_image_outputs,
+    write_ungradable,
+)
 from drcollab.inference.parts import Part, merge_parts, write_part
 
 
@@ -60,11 +68,20 @@ class RunSummary:
     skipped: list[dict[str, str]] = field(default_factory=list)
     out_dir: Path | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
+    unfinished: int = 0  # images not reached before Ctrl-C
 
     @property
     def succeeded(self) -> int:
         """Images with a record (graded or ungradable), made now or found from an earlier run."""
         return self.predicted + self.reused
+
+
+class PredictInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``predict``, raised once the images finished so far are in ``predictions.csv`` / ``.json``."""
+
+    def __init__(self, summary: RunSummary) -> None:
+        super().__init__(f"interrupted with {summary.unfinished} images not predicted")
+        self.summary = summary
 
 
 @dataclass(frozen=True)
@@ -119,7 +136,8 @@ def _load(engine: Engine, item: Item, checks: Checks) -> tuple[np.ndarray, Prepr
         return Ungradable(size, header_reasons(shape), {})
     try:
         image = read_image(item.path, checks.limits)  # refuses pixel data cut short before decoding
-        gradable, reasons, measures = check_gradable(image, checks.quality)
+        size = engine.predictor.input_preprocess.size  # the minimum FOV diameter scales with it
+        gradable, reasons, measures = check_gradable(image, checks.quality, size)
         if not gradable:
             return Ungradable((image.shape[1], image.shape[0]), reasons, measures)
         return image, engine.predictor.preprocess(image), measures
@@ -148,44 +166,57 @@ def predict_share(
 ) -> Part:
     """Predict ``items`` (one rank's share), reusing finished outputs; returns this share's records and failures.
 
-    An ungradable image gets a record without a grade; one whose model output is not finite is a failure with
-    that reason: neither ever gets a grade.
+    A finished output is reused only when it was made from the same file content (the sha256 of its bytes): a
+    photo replaced under the same name is predicted again. An ungradable image gets a record without a grade;
+    one whose model output is not finite is a failure with that reason: neither ever gets a grade. On Ctrl-C the
+    share stops after the images already done, with ``unfinished`` counting the rest.
     """
     part = Part()
-    todo = []
     check = checks.describe()
+    with ThreadPoolExecutor(max_workers=4) as pool:  # hashing reads every file: overlap the reads
+        digests = dict(zip((it.id for it in items), pool.map(file_sha256, (it.path for it in items)), strict=True))
+    todo = []
     for item in items:
-        record = finished_record(out_dir, item.id, engine.fingerprint, check)
+        record = finished_record(out_dir, item.id, digests[item.id], engine.fingerprint, check)
         if record is None:
             todo.append(item)
         else:
             part.records.append(record)
             part.reused += 1
-    bar = tqdm(total=len(todo), desc="predict", unit="img", disable=not progress)
-    for batch in _loaded_batches(engine, todo, batch_size, checks):
-        good = [(it, res) for it, res in batch if isinstance(res, tuple)]
-        part.failures += [{"path": str(it.path), "reason": res} for it, res in batch if isinstance(res, str)]
-        for it, res in batch:
-            if isinstance(res, Ungradable):
-                quality = {"measures": res.measures, "check": check}
-                part.records.append(
-                    write_ungradable(out_dir, it.id, it.path, res.size_wh, res.reasons, engine.fingerprint, quality)
-                )
-                part.predicted += 1
-        preds = engine.predictor.predict_preprocessed([pre for _, (_, pre, _) in good]) if good else []
-        for (item, (image, _, measures)), pred in zip(good, preds, strict=True):
-            reason = non_finite(pred)
-            if reason is not None:
-                part.failures.append({"path": str(item.path), "reason": reason})
-                continue
-            quality = {"measures": measures, "check": check}
-            part.records.append(
-                write_image_outputs(out_dir, item.id, item.path, image, pred, engine.fingerprint, quality)
-            )
-            part.predicted += 1
-        bar.update(len(batch))
-    bar.close()
+    batches = _loaded_batches(engine, todo, batch_size, checks)
+    with tqdm(total=len(todo), desc="predict", unit="img", disable=not progress) as bar, closing(batches):
+        try:
+            for batch in batches:
+                _predict_batch(engine, batch, out_dir, digests, check, part)
+                bar.update(len(batch))
+        except KeyboardInterrupt:  # the bar is closed on leaving the block, so what follows starts a new line
+            part.unfinished = len(todo) - part.predicted - len(part.failures)
     return part
+
+
+def _predict_batch(
+    engine: Engine, batch: list[tuple[Item, Any]], out_dir: Path, digests: dict[str, str | None], check: dict,
+    part: Part,
+) -> None:
+    """Grade the loaded images of one batch and write their outputs, adding records and failures to ``part``."""
+    good = [(it, res) for it, res in batch if isinstance(res, tuple)]
+    part.failures += [{"path": str(it.path), "reason": res} for it, res in batch if isinstance(res, str)]
+    for it, res in batch:
+        if isinstance(res, Ungradable):
+            quality = {"measures": res.measures, "check": check}
+            part.records.append(write_ungradable(out_dir, it.id, it.path, digests[it.id], res.size_wh, res.reasons,
+                                                 engine.fingerprint, quality))
+            part.predicted += 1
+    preds = engine.predictor.predict_preprocessed([pre for _, (_, pre, _) in good]) if good else []
+    for (item, (image, _, measures)), pred in zip(good, preds, strict=True):
+        reason = non_finite(pred)
+        if reason is not None:
+            part.failures.append({"path": str(item.path), "reason": reason})
+            continue
+        quality = {"measures": measures, "check": check}
+        part.records.append(write_image_outputs(out_dir, item.id, item.path, digests[item.id], image, pred,
+                                                engine.fingerprint, quality))
+        part.predicted += 1
 
 
 def predict_images(
@@ -203,12 +234,18 @@ def predict_images(
     Returns the merged summary on rank 0 (after writing ``predictions.csv`` / ``.json``), this rank's own
     counts elsewhere.
 
+    On Ctrl-C in a single process, ``predictions.csv`` / ``.json`` are written for the images finished so far
+    (``unfinished`` in the JSON counts the rest) before :class:`PredictInterrupted` is raised; under ``torchrun``
+    no rank waits for the others, so they are left as they were. Either way the same command again predicts the
+    rest and lists every image.
+
     Args:
         limits: The size and aspect floor below which an image is ungradable (default: :class:`ImageLimits`'s).
         quality: The gradability thresholds (default: :class:`GradabilityConfig`'s).
 
     Raises:
         DataError: an input that does not exist or is the output folder, or two images with the same id.
+        PredictInterrupted: Ctrl-C, after the outputs above were written.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -225,6 +262,8 @@ def predict_images(
             entry = {"path": str(path), "reason": reason}
             (part.failures if reason.startswith(FAILURES) else part.skipped).append(entry)
     write_part(out_dir, dist.rank, dist.world_size, part)
+    if part.unfinished and dist.enabled:  # Ctrl-C reaches every rank: none waits at the barrier for the others
+        raise KeyboardInterrupt
     barrier()
     if not dist.is_main:
         return RunSummary(part.predicted, part.reused, _ungradable(part.records), part.failures, part.skipped,
@@ -232,8 +271,11 @@ def predict_images(
     predictor = engine.predictor
     merged = merge_parts(out_dir, dist.world_size, engine.describe(), predictor.input_preprocess, predictor.referable,
                          predictor.has_dme)
-    return RunSummary(merged.predicted, merged.reused, _ungradable(merged.records), merged.failures,
-                      merged.skipped, out_dir, merged.records)
+    summary = RunSummary(merged.predicted, merged.reused, _ungradable(merged.records), merged.failures,
+                         merged.skipped, out_dir, merged.records, merged.unfinished)
+    if merged.unfinished:
+        raise PredictInterrupted(summary)
+    return summary
 
 
 def _ungradable(records: list[dict[str, Any]]) -> int:

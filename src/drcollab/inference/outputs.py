@@ -13,13 +13,17 @@ Every record has ``gradable`` and ``ungradable_reasons``, and ``quality`` (the g
 referable flag and lesion areas are null or empty and it has no maps, since the model never ran on it. A bundle
 without a DME head gives ``dme: null`` and no DME probabilities, and its referable flag follows the DR grade alone.
 
-Every file is written atomically (temporary file, then rename) and ``result.json`` last, so an image counts as
-predicted exactly when its ``result.json`` exists, names the same model, and every output it lists exists.
+Every record holds ``sha256``, the hash of the image file's bytes it was made from. Every file is written
+atomically (temporary file, then rename) and ``result.json`` last, so an image counts as predicted exactly when
+its ``result.json`` exists, names the same model, quality check and file content, and every output it lists
+exists. A map or overlay the new ``result.json`` does not list (left by an earlier prediction of another photo
+under the same name) is removed.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 from pathlib import Path
@@ -43,6 +47,18 @@ CSV_FILE, JSON_FILE = "predictions.csv", "predictions.json"
 def strict_json(obj: Any) -> str:
     """JSON that strict parsers accept: a NaN or infinity raises here instead of being written as ``NaN``."""
     return json.dumps(obj, indent=2, allow_nan=False)
+
+
+def file_sha256(path: Path) -> str | None:
+    """Hex sha256 of the file's bytes, or None when it cannot be read (decoding it then says why)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def non_finite(pred: Prediction) -> str | None:
@@ -86,26 +102,30 @@ def overlay_image(image: np.ndarray, maps: np.ndarray, max_side: int) -> np.ndar
 
 
 def write_image_outputs(
-    out_dir: Path, item_id: str, source: Path, image: np.ndarray, pred: Prediction, model: str, quality: dict
+    out_dir: Path, item_id: str, source: Path, sha256: str | None, image: np.ndarray, pred: Prediction, model: str,
+    quality: dict,
 ) -> dict[str, Any]:
     """Write one image's maps, overlay and ``result.json``; returns the record (see the module docstring).
 
     Args:
+        sha256: The hash of the file's bytes (:func:`file_sha256`).
         quality: ``{"measures": ..., "check": ...}``: the gradability measures and the check's settings.
     """
     folder = out_dir / IMAGES_DIR / item_id
     with writing(folder):
-        return _write_image_outputs(out_dir, folder, item_id, source, image, pred, model, quality)
+        record = _write_image_outputs(out_dir, folder, item_id, source, sha256, image, pred, model, quality)
+        _remove_unlisted(out_dir, folder, record)
+    return record
 
 
 def write_ungradable(
-    out_dir: Path, item_id: str, source: Path, size_wh: tuple[int, int], reasons: list[str], model: str,
-    quality: dict,
+    out_dir: Path, item_id: str, source: Path, sha256: str | None, size_wh: tuple[int, int], reasons: list[str],
+    model: str, quality: dict,
 ) -> dict[str, Any]:
     """Write the ``result.json`` of an image the gradability check refused; returns its record."""
     folder = out_dir / IMAGES_DIR / item_id
     record = {
-        "id": item_id, "path": str(source), "width": size_wh[0], "height": size_wh[1],
+        "id": item_id, "path": str(source), "sha256": sha256, "width": size_wh[0], "height": size_wh[1],
         "gradable": False, "ungradable_reasons": reasons, "quality": quality["measures"],
         "grade": None, "grade_name": None, "probabilities": [], "dme": None, "dme_name": None, "dme_probabilities": [],
         "referable": None, "referable_probability": None, "lesion_area": {}, "outputs": {}, "model": model,
@@ -113,12 +133,21 @@ def write_ungradable(
     }
     with writing(folder):
         atomic_write_text(folder / RESULT_FILE, strict_json(record))
+        _remove_unlisted(out_dir, folder, record)
     return record
 
 
+def _remove_unlisted(out_dir: Path, folder: Path, record: dict[str, Any]) -> None:
+    """Delete the maps and overlay in ``folder`` that ``record`` does not list: an earlier photo's."""
+    listed = {(out_dir / rel).name for rel in _listed_outputs(record)}
+    for name in [f"lesion_{lesion}.png" for lesion in LESIONS] + [OVERLAY_FILE]:
+        if name not in listed:
+            (folder / name).unlink(missing_ok=True)
+
+
 def _write_image_outputs(
-    out_dir: Path, folder: Path, item_id: str, source: Path, image: np.ndarray, pred: Prediction, model: str,
-    quality: dict,
+    out_dir: Path, folder: Path, item_id: str, source: Path, sha256: str | None, image: np.ndarray,
+    pred: Prediction, model: str, quality: dict,
 ) -> dict[str, Any]:
     h, w = image.shape[:2]
     outputs: dict[str, Any] = {}
@@ -134,6 +163,7 @@ def _write_image_outputs(
     record = {
         "id": item_id,
         "path": str(source),
+        "sha256": sha256,
         "width": w,
         "height": h,
         "gradable": True,
@@ -161,9 +191,16 @@ def _listed_outputs(record: dict[str, Any]) -> list[str]:
     return list(outputs.get("lesion_maps", {}).values()) + ([outputs["overlay"]] if "overlay" in outputs else [])
 
 
-def finished_record(out_dir: Path, item_id: str, model: str, check: dict) -> dict[str, Any] | None:
-    """The record of an image already predicted by ``model`` under the same quality ``check`` (its size floor
-    and gradability thresholds) with every output in place, else None."""
+def finished_record(
+    out_dir: Path, item_id: str, sha256: str | None, model: str, check: dict
+) -> dict[str, Any] | None:
+    """The record of an image already predicted from the same file content (``sha256``) by ``model`` under the
+    same quality ``check`` (its size floor and gradability thresholds) with every output in place, else None.
+
+    A photo replaced under the same name has another hash: its record is not reused.
+    """
+    if sha256 is None:
+        return None
     path = out_dir / IMAGES_DIR / item_id / RESULT_FILE
     try:
         record = json.loads(path.read_text())
@@ -171,19 +208,20 @@ def finished_record(out_dir: Path, item_id: str, model: str, check: dict) -> dic
         return None
     if not isinstance(record, dict) or record.get("model") != model or record.get("id") != item_id:
         return None
-    if record.get("quality_check") != check:
+    if record.get("quality_check") != check or record.get("sha256") != sha256:
         return None
     return record if all((out_dir / rel).is_file() for rel in _listed_outputs(record)) else None
 
 
 def csv_text(records: list[dict[str, Any]]) -> str:
     """One row per image: id, path, size, gradable and its reasons (``; ``-separated), grade, per-grade
-    probabilities, DME risk and its probabilities, referable, lesion areas, overlay. An ungradable image's grade,
-    DME and referable columns are empty; so are the DME columns of a bundle without a DME head."""
+    probabilities, DME risk and its probabilities, referable, lesion areas, overlay, and the sha256 of the file
+    it was made from. An ungradable image's grade, DME and referable columns are empty; so are the DME columns of
+    a bundle without a DME head."""
     header = ["id", "path", "width", "height", "gradable", "ungradable_reasons", "grade", "grade_name"]
     header += [f"p_grade{g}" for g in range(len(GRADES))] + ["dme", "dme_name"]
     header += [f"p_dme{d}" for d in range(len(DME_GRADES))] + ["referable", "referable_probability"]
-    header += [f"area_{lesion}" for lesion in LESIONS] + ["overlay"]
+    header += [f"area_{lesion}" for lesion in LESIONS] + ["overlay", "sha256"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
@@ -193,6 +231,6 @@ def csv_text(records: list[dict[str, Any]]) -> str:
         areas = [r["lesion_area"].get(lesion, "") for lesion in LESIONS]
         row = [r["id"], r["path"], r["width"], r["height"], r["gradable"], "; ".join(r["ungradable_reasons"])]
         row += [r["grade"], r["grade_name"], *probs, r.get("dme"), r.get("dme_name"), *dme_probs]
-        row += [r["referable"], r["referable_probability"], *areas, r["outputs"].get("overlay", "")]
+        row += [r["referable"], r["referable_probability"], *areas, r["outputs"].get("overlay", ""), r["sha256"]]
         writer.writerow(["" if v is None else v for v in row])
     return buf.getvalue()

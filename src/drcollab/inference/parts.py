@@ -6,6 +6,8 @@
      "lesions": [...], "grades": [...], "dme_grades": [...],
      "referable": {"dr_min", "dme_min", "threshold", "uses_dme"},   # the rule the flags follow
      "counts": {"predicted", "graded", "ungradable", "predicted_now", "reused", "failed", "skipped"},
+     "unfinished": 0,                           # images not reached because the run was interrupted (Ctrl-C);
+                                                # the same command again predicts them
      "predictions": [record, ...],              # sorted by id, see outputs.write_image_outputs; ungradable
                                                 # images too, with "gradable": false and no grade
      "failures": [{"path", "reason"}, ...],     # image files that could not be decoded or preprocessed
@@ -38,6 +40,7 @@ class Part:
     skipped: list[dict[str, str]] = field(default_factory=list)
     predicted: int = 0
     reused: int = 0
+    unfinished: int = 0  # images not reached before Ctrl-C
 
 
 def part_path(out_dir: Path, rank: int, world_size: int) -> Path:
@@ -76,6 +79,7 @@ def merge_parts(
         merged.skipped += part.skipped
         merged.predicted += part.predicted
         merged.reused += part.reused
+        merged.unfinished += part.unfinished
     merged.records.sort(key=lambda r: r["id"])
     merged.failures.sort(key=lambda f: f["path"])
     merged.skipped.sort(key=lambda f: f["path"])
@@ -95,6 +99,7 @@ def merge_parts(
             "failed": len(merged.failures),
             "skipped": len(merged.skipped),
         },
+        "unfinished": merged.unfinished,
         "predictions": merged.records,
         "failures": merged.failures,
         "skipped": merged.skipped,

@@ -53,7 +53,8 @@ class ModelService:
         if isinstance(image, Refused):
             return render_ungradable(image.size_wh, None, header_reasons(image.problem), {}, self.display_side,
                                      self.rule)
-        gradable, reasons, measures = check_gradable(image, self.quality)
+        model_size = self.engine.predictor.input_preprocess.size  # the minimum FOV diameter scales with it
+        gradable, reasons, measures = check_gradable(image, self.quality, model_size)
         if not gradable:
             size = (image.shape[1], image.shape[0])
             return render_ungradable(size, image, reasons, measures, self.display_side, self.rule)
