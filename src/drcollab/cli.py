@@ -35,7 +35,7 @@ def main() -> None:
 @app.command()
 def version() -> None:
     """Print the installed drcollab version."""
-    from drcollab import __version__
+    from drcollab.constants import VERSION as __version__
 
     typer.echo(__version__)
 
@@ -246,6 +246,9 @@ def predict(
     amp: bool = typer.Option(False, "--amp", help="bf16 autocast (torch engine)."),
     channels_last: bool = typer.Option(False, "--channels-last", help="channels_last memory format (torch engine)."),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
+    maps: Literal["full", "model"] = typer.Option(
+        "full", "--maps", help="Lesion maps on the photo's pixels (full) or at the model's resolution (model: "
+        "faster, with the geometry that maps them back in result.json)."),
     tta: Tta | None = typer.Option(None, "--tta", help=TTA_HELP + " Torch engine only."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     min_side: int = typer.Option(MIN_SIDE, "--min-side", min=1, help="Refuse images with a shorter side (px)."),
@@ -270,7 +273,7 @@ def predict(
         model = load_engine(checkpoint, engine, dev, amp, channels_last, tta, "plain" if plain else "auto")
         summary = predict_images(model, inputs, out, batch_size, dist, progress,
                                  ImageLimits(min_side=min_side, max_aspect=max_aspect),
-                                 GradabilityConfig(min_fov_fraction=min_fov_fraction))
+                                 GradabilityConfig(min_fov_fraction=min_fov_fraction), maps)
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

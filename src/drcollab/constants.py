@@ -1,5 +1,7 @@
 """Fixed vocabularies shared by every part of the pipeline."""
 
+VERSION = "0.1.0"  # the package's version (``drcollab.__version__``), recorded in checkpoints and reports
+
 # Lesion channels, always in this order: (L, H, W) mask stacks index them by position.
 LESIONS: tuple[str, ...] = ("MA", "HE", "EX", "SE")
 LESION_NAMES: dict[str, str] = {

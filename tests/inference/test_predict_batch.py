@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from drcollab.cli import app
 from drcollab.constants import DME_GRADES, LESIONS
+from drcollab.data.preprocess import Geometry
 from drcollab.errors import DataError
 from drcollab.inference import outputs
 from drcollab.inference.batch import assign_ids, predict_images
@@ -254,8 +255,9 @@ def test_overlay_keeps_small_images_and_caps_large_ones() -> None:
     assert fit_side((96, 128), 2048) == (96, 128)
     assert fit_side((3000, 4500), 2048) == (1365, 2048)
     image = np.full((300, 450, 3), 100, np.uint8)
-    maps = np.zeros((len(LESIONS), 300, 450), np.float32)
-    maps[0, :150] = 1.0  # MA everywhere in the top half
-    small = overlay_image(image, maps, 200)
+    geometry = Geometry((0, -75, 450, 375), (300, 450), 90, (225.0, 150.0), 225.0)  # the FOV square, 90 px
+    probs = np.zeros((len(LESIONS), 90, 90), np.float32)
+    probs[0, :45] = 1.0  # MA in the square's top half: the photo's top half (the square starts 75 px above it)
+    small = overlay_image(image, probs, geometry, 200)
     assert small.shape == (133, 200, 3)
     assert (small[:60] != 100).any(axis=-1).all() and (small[80:] == 100).all()

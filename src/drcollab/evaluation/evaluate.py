@@ -26,9 +26,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from drcollab import __version__
 from drcollab.config import OutsideFov, Tta
-from drcollab.constants import GRADES, LESIONS, MIN_FOV_FRACTION, NUM_DME, NUM_GRADES
+from drcollab.constants import GRADES, LESIONS, MIN_FOV_FRACTION, NUM_DME, NUM_GRADES, VERSION
 from drcollab.data.cache import PreprocessCache
 from drcollab.data.io import load_masks, read_image
 from drcollab.data.preprocess import Preprocessed
@@ -242,7 +241,7 @@ def _metrics(predictor: Predictor, eval_set: EvalSet, scores: Scores, skipped: l
              batch_size: int, bins: int) -> dict[str, Any]:
     info = predictor.bundle.info
     return {
-        "drcollab_version": __version__,
+        "drcollab_version": VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "checkpoint": str(predictor.bundle.root.resolve()),
         "model": {"name": info.get("name"), "parts": sorted(info.get("parts", {})),

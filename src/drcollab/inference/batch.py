@@ -21,24 +21,23 @@ searched for inputs.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
-from drcollab.data.header import ImageLimits, shape_problem
-from drcollab.data.io import header_size, read_image
-from drcollab.data.preprocess import Preprocessed
+from drcollab.data.header import ImageLimits
 from drcollab.data.scan import FAILURES, scan_images
 from drcollab.distributed import DistInfo, barrier
 from drcollab.errors import DataError
+from drcollab.inference.api import Ready, Ungradable, examine_file
 from drcollab.inference.engine import Engine
-from drcollab.inference.gradability import GradabilityConfig, check_gradable, header_reasons
+from drcollab.inference.gradability import GradabilityConfig
 from drcollab.inference.outputs import (
     file_sha256,
     finished_record,
@@ -90,18 +89,10 @@ class Checks:
 
     limits: ImageLimits
     quality: GradabilityConfig
+    maps: str = "full"  # lesion maps at the photo's resolution (full) or the model's (model), see outputs.py
 
     def describe(self) -> dict:
-        return {"limits": self.limits.model_dump(), "gradability": self.quality.model_dump()}
-
-
-@dataclass(frozen=True)
-class Ungradable:
-    """An image the checks refused: its size, the reasons and the measures taken (none from the header)."""
-
-    size_wh: tuple[int, int]
-    reasons: list[str]
-    measures: dict[str, float]
+        return {"limits": self.limits.model_dump(), "gradability": self.quality.model_dump(), "maps": self.maps}
 
 
 def assign_ids(inputs: list[Path], paths: list[Path]) -> list[Item]:
@@ -127,24 +118,13 @@ def assign_ids(inputs: list[Path], paths: list[Path]) -> list[Item]:
     return sorted(items.values(), key=lambda it: it.id)
 
 
-def _load(engine: Engine, item: Item, checks: Checks) -> tuple[np.ndarray, Preprocessed, dict] | Ungradable | str:
-    """Check, decode and preprocess one image: the image, its preprocessed input and its gradability measures;
-    an :class:`Ungradable`; or a string, the reason it failed."""
-    size = header_size(item.path)
-    shape = None if size is None else shape_problem(*size, checks.limits)
-    if shape is not None:  # refused from the header: nothing decoded
-        return Ungradable(size, header_reasons(shape), {})
+def _load(engine: Engine, item: Item, checks: Checks) -> Ready | Ungradable | str:
+    """Check, decode and preprocess one image (:func:`drcollab.inference.api.examine_file`), or the reason it
+    failed."""
     try:
-        image = read_image(item.path, checks.limits)  # refuses pixel data cut short before decoding
-        size = engine.predictor.input_preprocess.size  # the minimum FOV diameter scales with it
-        gradable, reasons, measures = check_gradable(image, checks.quality, size)
-        if not gradable:
-            return Ungradable((image.shape[1], image.shape[0]), reasons, measures)
-        return image, engine.predictor.preprocess(image), measures
+        return examine_file(engine, item.path, checks.limits, checks.quality)
     except DataError as err:
         return err.problem
-    except ValueError as err:  # unusable shape
-        return f"cannot preprocess: {err}"
 
 
 def _loaded_batches(
@@ -184,22 +164,56 @@ def predict_share(
             part.records.append(record)
             part.reused += 1
     batches = _loaded_batches(engine, todo, batch_size, checks)
-    with tqdm(total=len(todo), desc="predict", unit="img", disable=not progress) as bar, closing(batches):
+    writes = Writes(part, 2 * batch_size)
+    with tqdm(total=len(todo), desc="predict", unit="img", disable=not progress) as bar, closing(batches), \
+            writes:
         try:
             for batch in batches:
-                _predict_batch(engine, batch, out_dir, digests, check, part)
+                _predict_batch(engine, batch, out_dir, digests, check, checks.maps, part, writes)
                 bar.update(len(batch))
+            writes.wait()
         except KeyboardInterrupt:  # the bar is closed on leaving the block, so what follows starts a new line
+            writes.wait()  # what was predicted is written before the run stops
             part.unfinished = len(todo) - part.predicted - len(part.failures)
     return part
 
 
+class Writes:
+    """Outputs written in a thread beside the next forward passes, at most ``limit`` waiting (each holds its
+    photo); records reach ``part`` in the order the images were predicted. A write error is raised by
+    :meth:`wait` or the next :meth:`submit`."""
+
+    def __init__(self, part: Part, limit: int) -> None:
+        self.part, self.limit = part, limit
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending: deque[Future] = deque()
+
+    def submit(self, fn: Callable[..., dict[str, Any]], *args: Any) -> None:
+        while len(self.pending) >= self.limit:
+            self._collect()
+        self.pending.append(self.pool.submit(fn, *args))
+
+    def _collect(self) -> None:
+        self.part.records.append(self.pending.popleft().result())
+        self.part.predicted += 1
+
+    def wait(self) -> None:
+        while self.pending:
+            self._collect()
+
+    def __enter__(self) -> Writes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True)
+
+
 def _predict_batch(
     engine: Engine, batch: list[tuple[Item, Any]], out_dir: Path, digests: dict[str, str | None], check: dict,
-    part: Part,
+    maps: str, part: Part, writes: Writes,
 ) -> None:
-    """Grade the loaded images of one batch and write their outputs, adding records and failures to ``part``."""
-    good = [(it, res) for it, res in batch if isinstance(res, tuple)]
+    """Grade the loaded images of one batch and queue their outputs, adding records and failures to ``part``."""
+    good = [(it, res) for it, res in batch if isinstance(res, Ready)]
     part.failures += [{"path": str(it.path), "reason": res} for it, res in batch if isinstance(res, str)]
     for it, res in batch:
         if isinstance(res, Ungradable):
@@ -207,16 +221,15 @@ def _predict_batch(
             part.records.append(write_ungradable(out_dir, it.id, it.path, digests[it.id], res.size_wh, res.reasons,
                                                  engine.fingerprint, quality))
             part.predicted += 1
-    preds = engine.predictor.predict_preprocessed([pre for _, (_, pre, _) in good]) if good else []
-    for (item, (image, _, measures)), pred in zip(good, preds, strict=True):
+    preds = engine.predictor.predict_preprocessed([res.pre for _, res in good]) if good else []
+    for (item, res), pred in zip(good, preds, strict=True):
         reason = non_finite(pred)
         if reason is not None:
             part.failures.append({"path": str(item.path), "reason": reason})
             continue
-        quality = {"measures": measures, "check": check}
-        part.records.append(write_image_outputs(out_dir, item.id, item.path, digests[item.id], image, pred,
-                                                engine.fingerprint, quality))
-        part.predicted += 1
+        quality = {"measures": res.measures, "check": check}
+        writes.submit(write_image_outputs, out_dir, item.id, item.path, digests[item.id], res.image, pred,
+                      engine.fingerprint, quality, maps)
 
 
 def predict_images(
@@ -228,6 +241,7 @@ def predict_images(
     progress: bool = True,
     limits: ImageLimits | None = None,
     quality: GradabilityConfig | None = None,
+    maps: str = "full",
 ) -> RunSummary:
     """Predict every image under ``inputs`` into ``out_dir`` (this rank's share when ``dist`` spans processes).
 
@@ -242,6 +256,8 @@ def predict_images(
     Args:
         limits: The size and aspect floor below which an image is ungradable (default: :class:`ImageLimits`'s).
         quality: The gradability thresholds (default: :class:`GradabilityConfig`'s).
+        maps: Lesion maps at the photo's resolution (``full``) or at the model's (``model``, with the geometry that
+            maps them back), see :mod:`drcollab.inference.outputs`.
 
     Raises:
         DataError: an input that does not exist or is the output folder, or two images with the same id.
@@ -255,7 +271,7 @@ def predict_images(
     paths, report = scan_images(list(inputs), exclude=[out_dir])
     items = assign_ids(list(inputs), paths)
     share = items[dist.rank :: dist.world_size]
-    checks = Checks(limits or ImageLimits(), quality or GradabilityConfig())
+    checks = Checks(limits or ImageLimits(), quality or GradabilityConfig(), maps)
     part = predict_share(engine, share, out_dir, batch_size, progress and dist.is_main, checks)
     if dist.is_main:  # scan results are the same on every rank: rank 0 reports them once
         for path, reason in report.skipped:

@@ -21,8 +21,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load, save
 from torch import nn
 
-import drcollab
 from drcollab.config import DiscriminatorConfig, GeneratorConfig, GraderConfig, format_validation_error
+from drcollab.constants import VERSION
 from drcollab.errors import DataError
 from drcollab.files import atomic_write_bytes, atomic_write_text
 from drcollab.models.discriminator import LesionDiscriminator
@@ -102,7 +102,7 @@ def save_model(model: nn.Module, path: str | Path, metadata: dict[str, Any] | No
         "format_version": FORMAT_VERSION,
         "kind": kind_of(model),
         "config": model.config.model_dump(mode="json"),
-        "drcollab_version": drcollab.__version__,
+        "drcollab_version": VERSION,
         "metadata": metadata or {},
         HASH_KEY: hashlib.sha256(data).hexdigest(),
     }

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import torch
 
+TILES_PER_CALL = 12  # windows per call of G: a batch to parallelise over, memory bounded (bench_predict_speed)
 ALIGN = 16  # tile starts are multiples of this (G's four 2x2 poolings), so the tiles share one pooling grid
 
 
@@ -48,15 +49,21 @@ def _ramp(size: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.Te
 
 
 def tiled_apply(
-    fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile: int, overlap: int
+    fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile: int, overlap: int,
+    tiles_per_call: int = TILES_PER_CALL,
 ) -> torch.Tensor:
     """Apply a dense predictor ``fn`` tile by tile and blend the outputs.
 
+    The windows of all images go through ``fn`` stacked along the batch axis, ``tiles_per_call`` at a time: one
+    call on many small windows runs far faster than a call per window (the layers see a batch to parallelise
+    over), and ``fn`` treats the samples of a batch independently (G in eval mode), so the output is the same.
+
     Args:
-        fn: ``(B, C, t, t) -> (B, K, t, t)``, e.g. G returning logits.
+        fn: ``(N, C, t, t) -> (N, K, t, t)``, e.g. G returning logits.
         images: ``(B, C, H, W)``.
         tile: Window side in pixels (a multiple of 16 for G); an image no larger than it runs whole.
         overlap: Minimum overlap of neighbouring windows, in pixels (``0 <= overlap < tile``).
+        tiles_per_call: Windows per call of ``fn`` (memory grows with it).
 
     Returns:
         ``(B, K, H, W)`` float32 on the images' device.
@@ -68,16 +75,16 @@ def tiled_apply(
         return fn(images).float()
     th, tw = min(tile, h), min(tile, w)
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
-    out = norm = None
-    for y in ys:
+    windows = [(y, x) for y in ys for x in xs]
+    stacked = torch.cat([images[:, :, y : y + th, x : x + tw] for y, x in windows])  # (n * B, C, th, tw)
+    chunk = max(1, tiles_per_call // b) * b  # whole windows: every image of the batch at one window
+    preds = torch.cat([fn(stacked[i : i + chunk]).float() for i in range(0, len(stacked), chunk)])  # (n * B, K, ..)
+    out = images.new_zeros((b, preds.shape[1], h, w), dtype=torch.float32)  # (B, K, H, W)
+    norm = images.new_zeros((h, w), dtype=torch.float32)  # (H, W)
+    for k, (y, x) in enumerate(windows):
         wy = _ramp(th, overlap, y > 0, y + th < h)  # (th,)
-        for x in xs:
-            wx = _ramp(tw, overlap, x > 0, x + tw < w)  # (tw,)
-            weight = (wy[:, None] * wx[None, :]).to(images.device)  # (th, tw)
-            pred = fn(images[:, :, y : y + th, x : x + tw]).float()  # (B, K, th, tw)
-            if out is None:
-                out = images.new_zeros((b, pred.shape[1], h, w), dtype=torch.float32)  # (B, K, H, W)
-                norm = images.new_zeros((h, w), dtype=torch.float32)  # (H, W)
-            out[:, :, y : y + th, x : x + tw] += pred * weight
-            norm[y : y + th, x : x + tw] += weight
+        wx = _ramp(tw, overlap, x > 0, x + tw < w)  # (tw,)
+        weight = (wy[:, None] * wx[None, :]).to(images.device)  # (th, tw)
+        out[:, :, y : y + th, x : x + tw] += preds[k * b : (k + 1) * b] * weight
+        norm[y : y + th, x : x + tw] += weight
     return out / norm

@@ -22,13 +22,13 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-import drcollab
-from drcollab.constants import DME_GRADES, GRADES, LESIONS
+from drcollab.constants import DME_GRADES, GRADES, LESIONS, VERSION
 from drcollab.data.header import ImageLimits
 from drcollab.data.io import FORMAT_NAMES, FORMATS
 from drcollab.data.preprocess import Preprocessed
+from drcollab.inference.api import Ungradable, examine_image
 from drcollab.inference.engine import Engine, load_engine
-from drcollab.inference.gradability import GradabilityConfig, check_gradable, header_reasons
+from drcollab.inference.gradability import GradabilityConfig, header_reasons
 from drcollab.inference.outputs import non_finite
 from drcollab.inference.referable import rule_text
 from drcollab.service.admission import DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S, Admission, Busy
@@ -53,15 +53,14 @@ class ModelService:
         if isinstance(image, Refused):
             return render_ungradable(image.size_wh, None, header_reasons(image.problem), {}, self.display_side,
                                      self.rule)
-        model_size = self.engine.predictor.input_preprocess.size  # the minimum FOV diameter scales with it
-        gradable, reasons, measures = check_gradable(image, self.quality, model_size)
-        if not gradable:
-            size = (image.shape[1], image.shape[0])
-            return render_ungradable(size, image, reasons, measures, self.display_side, self.rule)
         try:
-            return self.engine.predictor.preprocess(image), measures
+            examined = examine_image(self.engine, image, self.quality)  # as predict and drcollab.load examine it
         except ValueError as err:
             raise HTTPException(422, f"cannot use this image as a fundus photograph: {err}") from err
+        if isinstance(examined, Ungradable):
+            return render_ungradable(examined.size_wh, image, examined.reasons, examined.measures, self.display_side,
+                                     self.rule)
+        return examined.pre, examined.measures
 
     async def predict(self, image: np.ndarray | Refused, deadline: float) -> PredictResponse:
         """Check gradability, wait for the model until ``deadline`` (``time.monotonic()``), grade, render.
@@ -117,7 +116,7 @@ def create_app(
                            quality or GradabilityConfig(), admission)
     app = FastAPI(
         title="drcollab",
-        version=drcollab.__version__,
+        version=VERSION,
         description="Diabetic retinopathy grade and lesion maps (MA, HE, EX, SE) for a fundus photograph.",
         docs_url=None,  # FastAPI's Swagger and ReDoc pages load their scripts from a CDN: blank offline
         redoc_url=None,

@@ -11,8 +11,9 @@ from PIL import Image
 from pydantic import BaseModel, Field
 
 from drcollab.constants import DME_GRADES, GRADES, LESION_COLOURS, LESIONS
-from drcollab.inference.outputs import fit_side, overlay_image, to_uint8
+from drcollab.inference.outputs import fit_side, to_uint8
 from drcollab.inference.predictor import Prediction
+from drcollab.viz import overlay_masks
 
 
 class PredictResponse(BaseModel):
@@ -88,10 +89,8 @@ def render_response(
     shown = cv2.resize(image, (dw, dh), interpolation=cv2.INTER_AREA) if (dh, dw) != (h, w) else image
     overlay, layers = None, {}
     if pred.lesion_probs is not None and pred.pre is not None:
-        maps = pred.pre.geometry.to_original(pred.lesion_probs)  # (L, H, W)
-        if (dh, dw) != (h, w):
-            maps = np.stack([cv2.resize(m, (dw, dh), interpolation=cv2.INTER_AREA) for m in maps])  # (L, dh, dw)
-        overlay = png_base64(overlay_image(shown, maps, display_side))
+        maps = pred.pre.geometry.to_original(pred.lesion_probs, out_hw=(dh, dw))  # (L, dh, dw)
+        overlay = png_base64(overlay_masks(shown, maps))
         layers = {lesion: png_base64(to_uint8(maps[k])) for k, lesion in enumerate(LESIONS)}
     return PredictResponse(
         width=w,
