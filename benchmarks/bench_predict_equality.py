@@ -7,8 +7,7 @@ and referable flags differ, the largest absolute difference of a lesion probabil
 each lesion's pixel AUC-PR (at G's preprocessed resolution, inside the field of view), and the median seconds of G
 + grader per image.
 
-    DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/bench_predict_equality.py \
-        --out benchmarks/results/bench_predict_equality.json
+    DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/bench_predict_equality.py
 """
 
 from __future__ import annotations
@@ -16,13 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
+import results_io  # benchmarks/ is the script's folder
 
 from drcollab.constants import LESIONS
 from drcollab.data.io import load_sample
@@ -35,9 +33,10 @@ from drcollab.training.run_folder import read_val_fold
 
 VARIANTS = {  # name: (tile (None: the bundle's), amp, channels_last)
     "fp32 tiles": (None, False, False),
+    "fp32 + channels_last tiles": (None, False, True),
+    "bf16 + channels_last tiles": (None, True, True),
     "fp32 whole": (0, False, False),
-    "bf16 whole": (0, True, True),
-    "bf16 tiles": (None, True, True),
+    "bf16 + channels_last whole": (0, True, True),
 }
 
 
@@ -77,10 +76,15 @@ def compare(ref, preds, seg) -> dict:
     }
 
 
-def result(rows: dict, args: argparse.Namespace, seg: list, graded: list) -> dict:
-    return {"images": {"segmentation": len(seg), "grading": len(graded)}, "reference": args.variants[0],
-            "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "lesions": list(LESIONS), "rows": rows}
+def report(data: dict) -> str:
+    n = data["images"]
+    head = ["setting", "s/image (G + grader)", f"grades differ (of {n['segmentation'] + n['grading']})",
+            "DME differ", "referable differ", "max |Δ| lesion prob.", "max |Δ| grade prob.",
+            "AUC-PR " + "/".join(data["lesions"])]
+    rows = [[name, f"{r['seconds_per_image']:.2f}", str(r["grades_differ"]), str(r["dme_differ"]),
+             str(r["referable_differ"]), f"{r['max_abs_lesion_diff']:.4f}", f"{r['max_abs_probability_diff']:.4f}",
+             " / ".join(f"{r['auc_pr'][k]:.4f}" for k in data["lesions"])] for name, r in data["rows"].items()]
+    return results_io.markdown(head, rows, "lrrrrrrl")
 
 
 def main() -> None:
@@ -89,8 +93,11 @@ def main() -> None:
     parser.add_argument("--idrid", type=Path, default=Path(os.environ.get("DRCOLLAB_IDRID", "../shared/data/IDRiD")))
     parser.add_argument("--grading", type=int, default=40)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    parser.add_argument("--out", type=Path)
+    results_io.add_arguments(parser, "bench_predict_equality")
     args = parser.parse_args()
+    if args.report:
+        print(report(results_io.read(args.json)))
+        return
     seg, graded = load_images(args.bundle, args.idrid, args.grading)
     pres = seg + graded
     rows, ref = {}, None
@@ -99,8 +106,9 @@ def main() -> None:
         ref = ref or preds
         rows[name] = {"seconds_per_image": round(statistics.median(times), 3), **compare(ref, preds, seg)}
         print(name, json.dumps(rows[name]), flush=True)
-        if args.out:  # after every variant: a long run keeps what it measured
-            args.out.write_text(json.dumps(result(rows, args, seg, graded), indent=2) + "\n")
+        data = results_io.write(args.json, rows, images={"segmentation": len(seg), "grading": len(graded)},
+                                reference=args.variants[0], lesions=list(LESIONS))  # after every setting
+    print(report(data))
 
 
 if __name__ == "__main__":

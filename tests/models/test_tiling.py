@@ -127,3 +127,22 @@ def test_tiles_at_gs_training_scale_leave_no_seams_and_match_the_whole_image_bet
     inner = tiled[:, :, far][:, :, :, far]
     ref = whole[:, :, far][:, :, :, far]
     assert (inner - ref).abs().max() < 5e-3
+
+
+@pytest.mark.parametrize("tiles_per_call", [1, 5, 100])
+def test_windows_stacked_into_calls_give_the_same_maps_as_one_window_per_call(tiles_per_call: int) -> None:
+    torch.manual_seed(0)
+    g = LesionGenerator(GeneratorConfig(widths=(4, 8, 8, 8, 8))).eval()
+    images = torch.randn(2, 3, 96, 80)  # two images: each call holds whole windows of both
+    calls = []
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        calls.append(len(x))
+        return g(x)
+
+    with torch.inference_mode():
+        one = tiled_apply(g, images, 32, 8, tiles_per_call=1)
+        stacked = tiled_apply(counted, images, 32, 8, tiles_per_call=tiles_per_call)
+    torch.testing.assert_close(stacked, one, rtol=0, atol=1e-5)
+    windows = len(tile_starts(96, 32, 8)) * len(tile_starts(80, 32, 8))
+    assert sum(calls) == 2 * windows and max(calls) == min(max(tiles_per_call // 2, 1) * 2, 2 * windows)

@@ -50,7 +50,7 @@ def _ramp(size: int, overlap: int, ramp_start: bool, ramp_end: bool) -> torch.Te
 
 def tiled_apply(
     fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, tile: int, overlap: int,
-    tiles_per_call: int = TILES_PER_CALL,
+    tiles_per_call: int | None = None,
 ) -> torch.Tensor:
     """Apply a dense predictor ``fn`` tile by tile and blend the outputs.
 
@@ -63,7 +63,7 @@ def tiled_apply(
         images: ``(B, C, H, W)``.
         tile: Window side in pixels (a multiple of 16 for G); an image no larger than it runs whole.
         overlap: Minimum overlap of neighbouring windows, in pixels (``0 <= overlap < tile``).
-        tiles_per_call: Windows per call of ``fn`` (memory grows with it).
+        tiles_per_call: Windows per call of ``fn`` (memory grows with it); None: :data:`TILES_PER_CALL`.
 
     Returns:
         ``(B, K, H, W)`` float32 on the images' device.
@@ -77,7 +77,7 @@ def tiled_apply(
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
     windows = [(y, x) for y in ys for x in xs]
     stacked = torch.cat([images[:, :, y : y + th, x : x + tw] for y, x in windows])  # (n * B, C, th, tw)
-    chunk = max(1, tiles_per_call // b) * b  # whole windows: every image of the batch at one window
+    chunk = max(1, (tiles_per_call or TILES_PER_CALL) // b) * b  # whole windows: every image of the batch at one window
     preds = torch.cat([fn(stacked[i : i + chunk]).float() for i in range(0, len(stacked), chunk)])  # (n * B, K, ..)
     out = images.new_zeros((b, preds.shape[1], h, w), dtype=torch.float32)  # (B, K, H, W)
     norm = images.new_zeros((h, w), dtype=torch.float32)  # (H, W)
