@@ -86,7 +86,7 @@ def stages(bundle_dir: Path, photo: Path, runs: int, old: bool) -> dict[str, flo
     out = Path(tempfile.mkdtemp())
     row = {
         "decode": median_time(lambda: read_image(photo), runs),
-        "gradability": median_time(lambda: check_gradable(image, GradabilityConfig(), pre.size), runs),
+        "gradability": median_time(lambda: check_gradable(image, GradabilityConfig(), pre.geometry.size), runs),
         "preprocess": median_time(lambda: predictor.preprocess(image), runs),
         "G (+ lesion statistics)": median_time(run_g, runs),
         "grader": median_time(run_grader, runs),

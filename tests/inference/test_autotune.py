@@ -82,12 +82,21 @@ def test_the_choice_is_remembered_per_bundle_and_machine(
     assert len(calls) == 2
 
 
-def test_bf16_is_a_candidate_only_where_it_is_native(tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bf16_is_a_candidate_only_where_the_bundle_was_checked_in_it_and_it_is_native(
+    tiny_bundle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bundle = load_bundle(tiny_bundle)
-    monkeypatch.setattr(autotune, "resolve_precision", lambda mode, device: replace_dtype(None))
-    assert all(s.precision == "fp32" for s in autotune.candidates(bundle, autotune.torch.device("cpu")))
+    cpu = autotune.torch.device("cpu")
+
+    def precisions() -> set[str]:
+        return {s.precision for s in autotune.candidates(bundle, cpu)}
+
     monkeypatch.setattr(autotune, "resolve_precision", lambda mode, device: replace_dtype(autotune.torch.bfloat16))
-    assert any(s.precision == "bf16" for s in autotune.candidates(bundle, autotune.torch.device("cpu")))
+    assert precisions() == {"fp32"}  # not checked on real photos in bf16
+    bundle.info["bf16"] = True
+    assert precisions() == {"fp32", "bf16"}
+    monkeypatch.setattr(autotune, "resolve_precision", lambda mode, device: replace_dtype(None))
+    assert precisions() == {"fp32"}  # emulated bf16: never a candidate
 
 
 def replace_dtype(dtype):

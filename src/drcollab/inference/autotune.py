@@ -9,12 +9,15 @@ reference there:
 - every lesion probability inside the field of view within :data:`MAP_TOLERANCE` of the reference's, and
 - the same DR grade, DME risk and referable flag, each probability within :data:`PROB_TOLERANCE`.
 
-bf16 is a candidate only where the device computes it natively (AVX512-BF16/AMX CPUs, CUDA compute capability
->= 8.0, see :mod:`drcollab.precision`): elsewhere it is emulated and slower. G's whole pass is a candidate only
-when the bundle allows it (``"whole_image": true`` in ``bundle.json``, set where the benchmark of that bundle found
-its answers equal to the tiled ones, ``benchmarks/bench_predict_equality.py``). The choice is remembered per bundle
-fingerprint and machine (CPU, threads, torch version) under :func:`drcollab.files.cache_home`, so only the first
-run on a machine pays for the measurement.
+One synthetic fundus cannot show that a setting keeps every grade of a real set, so the settings that change the
+arithmetic are candidates only where the bundle says they were checked on real photos
+(``benchmarks/bench_predict_equality.py``: the same grades, DME risks and referable flags as fp32 on a validation
+set): bf16 with ``"bf16": true`` in ``bundle.json``, and only where the device computes it natively (AVX512-BF16/AMX
+CPUs, CUDA compute capability >= 8.0, :mod:`drcollab.precision`; elsewhere it is emulated and slower); G's whole
+pass with ``"whole_image": true``. fp32 with channels_last (G's windows stacked into few calls) changes only the
+order of the sums and is always a candidate. The choice is remembered per bundle fingerprint and machine (CPU,
+threads, torch version) under :func:`drcollab.files.cache_home`, so only the first run on a machine pays for the
+measurement.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from drcollab.precision import resolve_precision
 
 MAP_TOLERANCE = 0.05  # largest allowed |p - p_fp32| of a lesion probability inside the field of view
 PROB_TOLERANCE = 0.02  # largest allowed |p - p_fp32| of a grade or DME probability
-CHOICE_VERSION = 1  # bump when the candidates or the rules change: remembered choices are then measured again
+CHOICE_VERSION = 2  # bump when the candidates or the rules change: remembered choices are then measured again
 
 
 @dataclass(frozen=True)
@@ -74,10 +77,11 @@ class Choice:
 def candidates(bundle: Bundle, device: torch.device) -> list[Setting]:
     """The settings worth measuring on ``device`` for ``bundle``; the reference first."""
     wholes = [False, True] if bundle.info.get("whole_image") and bundle.info.get("tile") else [False]
+    bf16 = bool(bundle.info.get("bf16")) and resolve_precision("auto", device).dtype == torch.bfloat16
     found = [REFERENCE]
     for whole in wholes:
         found += [Setting("fp32", True, whole)] + ([Setting("fp32", False, True)] if whole else [])
-        if resolve_precision("auto", device).dtype == torch.bfloat16:
+        if bf16:
             found.append(Setting("bf16", True, whole))
     return list(dict.fromkeys(found))
 

@@ -54,7 +54,10 @@ def grader_inputs(
         tile: G's window side (0: the whole image), ``overlap`` the windows' minimum overlap.
         stats: Also compute the lesion statistics.
     """
-    logits = tiled_apply(generator, images, tile, overlap) if tile else generator(images)
+    # channels_last windows run stacked (several times faster); contiguous fp32 keeps one window per call (stacked it
+    # measured no faster, benchmarks/bench_predict_equality.py)
+    per_call = None if images.is_contiguous(memory_format=torch.channels_last) and images.shape[1] > 1 else 1
+    logits = tiled_apply(generator, images, tile, overlap, per_call) if tile else generator(images)
     full = torch.sigmoid(logits.float())  # (B, L, S, S)
     pooled = full if grader_factor == 1 else F.avg_pool2d(full, grader_factor)  # (B, L, s, s)
     pooled = dequantise(quantise(pooled))
