@@ -4,8 +4,8 @@ Each variant (G tiled or whole, fp32 or bf16 autocast with channels_last) runs `
 on the same preprocessed images: the 11 pixel-labelled validation images of fold 0 and the first 40 graded
 validation images. Against the reference (the bundle's own setting in fp32) it reports how many grades, DME risks
 and referable flags differ, the largest absolute difference of a lesion probability (inside the field of view) and
-each lesion's pixel AUC-PR (at G's preprocessed resolution, inside the field of view), and the median seconds of G
-+ grader per image.
+each lesion's pixel AUC-PR (at G's preprocessed resolution, inside the field of view). How fast each runs:
+``benchmarks/bench_predict_speed.py``.
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/bench_predict_equality.py
 """
@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -49,15 +47,9 @@ def load_images(bundle_dir: Path, idrid: Path, n_grading: int):
     return seg, graded
 
 
-def run_variant(bundle_dir: Path, tile, amp: bool, channels_last: bool, pres) -> tuple[list, list[float]]:
+def run_variant(bundle_dir: Path, tile, amp: bool, channels_last: bool, pres) -> list:
     predictor = Predictor(bundle_dir, tile=tile, amp=amp, channels_last=channels_last)
-    predictor.predict_preprocessed(pres[:1])  # warm-up: oneDNN primitives for these shapes
-    preds, times = [], []
-    for pre in pres:
-        start = time.perf_counter()
-        preds.append(predictor.predict_preprocessed([pre])[0])
-        times.append(time.perf_counter() - start)
-    return preds, times
+    return [predictor.predict_preprocessed([pre])[0] for pre in pres]
 
 
 def compare(ref, preds, seg) -> dict:
@@ -78,13 +70,13 @@ def compare(ref, preds, seg) -> dict:
 
 def report(data: dict) -> str:
     n = data["images"]
-    head = ["setting", "s/image (G + grader)", f"grades differ (of {n['segmentation'] + n['grading']})",
-            "DME differ", "referable differ", "max |Δ| lesion prob.", "max |Δ| grade prob.",
+    head = ["setting", f"grades differ (of {n['segmentation'] + n['grading']})",
+            "DME differ", "referable differ", "max abs diff, lesion prob.", "max abs diff, grade prob.",
             "AUC-PR " + "/".join(data["lesions"])]
-    rows = [[name, f"{r['seconds_per_image']:.2f}", str(r["grades_differ"]), str(r["dme_differ"]),
+    rows = [[name, str(r["grades_differ"]), str(r["dme_differ"]),
              str(r["referable_differ"]), f"{r['max_abs_lesion_diff']:.4f}", f"{r['max_abs_probability_diff']:.4f}",
              " / ".join(f"{r['auc_pr'][k]:.4f}" for k in data["lesions"])] for name, r in data["rows"].items()]
-    return results_io.markdown(head, rows, "lrrrrrrl")
+    return results_io.markdown(head, rows, "lrrrrrl")
 
 
 def main() -> None:
@@ -102,9 +94,9 @@ def main() -> None:
     pres = seg + graded
     rows, ref = {}, None
     for name in args.variants:
-        preds, times = run_variant(args.bundle, *VARIANTS[name], pres)
+        preds = run_variant(args.bundle, *VARIANTS[name], pres)
         ref = ref or preds
-        rows[name] = {"seconds_per_image": round(statistics.median(times), 3), **compare(ref, preds, seg)}
+        rows[name] = compare(ref, preds, seg)
         print(name, json.dumps(rows[name]), flush=True)
         data = results_io.write(args.json, rows, images={"segmentation": len(seg), "grading": len(graded)},
                                 reference=args.variants[0], lesions=list(LESIONS))  # after every setting
