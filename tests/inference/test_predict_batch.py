@@ -102,7 +102,7 @@ def test_lesion_maps_are_the_model_probabilities_at_original_pixels(tiny_bundle:
     expected = pred.pre.geometry.to_original(pred.lesion_probs) * 255  # (L, H, W)
     for k, lesion in enumerate(LESIONS):
         saved = np.asarray(Image.open(out / "images/one/eye.png" / f"lesion_{lesion}.png")).astype(float)
-        assert np.abs(saved - expected[k]).max() <= 0.5 + 1e-3
+        assert np.abs(saved - expected[k]).max() <= 1 + 1e-3  # levels rounded, then interpolated and rounded again
     record = json.loads((out / "images/one/eye.png/result.json").read_text())
     assert record["probabilities"] == pred.probabilities and record["lesion_area"] == pred.lesion_area
 
