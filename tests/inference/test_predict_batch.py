@@ -186,11 +186,11 @@ def test_a_crash_mid_image_leaves_no_result_and_the_rerun_completes_it(
     out = tmp_path / "out"
     real_save, calls = outputs.save_png, []
 
-    def failing_save(array: np.ndarray, path: Path) -> Path:
+    def failing_save(array: np.ndarray, path: Path, **kwargs: int) -> Path:
         calls.append(path)
         if len(calls) == 7:  # the first image's 5 files are written, the second crashes after 1
             raise OSError("disk full")
-        return real_save(array, path)
+        return real_save(array, path, **kwargs)
 
     monkeypatch.setattr(outputs, "save_png", failing_save)
     with pytest.raises(DataError, match="disk full"):

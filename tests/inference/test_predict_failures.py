@@ -243,16 +243,17 @@ def test_ctrl_c_says_how_to_continue(tiny_bundle: Path, mixed: Path, tmp_path: P
 
 
 def interrupt_after_first_image(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ctrl-C while the second image's outputs are written."""
-    real_write, calls = batch.write_image_outputs, []
+    """Ctrl-C while the second image is being graded (the first image's outputs may still be being written)."""
+    real_batch, calls = batch._predict_batch, []
 
-    def write(*args: object, **kwargs: object) -> dict:
-        calls.append(args)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_write(*args, **kwargs)
+    def predict_batch(engine: object, loaded: list, *args: object) -> None:
+        if any(isinstance(res, batch.Ready) for _, res in loaded):
+            calls.append(loaded)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+        return real_batch(engine, loaded, *args)
 
-    monkeypatch.setattr(batch, "write_image_outputs", write)
+    monkeypatch.setattr(batch, "_predict_batch", predict_batch)
 
 
 def test_ctrl_c_starts_its_message_on_a_new_line_after_the_progress_bar(
@@ -291,7 +292,7 @@ def test_ctrl_c_lists_the_images_done_and_a_rerun_predicts_the_rest(
 def test_a_full_disk_or_read_only_output_is_one_line_naming_the_folder(
     tiny_bundle: Path, mixed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, advice: str
 ) -> None:
-    def failing_save(array: np.ndarray, path: Path) -> Path:
+    def failing_save(array: np.ndarray, path: Path, **kwargs: int) -> Path:
         raise OSError(code, os.strerror(code), str(path))
 
     monkeypatch.setattr(outputs, "save_png", failing_save)

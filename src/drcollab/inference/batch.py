@@ -187,15 +187,28 @@ class Writes:
         self.part, self.limit = part, limit
         self.pool = ThreadPoolExecutor(max_workers=1)
         self.pending: deque[Future] = deque()
+        self.failed = False
 
     def submit(self, fn: Callable[..., dict[str, Any]], *args: Any) -> None:
         while len(self.pending) >= self.limit:
             self._collect()
-        self.pending.append(self.pool.submit(fn, *args))
+        self.pending.append(self.pool.submit(self._run, fn, *args))
+
+    def _run(self, fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any] | None:
+        """One write; after a failed one the rest are skipped, as when the writes ran in line."""
+        if self.failed:
+            return None
+        try:
+            return fn(*args)
+        except BaseException:
+            self.failed = True
+            raise
 
     def _collect(self) -> None:
-        self.part.records.append(self.pending.popleft().result())
-        self.part.predicted += 1
+        record = self.pending.popleft().result()
+        if record is not None:
+            self.part.records.append(record)
+            self.part.predicted += 1
 
     def wait(self) -> None:
         while self.pending:

@@ -11,7 +11,7 @@ its whole-image output; a U-Net differs only near tile seams.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -76,15 +76,33 @@ def tiled_apply(
     th, tw = min(tile, h), min(tile, w)
     ys, xs = tile_starts(h, th, overlap), tile_starts(w, tw, overlap)
     windows = [(y, x) for y in ys for x in xs]
-    stacked = torch.cat([images[:, :, y : y + th, x : x + tw] for y, x in windows])  # (n * B, C, th, tw)
-    chunk = max(1, (tiles_per_call or TILES_PER_CALL) // b) * b  # whole windows: every image of the batch at one window
-    preds = torch.cat([fn(stacked[i : i + chunk]).float() for i in range(0, len(stacked), chunk)])  # (n * B, K, ..)
-    out = images.new_zeros((b, preds.shape[1], h, w), dtype=torch.float32)  # (B, K, H, W)
-    norm = images.new_zeros((h, w), dtype=torch.float32)  # (H, W)
-    for k, (y, x) in enumerate(windows):
+    out = norm = None
+    preds = _window_outputs(fn, images, windows, th, tw, tiles_per_call or TILES_PER_CALL)
+    for (y, x), pred in zip(windows, preds, strict=True):
         wy = _ramp(th, overlap, y > 0, y + th < h)  # (th,)
         wx = _ramp(tw, overlap, x > 0, x + tw < w)  # (tw,)
         weight = (wy[:, None] * wx[None, :]).to(images.device)  # (th, tw)
-        out[:, :, y : y + th, x : x + tw] += preds[k * b : (k + 1) * b] * weight
+        if out is None:
+            out = images.new_zeros((b, pred.shape[1], h, w), dtype=torch.float32)  # (B, K, H, W)
+            norm = images.new_zeros((h, w), dtype=torch.float32)  # (H, W)
+        out[:, :, y : y + th, x : x + tw] += pred * weight
         norm[y : y + th, x : x + tw] += weight
     return out / norm
+
+
+def _window_outputs(
+    fn: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, windows: list[tuple[int, int]], th: int,
+    tw: int, per_call: int,
+) -> Iterator[torch.Tensor]:
+    """``fn``'s float32 ``(B, K, th, tw)`` output at each window, in order: one call per window, or the windows of
+    all images stacked ``per_call`` at a time (one call per window keeps the batch size symbolic for export)."""
+    b = images.shape[0]
+    if per_call <= 1:
+        for y, x in windows:
+            yield fn(images[:, :, y : y + th, x : x + tw]).float()
+        return
+    stacked = torch.cat([images[:, :, y : y + th, x : x + tw] for y, x in windows])  # (n * B, C, th, tw)
+    chunk = max(1, per_call // b) * b  # whole windows: every image of the batch at one window
+    preds = torch.cat([fn(stacked[i : i + chunk]).float() for i in range(0, len(stacked), chunk)])  # (n * B, K, ..)
+    for k in range(len(windows)):
+        yield preds[k * b : (k + 1) * b]
