@@ -17,7 +17,7 @@ from drcollab.config import ReferableConfig
 from drcollab.constants import LESIONS, MISSING_DME, NUM_GRADES
 from drcollab.data.records import Record
 from drcollab.errors import DataError
-from drcollab.evaluation.dme import dme_summary
+from drcollab.evaluation.dme import dme_summary, referable_scores
 from drcollab.evaluation.grading_metrics import MESSIDOR_GRADES, grading_metrics, messidor_binary
 from drcollab.evaluation.metrics import DEFAULT_BINS, LesionCurves, UndefinedMetricWarning
 
@@ -109,6 +109,15 @@ class Scores:
         dme_probs = np.stack(self.dme_probs) if self.dme_probs else None  # (N, 3)
         return dme_summary(np.asarray(self.true), np.stack(self.probs), np.asarray(self.dme_true), dme_probs,
                            self.scale == "icdr", self.referable)
+
+    def referable_inputs(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(N,)`` P(referable) and ``(N,)`` bool truth of the model's rule for the graded images; None without
+        ICDR grades (the rule is written on the ICDR scale)."""
+        if not self.true or self.scale != "icdr":
+            return None
+        dme_probs = np.stack(self.dme_probs) if self.dme_probs else None  # (N, 3)
+        return referable_scores(np.asarray(self.true), np.stack(self.probs), np.asarray(self.dme_true), dme_probs,
+                                self.referable)
 
     def summary(self) -> dict[str, Any]:
         return {"segmentation": self.segmentation(), "grading": self.grading(), "messidor": self.messidor(),
