@@ -332,25 +332,35 @@ def predict(
     max_aspect: float = typer.Option(MAX_ASPECT, "--max-aspect", min=1.0, help="Refuse longer/shorter side above."),
     min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
                                            help=MIN_FOV_HELP),
+    groups: Path | None = typer.Option(None, "--groups", help="CSV with the columns photo, patient, eye (left or "
+                                       "right): also decide per eye and per patient (patients.csv, eyes.csv)."),
+    group_pattern: str | None = typer.Option(None, "--group-pattern", help="Read patient and eye from the file "
+                                             "names instead: eyepacs (<patient>_<left|right>.jpeg)."),
 ) -> None:
-    """Grade images and map their lesions; writes per-image PNGs plus predictions.csv and predictions.json.
+    """Grade images and map their lesions; writes per-image PNGs plus predictions.csv and predictions.json (and, with
+    --groups or --group-pattern, patients.csv, patients.json and eyes.csv).
 
     Exit codes: 0 at least one image predicted; 1 none succeeded; 2 usage or checkpoint error; 130 interrupted.
     Under torchrun --nproc_per_node=N each rank takes every N-th image and rank 0 merges the results.
     """
     from drcollab.distributed import setup, teardown
-    from drcollab.errors import DrcollabError
+    from drcollab.errors import ConfigError, DrcollabError
     from drcollab.inference.batch import PredictInterrupted, describe, predict_images
     from drcollab.inference.engine import load_engine
     from drcollab.inference.gradability import GradabilityConfig
+    from drcollab.inference.grouping import Grouping
 
     dist = setup("cpu")  # gloo: the ranks only meet at barriers, whatever device the model runs on
     try:
+        if groups is not None and group_pattern is not None:
+            raise ConfigError("--groups and --group-pattern both given: group the photos one way")
+        grouping = Grouping.from_csv(groups) if groups is not None else \
+            None if group_pattern is None else Grouping.from_pattern(group_pattern)
         dev = f"cuda:{dist.local_rank}" if device == "cuda" and dist.enabled else device
         model = load_engine(checkpoint, engine, dev, amp, channels_last, tta, "plain" if plain else "auto")
         summary = predict_images(model, inputs, out, batch_size, dist, progress,
                                  ImageLimits(min_side=min_side, max_aspect=max_aspect),
-                                 GradabilityConfig(min_fov_fraction=min_fov_fraction), maps)
+                                 GradabilityConfig(min_fov_fraction=min_fov_fraction), maps, grouping)
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
