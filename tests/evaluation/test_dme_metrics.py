@@ -90,3 +90,15 @@ def test_evaluate_reports_dme_joint_and_referable(eval_synth: Path, tmp_path: Pa
     assert f"Sensitivity {found / truth.sum():.3f} (95% CI {low:.3f}-{high:.3f})" in report
     assert metrics["files"]["referral_roc"] == "referral_roc.png" and (tmp_path / "out" / "referral_roc.png").is_file()
     assert "![Referral ROC curve with the operating point](referral_roc.png)" in report
+
+
+def test_referable_scores_are_the_predictions_own_not_recomputed_from_rounded_probabilities() -> None:
+    from drcollab.data.records import Record
+    from drcollab.evaluation.scoring import Scores
+
+    scores = Scores()
+    for k, (grade, dme, p) in enumerate([(0, 0, 0.4000004), (3, 0, 0.9), (0, 1, 0.7)]):
+        scores.add_grade(Record(f"im{k}", Path(f"im{k}.png"), grade=grade, dme=dme), [0.2] * 5, [0.5, 0.3, 0.2], p)
+    probs, truth = scores.referable_inputs()
+    assert probs.tolist() == [0.4000004, 0.9, 0.7] and truth.tolist() == [False, True, True]
+    assert scores.summary()["referable"]["specificity"] == 1.0  # 0.4000004 < 0.5: its own value decides

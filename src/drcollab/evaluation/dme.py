@@ -80,17 +80,22 @@ def binary_score(scores: np.ndarray, targets: np.ndarray, threshold: float) -> B
 
 def referable_scores(
     dr_true: np.ndarray, dr_probs: np.ndarray, dme_true: np.ndarray, dme_probs: np.ndarray | None,
-    rule: ReferableConfig,
+    rule: ReferableConfig, referable_probs: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(N,)`` P(referable) of the graded images and ``(N,)`` bool truth of ``rule`` from their labels (ICDR
-    grades; DME risks -1 where unknown, judged by DR alone; no DME head: DR alone on both sides)."""
+    grades; DME risks -1 where unknown, judged by DR alone; no DME head: DR alone on both sides).
+
+    ``referable_probs``: the predictions' own P(referable), the values their flags were set from (the probabilities
+    in a record are rounded); None computes them from ``dr_probs`` and ``dme_probs``."""
     truth = is_referable(dr_true, None if dme_probs is None else dme_true, rule)
-    return referable_probability(dr_probs, dme_probs, rule), truth
+    if referable_probs is None:
+        referable_probs = referable_probability(dr_probs, dme_probs, rule)
+    return np.asarray(referable_probs, dtype=np.float64), truth
 
 
 def dme_summary(
     dr_true: np.ndarray, dr_probs: np.ndarray, dme_true: np.ndarray, dme_probs: np.ndarray | None, icdr: bool,
-    rule: ReferableConfig,
+    rule: ReferableConfig, referable_probs: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``metrics.json``'s ``dme``, ``joint`` and ``referable`` entries (None where they do not apply).
 
@@ -99,6 +104,7 @@ def dme_summary(
         dme_true: ``(N,)`` DME risks, -1 where unknown; ``dme_probs``: ``(N, 3)``, None without a DME head.
         icdr: The grades are on the ICDR scale (joint accuracy and referable need it).
         rule: The model's referable rule.
+        referable_probs: ``(N,)`` the predictions' own P(referable) (see :func:`referable_scores`).
     """
     known = dme_true >= 0
     out: dict[str, Any] = {"dme": None, "joint": None, "referable": None}
@@ -109,7 +115,8 @@ def dme_summary(
                                                        dme_true[known], dme_probs[known].argmax(axis=1)),
                             "n": int(known.sum())}
     if icdr and len(dr_true):
-        r = binary_score(*referable_scores(dr_true, dr_probs, dme_true, dme_probs, rule), rule.threshold)
+        r = binary_score(*referable_scores(dr_true, dr_probs, dme_true, dme_probs, rule, referable_probs),
+                         rule.threshold)
         out["referable"] = {"sensitivity": r.sensitivity, "specificity": r.specificity, "auc": r.auc,
                             "threshold": rule.threshold, "n_pos": r.n_pos, "n_neg": r.n_neg,
                             "sensitivity_ci95": _pair(r.sensitivity_ci), "specificity_ci95": _pair(r.specificity_ci),

@@ -228,7 +228,7 @@ def run_evaluation(
                     drawn += [] if overlay is None else [overlay.relative_to(out).as_posix()]
                     tasks.append("segmentation")
                 if key in grade_keys:
-                    scores.add_grade(record, pred.probabilities, pred.dme_probabilities)
+                    scores.add_grade(record, pred.probabilities, pred.dme_probabilities, pred.referable_probability)
                     tasks.append("grading")
                 writer.writerow(_row(record, pred, "+".join(tasks)))
             bar.update(len(loaded))
