@@ -280,7 +280,7 @@ def calibrate(
                f"{r['previous_threshold']:g})")
     typer.echo(f"sensitivity {result.point.sensitivity.text()}")
     typer.echo(f"specificity {result.point.specificity.text()}")
-    typer.echo(f"bundle: {result.bundle} (a copy of {r['source']} that refers at P >= {r['threshold']:.4f})")
+    typer.echo(f"bundle: {result.bundle} (a copy of {checkpoint} that refers at P >= {r['threshold']:.4f})")
 
 
 @app.command("compare")

@@ -18,7 +18,8 @@ import drcollab
 from drcollab.cli import app
 from drcollab.data.io import read_image
 from drcollab.data.synthetic import generate_fundus
-from drcollab.inference.bundle import load_bundle
+from drcollab.inference.autotune import choice_path
+from drcollab.inference.bundle import bundle_fingerprint, load_bundle
 from drcollab.inference.bundle_copy import copy_bundle
 from drcollab.inference.predictor import Predictor
 from drcollab.service.app import create_app
@@ -67,6 +68,9 @@ def test_calibrate_writes_a_copy_that_refers_at_the_threshold_reaching_the_targe
     assert record["set"]["format"] == "generic" and record["rule"] == "grade ≥ 2 or DME ≥ 1" and record["date"]
     assert f"threshold {record['threshold']:.4f}" in output and "95% Wilson CI" in output
     assert load_bundle(tmp_path / "calibrated").referable.threshold == record["threshold"]  # weights' hashes hold
+    source_choice, copy_choice = (json.loads(choice_path(bundle_fingerprint(load_bundle(b))).read_text())
+                                  for b in (dme_bundle, tmp_path / "calibrated"))
+    assert copy_choice == source_choice  # on this machine the copy runs in the setting it was calibrated in
     assert sorted(p.name for p in (tmp_path / "calibrated").iterdir()) == [
         "bundle.json", "generator.json", "generator.safetensors", "grader.json", "grader.safetensors"]
 

@@ -6,8 +6,15 @@ are held against the bundle's rule applied to their labels. :func:`~drcollab.eva
 choose_threshold` picks the threshold reaching the target sensitivity (the largest) or specificity (the
 smallest), and :func:`~drcollab.inference.bundle_copy.copy_bundle` writes the copy with ``referable.threshold``
 set and a ``calibration`` record of what was done and what it achieved, with 95 % Wilson intervals. The source
-bundle is never changed. Everything that can be checked before the model runs is: the target, the output folder,
-the labels (a set without referable, or without non-referable, photos cannot set a threshold).
+bundle is never changed.
+
+The threshold is the P(referable) of one photo of the set (the last referable photo it must find), so that photo is
+flagged by a hair: the same photo predicted in another numeric setting (bf16 or fp32, measured per bundle and
+machine, :mod:`drcollab.inference.autotune`) may fall either side. The copy is therefore remembered, on this machine,
+to run in the setting the threshold was chosen in, and the record names it.
+
+Everything that can be checked before the model runs is: the target, the output folder, the labels (a set without
+referable, or without non-referable, photos cannot set a threshold).
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ from drcollab.errors import ConfigError, DataError
 from drcollab.evaluation.evaluate import run_evaluation
 from drcollab.evaluation.operating_point import OperatingPoint, Target, choose_threshold
 from drcollab.evaluation.selection import EvalSet
-from drcollab.inference.bundle import load_bundle
+from drcollab.inference.autotune import remember_choice
+from drcollab.inference.bundle import bundle_fingerprint, load_bundle
 from drcollab.inference.bundle_copy import check_new_folder, copy_bundle
 from drcollab.inference.referable import is_referable, rule_text
 
@@ -121,6 +129,8 @@ def calibrate(
     record = calibration_record(point, evaluation.metrics, bundle.referable, uses_dme, source)
     rule = {**bundle.referable.model_dump(), "threshold": point.threshold}
     out = copy_bundle(source, out_dir, {"referable": rule, "calibration": record})
+    if evaluation.choice is not None:  # on this machine the copy runs in the setting its threshold was chosen in
+        remember_choice(bundle_fingerprint(load_bundle(out)), device, evaluation.choice)
     return Calibration(out, point, record)
 
 
@@ -143,7 +153,8 @@ def calibration_record(point: OperatingPoint, metrics: dict[str, Any], rule: Ref
         "sensitivity": point.sensitivity.record(),
         "specificity": point.specificity.record(),
         "interval": "Wilson score, 95%",
-        "settings": {k: metrics["settings"][k] for k in ("device", "precision", "tile", "tta", "min_fov_diameter")},
+        "settings": {k: metrics["settings"][k] for k in ("device", "precision", "channels_last", "tile", "tta",
+                                                          "min_fov_diameter")},
         "source": str(source.resolve()),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "drcollab_version": VERSION,

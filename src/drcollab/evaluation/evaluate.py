@@ -39,7 +39,7 @@ from drcollab.evaluation.plots import plot_confusion, plot_curves, plot_overlay,
 from drcollab.evaluation.report import render_report
 from drcollab.evaluation.scoring import Scores
 from drcollab.evaluation.selection import EvalSet
-from drcollab.inference.autotune import make_predictor
+from drcollab.inference.autotune import Choice, make_predictor
 from drcollab.inference.engine import load_engine
 from drcollab.inference.gradability import fov_size_reason, min_fov_diameter
 from drcollab.inference.predictor import Prediction, Predictor
@@ -139,10 +139,12 @@ def _plan(eval_set: EvalSet, predictor: Predictor) -> tuple[EvalSet, list[str]]:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What :func:`run_evaluation` found: ``metrics.json``'s content and the scores it was computed from."""
+    """What :func:`run_evaluation` found: ``metrics.json``'s content, the scores it was computed from, and the
+    setting the model ran in (None: the ONNX engine)."""
 
     metrics: dict[str, Any]
     scores: Scores
+    choice: Choice | None = None
 
 
 def evaluate(bundle_path: str | Path, records: EvalSet | list[Record], out_dir: str | Path, **options: Any
@@ -244,7 +246,7 @@ def run_evaluation(
     metrics["files"] = _figures(metrics, scores, out, drawn)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     (out / "report.md").write_text(render_report(metrics))
-    return Evaluation(metrics, scores)
+    return Evaluation(metrics, scores, engine.choice)
 
 
 def _too_small_note(ungradable: list[dict[str, str]], min_diameter: int) -> str:
