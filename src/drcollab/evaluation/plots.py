@@ -7,6 +7,7 @@ Figures are built on matplotlib's object API with the Agg canvas (no pyplot, no 
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -112,9 +113,10 @@ def plot_referral_roc(roc: RocPoints, point: OperatingPoint, auc: float | None, 
     x, y = 1 - spec.value, sens.value
     ax.errorbar([x], [y], xerr=[[x - (1 - spec.high)], [(1 - spec.low) - x]], yerr=[[y - sens.low], [sens.high - y]],
                 fmt="o", color="tab:red", ms=7, capsize=4,
-                label=f"threshold {point.threshold:.3g}: sensitivity {sens.value:.3f}, specificity {spec.value:.3f}")
-    ax.set(xlabel="1 - specificity (healthy eyes referred)", ylabel="sensitivity (referable eyes found)",
-           xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), title=title)
+                label=f"threshold {point.threshold:.4f}: sensitivity {sens.value:.3f}, specificity {spec.value:.3f}")
+    ax.set(xlabel="1 - specificity (other eyes referred)", ylabel="sensitivity (referable eyes found)",
+           xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    ax.set_title(textwrap.fill(title, 60), fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8, title="error bars: 95% Wilson intervals", title_fontsize=8)
     return _save(fig, path)
