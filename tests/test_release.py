@@ -47,3 +47,19 @@ def test_predict_command_loads_the_release(idrid_root, tmp_path):
     assert result.exit_code == 0, result.output
     rows = (tmp_path / "predictions.csv").read_text().splitlines()
     assert len(rows) == 2 and "IDRiD_01" in rows[1]
+
+
+def test_release_refers_at_the_threshold_its_calibration_chose():
+    from drcollab.evaluation.intervals import wilson_interval
+    from drcollab.inference.bundle import load_bundle
+
+    bundle = load_bundle(RELEASE)  # the weights' hashes still hold
+    record = bundle.info["calibration"]
+    assert bundle.referable.threshold == record["threshold"] and record["previous_threshold"] == 0.5
+    assert record["target"] == {"sensitivity": 0.9} and record["interval"] == "Wilson score, 95%"
+    assert record["set"]["description"] == "validation fold 0 of 5 of the IDRiD training split"
+    assert (record["images"], record["positives"], record["negatives"]) == (83, 52, 31) and not record["left_out"]
+    for share in (record["sensitivity"], record["specificity"]):
+        assert share["value"] == share["k"] / share["n"]
+        assert share["ci95"] == list(wilson_interval(share["k"], share["n"]))
+    assert record["sensitivity"]["value"] >= 0.9

@@ -109,3 +109,18 @@ def test_release_numbers_are_its_metrics(path: Path, heading: str, complete: boo
     assert not wrong, f"{path.name} quotes numbers the release does not have:\n" + "\n".join(wrong)
     assert not (complete and unquoted), (f"{path.name}: numbers in {heading!r} that are not labelled as a metric "
                                          f"(a table column or 'kappa 0.75'), so no test checks them: {unquoted}")
+
+
+def test_the_release_operating_point_is_its_calibration_record():
+    """The release README's "Operating point" quotes bundle.json's threshold and its calibration, to the digit."""
+    bundle = json.loads((RELEASE / "bundle.json").read_text())
+    record = bundle["calibration"]
+    sens, spec = record["sensitivity"], record["specificity"]
+    recorded = {f"{bundle['referable']['threshold']:.4f}", f"{record['target']['sensitivity']:.2f}"}
+    recorded |= {f"{x:.3f}" for share in (sens, spec) for x in (share["value"], *share["ci95"])}
+    text = re.sub(r"```.*?```", "", section(RELEASE / "README.md", "## Operating point"), flags=re.S)
+    printed = set(DECIMAL.findall(text))
+    assert printed <= recorded, f"numbers the calibration record does not hold: {sorted(printed - recorded)}"
+    assert {f"{sens['value']:.3f}", f"{spec['value']:.3f}", f"{record['threshold']:.4f}"} <= printed
+    for share in (sens, spec):
+        assert f"{share['k']} of {share['n']}" in " ".join(text.split())

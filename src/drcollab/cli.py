@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
@@ -13,6 +13,10 @@ from drcollab.constants import MIN_FOV_FRACTION
 from drcollab.data.header import ImageLimits
 from drcollab.service.admission import DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S
 
+if TYPE_CHECKING:
+    from drcollab.evaluation.selection import EvalSet
+
+DataFormat = Literal["auto", "idrid", "idrid-seg", "idrid-grade", "eyepacs", "messidor", "messidor2", "generic"]
 PLAIN_HELP = ("Run fp32 in the bundle's tiles (the reference path) instead of the fastest setting whose answers "
               "match it, measured once per machine (torch engine).")
 TTA_HELP = ("Test-time flips averaged: none, hflip (+ the mirror image) or flips (+ vertical and both) "
@@ -144,8 +148,7 @@ def plan_cmd(
 def evaluate_cmd(
     checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder, its model/ bundle folder or bundle.json."),
     data: Path = typer.Option(..., "--data", help="Dataset root (IDRiD: the folder holding 'A. Segmentation')."),
-    fmt: Literal["auto", "idrid", "idrid-seg", "idrid-grade", "eyepacs", "messidor", "messidor2",
-               "generic"] = typer.Option(
+    fmt: DataFormat = typer.Option(
         "auto", "--format", help="Dataset layout; auto detects it (IDRiD: part A segmentation, part B grading)."),
     split: Literal["train", "test"] | None = typer.Option(
         None, "--split", help="Official split; required for IDRiD and EyePACS, which have several."),
@@ -168,23 +171,12 @@ def evaluate_cmd(
                                            "of the size the model resizes it to (0: score every image)."),
 ) -> None:
     """Evaluate a trained model: per-lesion pixel AUCs at full resolution, grading metrics, paper-shaped report."""
-    from drcollab.data.sources import SPLIT_FORMATS
     from drcollab.errors import DrcollabError
     from drcollab.evaluation.evaluate import evaluate
-    from drcollab.evaluation.selection import detect_format, read_eval_set, restrict_to_val_fold
-    from drcollab.training.run_folder import read_val_fold
 
     try:
-        resolved = detect_format(data) if fmt == "auto" else fmt
-        if split is None and (resolved == "idrid" or resolved in SPLIT_FORMATS):
-            raise typer.BadParameter(f"{data} holds several splits ({resolved}): pass --split train or --split test")
-        eval_set = read_eval_set(data, resolved, split or "train")
-        if val_fold_of is not None:
-            eval_set = restrict_to_val_fold(eval_set, read_val_fold(val_fold_of))
-        if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        eval_set = _read_set(data, fmt, split, val_fold_of)
+        device = _auto_device(device)
         metrics = evaluate(checkpoint, eval_set, out, batch_size=batch_size, device=device, overlays=overlays,
                            tile=tile, tta=tta, workers=workers, cache_dir=cache_dir, outside_fov=outside_fov,
                            min_fov_fraction=min_fov_fraction, setting="plain" if plain else "auto")
@@ -203,7 +195,92 @@ def evaluate_cmd(
         typer.echo(f"accuracy {num(metrics['grading']['accuracy'])}, kappa {num(metrics['grading']['kappa'])}")
     if metrics["messidor"]:
         typer.echo(", ".join(f"{t} AUC {num(metrics['messidor'][t]['auc'])}" for t in ("referral", "normal")))
+    if metrics["referable"]:
+        typer.echo(_referral_line(metrics["referable"]))
     typer.echo(f"report: {Path(out) / 'report.md'}")
+
+
+def _referral_line(r: dict) -> str:
+    """E.g. ``referral at P >= 0.5: sensitivity 1.000 (95% Wilson CI 0.931-1.000), specificity ...``."""
+    def share(key: str) -> str:
+        if r[key] is None:
+            return f"{key} n/a"
+        low, high = r[f"{key}_ci95"]
+        return f"{key} {r[key]:.3f} (95% Wilson CI {low:.3f}-{high:.3f})"
+
+    return f"referral at P >= {r['threshold']:.4g}: {share('sensitivity')}, {share('specificity')}"
+
+
+def _read_set(data: Path, fmt: str, split: str | None, val_fold_of: Path | None) -> EvalSet:
+    """The labelled set of ``evaluate`` and ``calibrate``: a dataset root, its layout and split, optionally the
+    validation fold of a run."""
+    from drcollab.data.sources import SPLIT_FORMATS
+    from drcollab.errors import ConfigError
+    from drcollab.evaluation.selection import detect_format, read_eval_set, restrict_to_val_fold
+    from drcollab.training.run_folder import read_val_fold
+
+    resolved = detect_format(data) if fmt == "auto" else fmt
+    if split is None and (resolved == "idrid" or resolved in SPLIT_FORMATS):
+        raise ConfigError(f"{data} holds several splits ({resolved}): pass --split train or --split test")
+    eval_set = read_eval_set(data, resolved, split or "train")
+    return eval_set if val_fold_of is None else restrict_to_val_fold(eval_set, read_val_fold(val_fold_of))
+
+
+def _auto_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@app.command()
+def calibrate(
+    checkpoint: Path = typer.Option(..., "--checkpoint", help="Run folder, its model/ bundle folder or bundle.json."),
+    data: Path = typer.Option(..., "--data", help="Labelled dataset root to choose the threshold on."),
+    fmt: DataFormat = typer.Option("auto", "--format", help="Dataset layout (as for evaluate)."),
+    split: Literal["train", "test"] | None = typer.Option(
+        None, "--split", help="Official split; required for IDRiD and EyePACS, which have several."),
+    val_fold_of: Path | None = typer.Option(
+        None, "--val-fold-of", help="Use only the validation fold this run folder held out of the training split."),
+    target_sensitivity: float | None = typer.Option(
+        None, "--target-sensitivity", help="Refer at the largest threshold whose sensitivity is >= this, e.g. 0.90."),
+    target_specificity: float | None = typer.Option(
+        None, "--target-specificity", help="Refer at the smallest threshold whose specificity is >= this."),
+    out: Path = typer.Option(..., "--out", "-o", help="New folder for the calibrated copy of the bundle."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda or cuda:N."),
+    workers: int = typer.Option(2, "--workers", min=0, help="Threads decoding and preprocessing images ahead."),
+    min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
+                                           help="Leave out images whose field of view is narrower than this fraction "
+                                           "of the size the model resizes it to (0: use every image)."),
+) -> None:
+    """Choose the referral threshold reaching a target sensitivity or specificity on a labelled set; write a copy of
+    the bundle that refers at it, with a record of the set and what the threshold achieved (95% Wilson intervals).
+
+    Exit codes: 0 written; 2 bad input (target, set, bundle, output folder); nothing is written then.
+    """
+    from drcollab.errors import DrcollabError
+    from drcollab.evaluation.calibrate import calibrate as run_calibration
+    from drcollab.evaluation.calibrate import check_target
+
+    try:
+        target, value = check_target(target_sensitivity, target_specificity)
+        eval_set = _read_set(data, fmt, split, val_fold_of)
+        result = run_calibration(checkpoint, eval_set, out, target, value, batch_size=batch_size,
+                                 device=_auto_device(device), workers=workers, min_fov_fraction=min_fov_fraction)
+    except DrcollabError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    r = result.record
+    typer.echo(f"calibrated on {r['set']['description']}: {r['images']} graded images, {r['positives']} referable "
+               f"({r['rule']}), {r['negatives']} not" + (f"; {len(r['left_out'])} left out (field of view too narrow)"
+                                                         if r["left_out"] else ""))
+    typer.echo(f"target {target} >= {value:g}: threshold {r['threshold']:.4f} ({r['choice']}; was "
+               f"{r['previous_threshold']:g})")
+    typer.echo(f"sensitivity {result.point.sensitivity.text()}")
+    typer.echo(f"specificity {result.point.specificity.text()}")
+    typer.echo(f"bundle: {result.bundle} (a copy of {checkpoint} that refers at P >= {r['threshold']:.4f})")
 
 
 @app.command("compare")
@@ -255,25 +332,35 @@ def predict(
     max_aspect: float = typer.Option(MAX_ASPECT, "--max-aspect", min=1.0, help="Refuse longer/shorter side above."),
     min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
                                            help=MIN_FOV_HELP),
+    groups: Path | None = typer.Option(None, "--groups", help="CSV with the columns photo, patient, eye (left or "
+                                       "right): also decide per eye and per patient (patients.csv, eyes.csv)."),
+    group_pattern: str | None = typer.Option(None, "--group-pattern", help="Read patient and eye from the file "
+                                             "names instead: eyepacs (<patient>_<left|right>.jpeg)."),
 ) -> None:
-    """Grade images and map their lesions; writes per-image PNGs plus predictions.csv and predictions.json.
+    """Grade images and map their lesions; writes per-image PNGs plus predictions.csv and predictions.json (and, with
+    --groups or --group-pattern, patients.csv, patients.json and eyes.csv).
 
     Exit codes: 0 at least one image predicted; 1 none succeeded; 2 usage or checkpoint error; 130 interrupted.
     Under torchrun --nproc_per_node=N each rank takes every N-th image and rank 0 merges the results.
     """
     from drcollab.distributed import setup, teardown
-    from drcollab.errors import DrcollabError
+    from drcollab.errors import ConfigError, DrcollabError
     from drcollab.inference.batch import PredictInterrupted, describe, predict_images
     from drcollab.inference.engine import load_engine
     from drcollab.inference.gradability import GradabilityConfig
+    from drcollab.inference.grouping import Grouping
 
     dist = setup("cpu")  # gloo: the ranks only meet at barriers, whatever device the model runs on
     try:
+        if groups is not None and group_pattern is not None:
+            raise ConfigError("--groups and --group-pattern both given: group the photos one way")
+        grouping = Grouping.from_csv(groups) if groups is not None else \
+            None if group_pattern is None else Grouping.from_pattern(group_pattern)
         dev = f"cuda:{dist.local_rank}" if device == "cuda" and dist.enabled else device
         model = load_engine(checkpoint, engine, dev, amp, channels_last, tta, "plain" if plain else "auto")
         summary = predict_images(model, inputs, out, batch_size, dist, progress,
                                  ImageLimits(min_side=min_side, max_aspect=max_aspect),
-                                 GradabilityConfig(min_fov_fraction=min_fov_fraction), maps)
+                                 GradabilityConfig(min_fov_fraction=min_fov_fraction), maps, grouping)
     except DrcollabError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

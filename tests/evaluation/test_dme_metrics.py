@@ -12,6 +12,7 @@ from sklearn.metrics import accuracy_score, cohen_kappa_score, confusion_matrix,
 from drcollab.config import ReferableConfig
 from drcollab.evaluation.dme import binary_score, dme_metrics, dme_summary, joint_accuracy
 from drcollab.evaluation.evaluate import evaluate
+from drcollab.evaluation.intervals import wilson_interval
 from drcollab.evaluation.selection import read_eval_set
 from helpers import write_tiny_bundle
 
@@ -79,6 +80,25 @@ def test_evaluate_reports_dme_joint_and_referable(eval_synth: Path, tmp_path: Pa
     else:
         assert metrics["referable"]["auc"] == pytest.approx(roc_auc_score(truth, score))
     assert metrics["referable"]["sensitivity"] == pytest.approx(recall_score(truth, score >= 0.5))
+    found, cleared = int((score[truth] >= 0.5).sum()), int((score[~truth] < 0.5).sum())
+    assert metrics["referable"]["sensitivity_ci95"] == pytest.approx(wilson_interval(found, truth.sum()))
+    assert metrics["referable"]["specificity_ci95"] == pytest.approx(wilson_interval(cleared, (~truth).sum()))
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## DME and referable" in report and "Joint Acc. (DR and DME)" in report
-    assert "DR grade >= 2 or DME >= 1" in report
+    assert "DR grade >= 2 or DME >= 1" in report and "95% Wilson score intervals" in report
+    low, high = metrics["referable"]["sensitivity_ci95"]
+    assert f"Sensitivity {found / truth.sum():.3f} (95% CI {low:.3f}-{high:.3f})" in report
+    assert metrics["files"]["referral_roc"] == "referral_roc.png" and (tmp_path / "out" / "referral_roc.png").is_file()
+    assert "![Referral ROC curve with the operating point](referral_roc.png)" in report
+
+
+def test_referable_scores_are_the_predictions_own_not_recomputed_from_rounded_probabilities() -> None:
+    from drcollab.data.records import Record
+    from drcollab.evaluation.scoring import Scores
+
+    scores = Scores()
+    for k, (grade, dme, p) in enumerate([(0, 0, 0.4000004), (3, 0, 0.9), (0, 1, 0.7)]):
+        scores.add_grade(Record(f"im{k}", Path(f"im{k}.png"), grade=grade, dme=dme), [0.2] * 5, [0.5, 0.3, 0.2], p)
+    probs, truth = scores.referable_inputs()
+    assert probs.tolist() == [0.4000004, 0.9, 0.7] and truth.tolist() == [False, True, True]
+    assert scores.summary()["referable"]["specificity"] == 1.0  # 0.4000004 < 0.5: its own value decides

@@ -34,7 +34,8 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("onnx")
     bundle = write_tiny_bundle(root / "model", dme=True)
     info = json.loads((bundle / "bundle.json").read_text())
-    (bundle / "bundle.json").write_text(json.dumps({**info, "referable": {"dr_min": 3, "dme_min": 2}}))
+    rule = {"dr_min": 3, "dme_min": 2, "threshold": 0.37}  # a programme's threshold, as calibrate sets it
+    (bundle / "bundle.json").write_text(json.dumps({**info, "referable": rule}))
     onnx_path = root / "model.onnx"
     args = ["export", "--checkpoint", str(bundle), "--format", "onnx", "--out", str(onnx_path)]
     result = CliRunner().invoke(app, args)
@@ -61,7 +62,8 @@ def test_metadata_carries_the_bundle_preprocessing_and_identity(exported: tuple[
     assert meta.preprocess == load_bundle(bundle).preprocess
     assert meta.fingerprint == load_engine(bundle).fingerprint and meta.name == "tiny"
     assert meta.outputs == ["lesion_probs", "grade_probs", "dme_probs"] and meta.input_size == "dynamic"
-    assert meta.referable == load_bundle(bundle).referable and (meta.referable.dr_min, meta.referable.dme_min) == (3, 2)
+    assert meta.referable == load_bundle(bundle).referable
+    assert (meta.referable.dr_min, meta.referable.dme_min, meta.referable.threshold) == (3, 2, 0.37)
 
 
 def test_predict_with_the_onnx_engine_matches_the_torch_engine(exported: tuple[Path, Path], tmp_path: Path) -> None:
@@ -81,7 +83,8 @@ def test_predict_with_the_onnx_engine_matches_the_torch_engine(exported: tuple[P
         assert np.allclose(o["probabilities"], t["probabilities"], atol=TOL) and o["grade"] == t["grade"]
         assert np.allclose(o["dme_probabilities"], t["dme_probabilities"], atol=TOL) and o["dme"] == t["dme"]
         assert o["referable_probability"] == pytest.approx(t["referable_probability"], abs=TOL)
-    assert runs["onnx"]["referable"] == runs["torch"]["referable"] == {"dr_min": 3, "dme_min": 2, "threshold": 0.5,
+        assert o["referable"] == (o["referable_probability"] >= 0.37)  # the bundle's threshold, from the metadata
+    assert runs["onnx"]["referable"] == runs["torch"]["referable"] == {"dr_min": 3, "dme_min": 2, "threshold": 0.37,
                                                                        "uses_dme": True}
 
 

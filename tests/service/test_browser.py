@@ -1,4 +1,5 @@
-"""The web page in headless Chromium (Playwright): upload, grade, DME, referable, overlay, lesion toggle, errors.
+"""The web pages in headless Chromium (Playwright): upload, grade, DME, referable, overlay, lesion toggle, errors; an
+exam of several photos with the patient's decision.
 
 Uses Debian's ``/usr/bin/chromium`` (``make test`` installs it when missing); Playwright never downloads a
 browser. Skips, saying why, where Chromium is absent or cannot start. The server runs a tiny random-weight
@@ -7,6 +8,11 @@ screenshot in the docs with the demo model (``make demo`` first)::
 
     DRCOLLAB_WEB_UI_BUNDLE=runs/demo/run/model DRCOLLAB_WEB_UI_PNG=docs/img/web_ui.png \
         .venv/bin/python -m pytest tests/service/test_browser.py
+
+and the exam page's with a bundle whose model works at 1152 px or less (its photos are 960 px), e.g. the release::
+
+    DRCOLLAB_WEB_UI_BUNDLE=release/drcollab-idrid-cpu DRCOLLAB_WEB_EXAM_PNG=docs/img/web_exam.png \
+        .venv/bin/python -m pytest tests/service/test_browser.py -k exam
 """
 
 from __future__ import annotations
@@ -63,6 +69,16 @@ def page(server: str) -> Iterator:
         browser.close()
 
 
+def screenshot(page, shot: Path, env: str) -> None:
+    """The whole page as a PNG at ``shot``, copied to the path in ``$env`` when set (the docs' screenshots)."""
+    page.screenshot(path=str(shot), full_page=True)
+    target = os.environ.get(env)
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)
+    assert np.asarray(Image.open(shot)).std() > 10  # a real page, not a blank one
+
+
 def canvas_png(page) -> str:
     return page.evaluate("() => document.getElementById('overlay').toDataURL()")
 
@@ -81,13 +97,7 @@ def test_upload_shows_grade_and_overlay_and_lesion_toggles_work(page, tmp_path: 
     assert page.locator("#chart .bar-row").count() == 5 and page.locator("#dme-chart .bar-row").count() == 3
     assert page.eval_on_selector("#overlay", "c => [c.width, c.height]") == [512, 512]
     assert page.inner_text("#area-MA").endswith("%")
-    shot = tmp_path / "web_ui.png"
-    page.screenshot(path=str(shot), full_page=True)
-    target = os.environ.get("DRCOLLAB_WEB_UI_PNG")
-    if target:
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, target)
-    assert np.asarray(Image.open(shot)).std() > 10  # a real page, not a blank one
+    screenshot(page, tmp_path / "web_ui.png", "DRCOLLAB_WEB_UI_PNG")
 
     with_all = canvas_png(page)
     page.uncheck("#toggle-MA")
@@ -120,3 +130,31 @@ def test_an_ungradable_photo_shows_its_reason_and_no_grade(page, tmp_path: Path)
     assert page.inner_text("#grade") == "–" and page.inner_text("#referable") == ""
     assert page.locator("#chart .bar-row").count() == 0 and page.locator("#dme-chart .bar-row").count() == 0
     assert page.locator("#dme-box").is_hidden()
+
+
+def test_an_exam_shows_the_patient_decision_on_top_and_each_eye_with_its_photos(page, tmp_path: Path) -> None:
+    """Three photos of one patient: the right eye twice (one name says so, one is chosen on the page), the left eye
+    once, too dark to grade: the patient is referred or must be re-photographed, never cleared. With
+    ``DRCOLLAB_WEB_EXAM_PNG`` set, the page's screenshot is copied there (docs/img/web_exam.png)."""
+    photos = {"7_right.jpg": generate_fundus(11, 960, grade=3).image, "scan2.jpg": generate_fundus(12, 960).image,
+              "7_left.jpg": (generate_fundus(13, 960).image * 0.1).astype(np.uint8)}
+    for name, image in photos.items():
+        Image.fromarray(image).save(tmp_path / name, quality=92)
+    page.goto(page.url + "exam")
+    page.wait_for_function("document.getElementById('model').textContent.includes(' · torch · ')")
+    page.set_input_files("#files", [str(tmp_path / name) for name in photos])
+    eyes = page.eval_on_selector_all("#photo-list select", "s => s.map(e => e.value)")
+    assert eyes == ["right", "", "left"]  # read from the names; scan2.jpg names no eye
+    assert page.is_disabled("#grade-exam") and "Choose the eye of 1 photo" in page.inner_text("#status")
+    page.select_option("#photo-list tr:nth-child(2) select", "right")
+    page.click("#grade-exam")
+    page.wait_for_selector("body[data-state=ready]", timeout=300_000)
+    decision = page.inner_text("#decision-text")
+    right_referable = page.locator(".eye-column:nth-child(2) .badge.refer").count() > 0
+    assert decision == ("Refer" if right_referable else "Cannot grade — re-photograph")
+    assert page.inner_text(".eye-column:nth-child(1) h2") == "Left eye"
+    assert page.locator(".eye-column:nth-child(1) .card").count() == 1
+    assert page.inner_text(".eye-column:nth-child(1) .card-ungradable").startswith("Cannot be graded: under-exposed")
+    assert page.locator(".eye-column:nth-child(2) .card img").count() == 2
+    assert page.inner_text("#eye-list").startswith("Left eye: cannot grade")
+    screenshot(page, tmp_path / "web_exam.png", "DRCOLLAB_WEB_EXAM_PNG")

@@ -3,9 +3,10 @@
 * DME: accuracy and quadratic weighted kappa over the risks 0-2 (images with a DME label; any grading scale).
 * joint: IDRiD's sub-challenge 2 score, the share of images whose DR grade *and* DME risk are both right (ICDR
   grades with a DME label).
-* referable: sensitivity and specificity of the referable flag and the ROC AUC of P(referable), against the same
-  rule applied to the labels (:mod:`drcollab.inference.referable`; ICDR grades). With a DME head the truth is
-  DR >= dr_min or DME >= dme_min (an image without a DME label: DR alone); without one, DR >= dr_min on both sides.
+* referable: sensitivity and specificity of the referable flag, each with its 95 % Wilson interval
+  (:mod:`drcollab.evaluation.intervals`), and the ROC AUC of P(referable), against the same rule applied to the
+  labels (:mod:`drcollab.inference.referable`; ICDR grades). With a DME head the truth is DR >= dr_min or
+  DME >= dme_min (an image without a DME label: DR alone); without one, DR >= dr_min on both sides.
 
 Messidor's referral / normal AUCs on its own 0-3 scale are in :mod:`drcollab.evaluation.grading_metrics`.
 """
@@ -21,12 +22,17 @@ import numpy as np
 from drcollab.config import ReferableConfig
 from drcollab.constants import NUM_DME
 from drcollab.evaluation.grading_metrics import binary_roc_auc, kappa_from_confusion
+from drcollab.evaluation.intervals import wilson_interval
 from drcollab.evaluation.metrics import UndefinedMetricWarning
 from drcollab.inference.referable import is_referable, referable_probability
 
 
 def _number(x: float) -> float | None:
     return None if np.isnan(x) else float(x)
+
+
+def _pair(interval: tuple[float, float] | None) -> list[float] | None:
+    return None if interval is None else list(interval)
 
 
 def dme_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
@@ -52,24 +58,44 @@ class BinaryScore:
     auc: float | None  # None: one class absent
     n_pos: int
     n_neg: int
+    sensitivity_ci: tuple[float, float] | None = None  # 95 % Wilson interval; None with the share
+    specificity_ci: tuple[float, float] | None = None
 
 
 def binary_score(scores: np.ndarray, targets: np.ndarray, threshold: float) -> BinaryScore:
-    """Sensitivity and specificity of ``scores >= threshold`` and the ROC AUC of ``scores`` for bool ``targets``."""
+    """Sensitivity and specificity of ``scores >= threshold`` with their 95 % Wilson intervals, and the ROC AUC of
+    ``scores``, for bool ``targets``."""
     scores, targets = np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=bool)
     flagged = scores >= threshold
     n_pos, n_neg = int(targets.sum()), int((~targets).sum())
+    found, cleared = int(flagged[targets].sum()), int((~flagged[~targets]).sum())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         auc = binary_roc_auc(scores, targets)
-    sens = float(flagged[targets].mean()) if n_pos else None
-    spec = float((~flagged[~targets]).mean()) if n_neg else None
-    return BinaryScore(sens, spec, _number(auc), n_pos, n_neg)
+    sens = found / n_pos if n_pos else None
+    spec = cleared / n_neg if n_neg else None
+    return BinaryScore(sens, spec, _number(auc), n_pos, n_neg, wilson_interval(found, n_pos) if n_pos else None,
+                       wilson_interval(cleared, n_neg) if n_neg else None)
+
+
+def referable_scores(
+    dr_true: np.ndarray, dr_probs: np.ndarray, dme_true: np.ndarray, dme_probs: np.ndarray | None,
+    rule: ReferableConfig, referable_probs: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(N,)`` P(referable) of the graded images and ``(N,)`` bool truth of ``rule`` from their labels (ICDR
+    grades; DME risks -1 where unknown, judged by DR alone; no DME head: DR alone on both sides).
+
+    ``referable_probs``: the predictions' own P(referable), the values their flags were set from (the probabilities
+    in a record are rounded); None computes them from ``dr_probs`` and ``dme_probs``."""
+    truth = is_referable(dr_true, None if dme_probs is None else dme_true, rule)
+    if referable_probs is None:
+        referable_probs = referable_probability(dr_probs, dme_probs, rule)
+    return np.asarray(referable_probs, dtype=np.float64), truth
 
 
 def dme_summary(
     dr_true: np.ndarray, dr_probs: np.ndarray, dme_true: np.ndarray, dme_probs: np.ndarray | None, icdr: bool,
-    rule: ReferableConfig,
+    rule: ReferableConfig, referable_probs: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """``metrics.json``'s ``dme``, ``joint`` and ``referable`` entries (None where they do not apply).
 
@@ -78,6 +104,7 @@ def dme_summary(
         dme_true: ``(N,)`` DME risks, -1 where unknown; ``dme_probs``: ``(N, 3)``, None without a DME head.
         icdr: The grades are on the ICDR scale (joint accuracy and referable need it).
         rule: The model's referable rule.
+        referable_probs: ``(N,)`` the predictions' own P(referable) (see :func:`referable_scores`).
     """
     known = dme_true >= 0
     out: dict[str, Any] = {"dme": None, "joint": None, "referable": None}
@@ -88,10 +115,12 @@ def dme_summary(
                                                        dme_true[known], dme_probs[known].argmax(axis=1)),
                             "n": int(known.sum())}
     if icdr and len(dr_true):
-        truth = is_referable(dr_true, None if dme_probs is None else dme_true, rule)
-        r = binary_score(referable_probability(dr_probs, dme_probs, rule), truth, rule.threshold)
+        r = binary_score(*referable_scores(dr_true, dr_probs, dme_true, dme_probs, rule, referable_probs),
+                         rule.threshold)
         out["referable"] = {"sensitivity": r.sensitivity, "specificity": r.specificity, "auc": r.auc,
                             "threshold": rule.threshold, "n_pos": r.n_pos, "n_neg": r.n_neg,
-                            "rule": rule.model_dump(), "uses_dme": dme_probs is not None}
+                            "sensitivity_ci95": _pair(r.sensitivity_ci), "specificity_ci95": _pair(r.specificity_ci),
+                            "interval": "Wilson score, 95%", "rule": rule.model_dump(),
+                            "uses_dme": dme_probs is not None}
     return out
 

@@ -18,7 +18,7 @@ import json
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,17 +34,19 @@ from drcollab.data.preprocess import Preprocessed
 from drcollab.data.records import Record
 from drcollab.errors import DataError
 from drcollab.evaluation.metrics import DEFAULT_BINS
-from drcollab.evaluation.plots import plot_confusion, plot_curves, plot_overlay
+from drcollab.evaluation.operating_point import measure, roc_points
+from drcollab.evaluation.plots import plot_confusion, plot_curves, plot_overlay, plot_referral_roc
 from drcollab.evaluation.report import render_report
 from drcollab.evaluation.scoring import Scores
 from drcollab.evaluation.selection import EvalSet
-from drcollab.inference.autotune import make_predictor
+from drcollab.inference.autotune import Choice, make_predictor
 from drcollab.inference.engine import load_engine
 from drcollab.inference.gradability import fov_size_reason, min_fov_diameter
 from drcollab.inference.predictor import Prediction, Predictor
+from drcollab.inference.referable import rule_text
 
 THRESHOLD = 0.5  # lesion probability counted as a detection in the overlays
-CURVES_FILE, METRICS_FILE = "curves.npz", "metrics.json"
+CURVES_FILE, METRICS_FILE, REFERRAL_ROC = "curves.npz", "metrics.json", "referral_roc.png"
 GRADE_LABELS = [f"{g} {name}" for g, name in enumerate(GRADES)]
 
 
@@ -135,7 +137,23 @@ def _plan(eval_set: EvalSet, predictor: Predictor) -> tuple[EvalSet, list[str]]:
     return replace(eval_set, segmentation=seg, grading=grade), skipped
 
 
-def evaluate(
+@dataclass(frozen=True)
+class Evaluation:
+    """What :func:`run_evaluation` found: ``metrics.json``'s content, the scores it was computed from, and the
+    setting the model ran in (None: the ONNX engine)."""
+
+    metrics: dict[str, Any]
+    scores: Scores
+    choice: Choice | None = None
+
+
+def evaluate(bundle_path: str | Path, records: EvalSet | list[Record], out_dir: str | Path, **options: Any
+             ) -> dict[str, Any]:
+    """:func:`run_evaluation`, returning ``metrics.json``'s content (``options``: its keyword arguments)."""
+    return run_evaluation(bundle_path, records, out_dir, **options).metrics
+
+
+def run_evaluation(
     bundle_path: str | Path,
     records: EvalSet | list[Record],
     out_dir: str | Path,
@@ -152,8 +170,9 @@ def evaluate(
     outside_fov: OutsideFov = "zero",
     min_fov_fraction: float = MIN_FOV_FRACTION,
     setting: str = "auto",
-) -> dict[str, Any]:
-    """Evaluate a model bundle and write the report files into ``out_dir``; returns ``metrics.json``'s content.
+) -> Evaluation:
+    """Evaluate a model bundle and write the report files into ``out_dir``; returns ``metrics.json``'s content and
+    the per-image scores behind it.
 
     Args:
         bundle_path: Run folder, bundle folder or ``bundle.json``.
@@ -211,7 +230,7 @@ def evaluate(
                     drawn += [] if overlay is None else [overlay.relative_to(out).as_posix()]
                     tasks.append("segmentation")
                 if key in grade_keys:
-                    scores.add_grade(record, pred.probabilities, pred.dme_probabilities)
+                    scores.add_grade(record, pred.probabilities, pred.dme_probabilities, pred.referable_probability)
                     tasks.append("grading")
                 writer.writerow(_row(record, pred, "+".join(tasks)))
             bar.update(len(loaded))
@@ -227,7 +246,7 @@ def evaluate(
     metrics["files"] = _figures(metrics, scores, out, drawn)
     (out / METRICS_FILE).write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     (out / "report.md").write_text(render_report(metrics))
-    return metrics
+    return Evaluation(metrics, scores, engine.choice)
 
 
 def _too_small_note(ungradable: list[dict[str, str]], min_diameter: int) -> str:
@@ -276,4 +295,11 @@ def _figures(metrics: dict[str, Any], scores: Scores, out: Path, overlays: list[
                        [f"Messidor {g}" for g in range(4)], GRADE_LABELS, f"{name}: {metrics['description']}",
                        ylabel="Messidor grade")
         files["confusion"] = "confusion.png"
+    referable = metrics["referable"]
+    if referable is not None and referable["n_pos"] and referable["n_neg"]:
+        probs, truth = scores.referable_inputs()
+        rule = rule_text(scores.referable, referable["uses_dme"])
+        plot_referral_roc(roc_points(probs, truth), measure(probs, truth, referable["threshold"]), referable["auc"],
+                          out / REFERRAL_ROC, f"{name}: {metrics['description']}", f"P({rule})")
+        files["referral_roc"] = REFERRAL_ROC
     return files

@@ -1,5 +1,5 @@
-"""Figures of an evaluation: per-lesion ROC and PR curves (the paper's Fig. 5), the confusion matrix, and
-qualitative lesion overlays (Fig. 4).
+"""Figures of an evaluation: per-lesion ROC and PR curves (the paper's Fig. 5), the confusion matrix, the referral
+ROC curve with the bundle's operating point, and qualitative lesion overlays (Fig. 4).
 
 Figures are built on matplotlib's object API with the Agg canvas (no pyplot, no global backend switch), at
 100 dpi, so every PNG stays well under 500 KB.
@@ -7,6 +7,7 @@ Figures are built on matplotlib's object API with the Agg canvas (no pyplot, no 
 
 from __future__ import annotations
 
+import textwrap
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from matplotlib.patches import Patch
 
 from drcollab.constants import LESION_NAMES, LESIONS
 from drcollab.evaluation.metrics import LesionCurves, UndefinedMetricWarning
+from drcollab.evaluation.operating_point import OperatingPoint, RocPoints
 
 # Fig. 4's colours: ground truth green, detections blue, misses yellow, false alarms red.
 TRUTH, HIT, MISS, FALSE_ALARM = (40, 200, 70), (40, 120, 255), (255, 215, 0), (235, 30, 30)
@@ -95,6 +97,28 @@ def plot_confusion(matrix: np.ndarray, path: Path, rows: Sequence[str], cols: Se
     ax.set_yticks(range(len(rows)), rows)
     ax.set(xlabel="predicted grade", ylabel=ylabel, title=title)
     fig.colorbar(image, ax=ax, label="share of the row", shrink=0.8)
+    return _save(fig, path)
+
+
+def plot_referral_roc(roc: RocPoints, point: OperatingPoint, auc: float | None, path: Path, title: str = "",
+                      rule: str = "referable") -> Path:
+    """The ROC curve of P(referable) with the operating point (the bundle's threshold) marked, its 95 % Wilson
+    intervals drawn as error bars (sensitivity up and down, 1 - specificity across)."""
+    fig = Figure(figsize=(5.6, 5.4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.75", lw=0.8, ls="--")
+    label = f"{rule} (AUC {auc:.3f})" if auc is not None else rule
+    ax.plot(roc.fpr, roc.tpr, color="tab:blue", lw=1.6, label=label)
+    sens, spec = point.sensitivity, point.specificity
+    x, y = 1 - spec.value, sens.value
+    ax.errorbar([x], [y], xerr=[[x - (1 - spec.high)], [(1 - spec.low) - x]], yerr=[[y - sens.low], [sens.high - y]],
+                fmt="o", color="tab:red", ms=7, capsize=4,
+                label=f"threshold {point.threshold:.4f}: sensitivity {sens.value:.3f}, specificity {spec.value:.3f}")
+    ax.set(xlabel="1 - specificity (other eyes referred)", ylabel="sensitivity (referable eyes found)",
+           xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    ax.set_title(textwrap.fill(title, 60), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, title="error bars: 95% Wilson intervals", title_fontsize=8)
     return _save(fig, path)
 
 

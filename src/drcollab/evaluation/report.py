@@ -169,8 +169,18 @@ def _referable_note(metrics: dict[str, Any]) -> str:
     rule = r["rule"]
     truth = f"DR grade >= {rule['dr_min']} or DME >= {rule['dme_min']}" if r["uses_dme"] else \
         f"DR grade >= {rule['dr_min']} (the model has no DME head)"
-    return (f"Referable = {truth}; flagged when P(referable) >= {r['threshold']}; {r['n_pos']} referable and "
-            f"{r['n_neg']} other images. Joint accuracy: IDRiD sub-challenge 2, DR grade and DME risk both right.")
+    return (f"Referable = {truth}; flagged when P(referable) >= {r['threshold']:.4g}; {r['n_pos']} referable and "
+            f"{r['n_neg']} other images. {_with_interval('Sensitivity', r, 'sensitivity')}; "
+            f"{_with_interval('specificity', r, 'specificity')} (95% Wilson score intervals). Joint accuracy: IDRiD "
+            "sub-challenge 2, DR grade and DME risk both right.")
+
+
+def _with_interval(label: str, r: dict[str, Any], key: str) -> str:
+    """E.g. ``Sensitivity 0.904 (95% CI 0.794-0.958)``; ``Sensitivity –`` where the share has no case."""
+    if r.get(key) is None or r.get(f"{key}_ci95") is None:
+        return f"{label} {MISSING}"
+    low, high = r[f"{key}_ci95"]
+    return f"{label} {r[key]:.3f} (95% CI {low:.3f}-{high:.3f})"
 
 
 SECTIONS = (("segmentation", "Lesion segmentation (Table 3)", table3), ("grading", "DR grading (Table 1)", table1),
@@ -238,6 +248,8 @@ def render_report(metrics: dict[str, Any]) -> str:
         lines += ["## DME and referable", "", table, "", _referable_note(metrics), ""]
         if metrics.get("dme") is not None:
             lines += ["DME confusion matrix:", "", _confusion(metrics["dme"]["confusion"], "true"), ""]
+    if "referral_roc" in files:
+        lines += [f"![Referral ROC curve with the operating point]({files['referral_roc']})", ""]
     if "confusion" in files:
         lines += [f"![Confusion matrix]({files['confusion']})", ""]
     if files.get("overlays"):

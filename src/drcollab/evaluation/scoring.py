@@ -17,7 +17,7 @@ from drcollab.config import ReferableConfig
 from drcollab.constants import LESIONS, MISSING_DME, NUM_GRADES
 from drcollab.data.records import Record
 from drcollab.errors import DataError
-from drcollab.evaluation.dme import dme_summary
+from drcollab.evaluation.dme import dme_summary, referable_scores
 from drcollab.evaluation.grading_metrics import MESSIDOR_GRADES, grading_metrics, messidor_binary
 from drcollab.evaluation.metrics import DEFAULT_BINS, LesionCurves, UndefinedMetricWarning
 
@@ -43,6 +43,7 @@ class Scores:
         self.probs: list[np.ndarray] = []  # (5,) each
         self.dme_true: list[int] = []  # MISSING_DME where the record has none
         self.dme_probs: list[np.ndarray] = []  # (3,) each; stays empty without a DME head
+        self.referable_probs: list[float] = []  # each prediction's own P(referable), its flag's
         self.scale: str | None = None
         self.referable = referable or ReferableConfig()
 
@@ -52,8 +53,10 @@ class Scores:
         self.lesion_images += masks.reshape(len(LESIONS), -1).any(axis=1)
         self.n_segmentation += 1
 
-    def add_grade(self, record: Record, probs: list[float], dme_probs: list[float] | None = None) -> None:
-        """One image's true grade (and DME) and the model's ``(5,)`` grade and ``(3,)`` DME probabilities."""
+    def add_grade(self, record: Record, probs: list[float], dme_probs: list[float] | None = None,
+                  referable_probability: float | None = None) -> None:
+        """One image's true grade (and DME) and the model's ``(5,)`` grade and ``(3,)`` DME probabilities, and its
+        P(referable) (None: computed from the probabilities, see :func:`~drcollab.evaluation.dme.referable_scores`)."""
         if self.scale is None:
             self.scale = record.grade_scale
         elif record.grade_scale != self.scale:
@@ -64,6 +67,8 @@ class Scores:
         self.dme_true.append(MISSING_DME if record.dme is None else record.dme)
         if dme_probs:
             self.dme_probs.append(np.asarray(dme_probs, dtype=np.float64))
+        if referable_probability is not None:
+            self.referable_probs.append(float(referable_probability))
 
     def segmentation(self) -> dict[str, Any] | None:
         if self.n_segmentation == 0:
@@ -108,7 +113,20 @@ class Scores:
             return {"dme": None, "joint": None, "referable": None}
         dme_probs = np.stack(self.dme_probs) if self.dme_probs else None  # (N, 3)
         return dme_summary(np.asarray(self.true), np.stack(self.probs), np.asarray(self.dme_true), dme_probs,
-                           self.scale == "icdr", self.referable)
+                           self.scale == "icdr", self.referable, self._own_referable())
+
+    def _own_referable(self) -> np.ndarray | None:
+        """The predictions' own P(referable), when every graded image came with one."""
+        return np.asarray(self.referable_probs) if len(self.referable_probs) == len(self.true) else None
+
+    def referable_inputs(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(N,)`` P(referable) and ``(N,)`` bool truth of the model's rule for the graded images; None without
+        ICDR grades (the rule is written on the ICDR scale)."""
+        if not self.true or self.scale != "icdr":
+            return None
+        dme_probs = np.stack(self.dme_probs) if self.dme_probs else None  # (N, 3)
+        return referable_scores(np.asarray(self.true), np.stack(self.probs), np.asarray(self.dme_true), dme_probs,
+                                self.referable, self._own_referable())
 
     def summary(self) -> dict[str, Any]:
         return {"segmentation": self.segmentation(), "grading": self.grading(), "messidor": self.messidor(),

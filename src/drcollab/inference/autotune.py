@@ -140,6 +140,11 @@ def measure(bundle: Bundle, device: torch.device, settings: list[Setting]) -> tu
     return seconds, preds
 
 
+def choice_path(fingerprint: str) -> Path:
+    """Where the settings chosen for the bundle with ``fingerprint`` are remembered, one per machine."""
+    return cache_home() / "choices" / f"{fingerprint}-v{CHOICE_VERSION}.json"
+
+
 def _remembered(path: Path, key: str) -> Choice | None:
     try:
         entry = json.loads(path.read_text())[key]
@@ -155,8 +160,7 @@ def choose_setting(bundle: Bundle, fingerprint: str, device: torch.device, remem
     seconds to a minute, once) and, with ``remember``, the choice is stored.
     """
     key = _machine_key(device)
-    path = cache_home() / "choices" / f"{fingerprint}-v{CHOICE_VERSION}.json"
-    found = _remembered(path, key) if remember else None
+    found = _remembered(choice_path(fingerprint), key) if remember else None
     if found is not None:
         return found
     settings = candidates(bundle, device)
@@ -169,14 +173,22 @@ def choose_setting(bundle: Bundle, fingerprint: str, device: torch.device, remem
               f"({len(settings) - len(eligible)} did not)")
     choice = Choice(settings[best], reason, times)
     if remember:
-        try:
-            stored = json.loads(path.read_text()) if path.is_file() else {}
-        except (OSError, ValueError):
-            stored = {}
-        stored[key] = choice.record()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(path, json.dumps(stored, indent=2))
-        except (OSError, WriteError):
-            pass  # a read-only cache only costs the measurement next time
+        remember_choice(fingerprint, device, choice)
     return choice
+
+
+def remember_choice(fingerprint: str, device: torch.device | str, choice: Choice) -> None:
+    """Store ``choice`` as the setting of the bundle with ``fingerprint`` on this machine (a copy of a bundle can
+    take over the setting its source was measured in; a read-only cache only costs the measurement next time)."""
+    device = torch.device(device)
+    key, path = _machine_key(device), choice_path(fingerprint)
+    try:
+        stored = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        stored = {}
+    stored[key] = choice.record()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(stored, indent=2))
+    except (OSError, WriteError):
+        pass

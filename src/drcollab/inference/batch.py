@@ -38,6 +38,7 @@ from drcollab.errors import DataError
 from drcollab.inference.api import Ready, Ungradable, examine_file
 from drcollab.inference.engine import Engine
 from drcollab.inference.gradability import GradabilityConfig
+from drcollab.inference.grouping import Grouping
 from drcollab.inference.outputs import (
     file_sha256,
     finished_record,
@@ -46,6 +47,8 @@ from drcollab.inference.outputs import (
     write_ungradable,
 )
 from drcollab.inference.parts import Part, merge_parts, write_part
+from drcollab.inference.patient_outputs import PATIENTS_CSV, write_run_patients
+from drcollab.inference.patients import NOT_REFERABLE, PATIENT_CANNOT_GRADE, REFER, Patient
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class RunSummary:
     out_dir: Path | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     unfinished: int = 0  # images not reached before Ctrl-C
+    patients: list[Patient] | None = None  # with a grouping: each patient's decision (patients.csv)
 
     @property
     def succeeded(self) -> int:
@@ -255,6 +259,7 @@ def predict_images(
     limits: ImageLimits | None = None,
     quality: GradabilityConfig | None = None,
     maps: str = "full",
+    grouping: Grouping | None = None,
 ) -> RunSummary:
     """Predict every image under ``inputs`` into ``out_dir`` (this rank's share when ``dist`` spans processes).
 
@@ -271,9 +276,13 @@ def predict_images(
         quality: The gradability thresholds (default: :class:`GradabilityConfig`'s).
         maps: Lesion maps at the photo's resolution (``full``) or at the model's (``model``, with the geometry that
             maps them back), see :mod:`drcollab.inference.outputs`.
+        grouping: Which patient and eye each photo belongs to (:mod:`drcollab.inference.grouping`); checked against
+            the images found before any is predicted, and a finished run writes ``patients.csv`` / ``.json`` and
+            ``eyes.csv`` (:mod:`drcollab.inference.patient_outputs`).
 
     Raises:
-        DataError: an input that does not exist or is the output folder, or two images with the same id.
+        DataError: an input that does not exist or is the output folder, two images with the same id, or a grouping
+            that does not fit the images.
         PredictInterrupted: Ctrl-C, after the outputs above were written.
     """
     if batch_size < 1:
@@ -283,6 +292,10 @@ def predict_images(
     _check_out_dir(list(inputs), out_dir)
     paths, report = scan_images(list(inputs), exclude=[out_dir])
     items = assign_ids(list(inputs), paths)
+    # A photo whose file fails (a broken link, an unreadable header) still belongs to its eye: it counts as not graded.
+    failed = assign_ids(list(inputs), [path for path, reason in report.skipped if reason.startswith(FAILURES)])
+    photos = {it.id: it.path for it in failed + items}
+    assignment = None if grouping is None else grouping.assign(photos)
     share = items[dist.rank :: dist.world_size]
     checks = Checks(limits or ImageLimits(), quality or GradabilityConfig(), maps)
     part = predict_share(engine, share, out_dir, batch_size, progress and dist.is_main, checks)
@@ -304,6 +317,10 @@ def predict_images(
                          merged.skipped, out_dir, merged.records, merged.unfinished)
     if merged.unfinished:
         raise PredictInterrupted(summary)
+    if assignment is not None:
+        referable = {**predictor.referable.model_dump(), "uses_dme": predictor.has_dme}
+        summary.patients = write_run_patients(out_dir, grouping.source, assignment, merged.records, merged.failures,
+                                              photos, referable)
     return summary
 
 
@@ -334,4 +351,13 @@ def describe(summary: RunSummary) -> str:
               for r in summary.records if not r["gradable"]]
     lines += [f"  failed: {f['path']}: {f['reason']}" for f in summary.failures]
     lines += [f"  skipped: {s['path']}: {s['reason']}" for s in summary.skipped]
+    if summary.patients is not None:
+        lines.append(_patients_line(summary))
     return "\n".join(lines)
+
+
+def _patients_line(summary: RunSummary) -> str:
+    """E.g. ``patients: 3 (1 refer, 1 cannot grade — re-photograph, 1 not referable) in OUT/patients.csv``."""
+    decisions = [p.decision for p in summary.patients or []]
+    told = ", ".join(f"{decisions.count(d)} {d}" for d in (REFER, PATIENT_CANNOT_GRADE, NOT_REFERABLE))
+    return f"patients: {len(summary.patients or [])} ({told}) in {summary.out_dir / PATIENTS_CSV}"

@@ -1,9 +1,10 @@
 """A bounded queue in front of the model, so ``serve`` says "busy, retry in N s" instead of making waits grow.
 
-At most ``max_queue`` grading requests are inside at once (waiting for the model or being served); one more is
-answered 503 at once. An admitted request that has not reached the model ``max_wait_s`` seconds after it was
-admitted is answered 503 too, rather than graded late. Both answers carry ``Retry-After``: the seconds the
-requests now inside need to be answered, from the median model time of the recent photos.
+At most ``max_queue`` photos are inside at once (waiting for the model or being served); one more is answered 503
+at once. An exam of several photos takes a place for each, all or none: one that does not fit is refused whole. An
+admitted request that has not reached the model ``max_wait_s`` seconds after it was admitted is answered 503 too,
+rather than graded late. Both answers carry ``Retry-After``: the seconds the photos now inside need to be answered,
+from the median model time of the recent photos.
 
 Everything here runs on the event loop (no thread touches it), so the count needs no lock; the model itself is
 taken in arrival order through an :class:`asyncio.Lock`, and waiting requests hold no worker thread, so the
@@ -52,20 +53,22 @@ class Admission:
         return max(1, math.ceil(self.inside * statistics.median(self.model_s)))
 
     @asynccontextmanager
-    async def admit(self) -> AsyncIterator[float]:
-        """Admit one grading request; yields the ``time.monotonic()`` by which it must reach the model.
+    async def admit(self, photos: int = 1) -> AsyncIterator[float]:
+        """Admit a grading request of ``photos`` photos, each taking a place; yields the ``time.monotonic()`` by
+        which its first photo must reach the model.
 
         Raises:
-            Busy: ``max_queue`` requests are inside already.
+            Busy: the places are not free (a request never takes some of them).
         """
-        if self.inside >= self.max_queue:
-            why = f"{self.inside} photos are waiting or being graded, the limit (serve --max-queue)"
+        if self.inside + photos > self.max_queue:
+            what = "" if photos == 1 else f"an exam of {photos} photos needs {photos} places; "
+            why = f"{what}{self.inside} photos are waiting or being graded, of {self.max_queue} (serve --max-queue)"
             raise Busy(why, self.retry_after_s())
-        self.inside += 1
+        self.inside += photos
         try:
             yield time.monotonic() + self.max_wait_s
         finally:
-            self.inside -= 1
+            self.inside -= photos
 
     @asynccontextmanager
     async def model(self, deadline: float) -> AsyncIterator[None]:

@@ -1,4 +1,5 @@
-"""``drcollab serve``: a FastAPI app with ``POST /predict``, ``GET /health``, API docs and a web page at ``/``.
+"""``drcollab serve``: a FastAPI app with ``POST /predict``, ``POST /exam``, ``GET /health``, API docs and web pages at
+``/`` (one photo) and ``/exam`` (the photos of one patient).
 
 The model runs in Starlette's thread pool (never on the event loop), one request at a time in arrival order;
 decoding, preprocessing and PNG encoding run in the pool beside it. The queue is bounded (:mod:`.admission`):
@@ -17,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from fastapi import FastAPI, File, HTTPException, Request, UploadFile
+from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +34,7 @@ from drcollab.inference.outputs import non_finite
 from drcollab.inference.referable import rule_text
 from drcollab.service.admission import DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S, Admission, Busy
 from drcollab.service.apidocs import api_docs_html
+from drcollab.service.exam import ExamResponse, grade_exam
 from drcollab.service.render import PredictResponse, render_response, render_ungradable
 from drcollab.service.uploads import Refused, UploadLimit, decode_upload
 
@@ -133,6 +135,10 @@ def create_app(
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/exam", include_in_schema=False)
+    def exam_page() -> FileResponse:
+        return FileResponse(STATIC / "exam.html")
+
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return HTMLResponse(api_docs_html(app.openapi()))
@@ -149,6 +155,7 @@ def create_app(
             "grades": list(GRADES),
             "dme_grades": list(DME_GRADES) if eng.predictor.has_dme else [],
             "referable_rule": service.rule,
+            "referable_threshold": eng.predictor.referable.threshold,
             "max_upload_mb": max_upload_mb,
             "max_pixels": max_pixels,
             "min_side": limits.min_side,
@@ -159,18 +166,23 @@ def create_app(
             "in_queue": admission.inside,
         }
 
+    predict_errors: dict[int | str, dict] = {
+        400: {"description": "Empty or corrupt image."},
+        413: {"description": "Upload over --max-upload-mb, or an image declaring more than max_pixels."},
+        415: {"description": f"Not an image, or not {FORMAT_NAMES}."},
+        500: {"description": "The model's output is not finite (damaged weights): no grade is given."},
+    }
+
     @app.post(
         "/predict",
         response_model=PredictResponse,
         responses={
-            400: {"description": "Empty or corrupt image."},
-            413: {"description": "Upload over --max-upload-mb, or an image declaring more than max_pixels."},
-            415: {"description": f"Not an image, or not {FORMAT_NAMES}."},
+            **{code: predict_errors[code] for code in (400, 413, 415)},
             422: {"description": "No 'file' field, pixel data cut short, a multi-page TIFF, a NaN or infinite "
                   "pixel, or an image that cannot be preprocessed. "
                   "(An image below --min-side / over --max-aspect, or one that fails the gradability check, is "
                   "answered 200 with gradable false and its reasons.)"},
-            500: {"description": "The model's output is not finite (damaged weights): no grade is given."},
+            500: predict_errors[500],
             503: {"description": "Busy: --max-queue photos are inside already, or this one did not reach the model "
                   "within --max-wait seconds. Retry-After says when to try again."},
         },
@@ -183,5 +195,24 @@ def create_app(
             data = await file.read()
             image = await run_in_threadpool(decode_upload, data, max_pixels, limits)
             return await service.predict(image, deadline)
+
+    @app.post("/exam", response_model=ExamResponse, responses={
+        **{code: predict_errors[code] for code in (400, 413, 415, 500)},
+        422: {"description": "Not one left / right value in 'eyes' per photo; more photos than --max-queue; or a "
+              "photo /predict answers 422. A photo's error names it."},
+        503: {"description": "Busy: the exam's photos do not all fit in the queue now (each takes a place), or one "
+              "did not reach the model within --max-wait seconds. Retry-After says when to try again."},
+    })
+    async def exam(
+        files: list[UploadFile] = File(..., description=f"The photos of one patient ({FORMAT_NAMES})."),
+        eyes: list[str] = Form(..., description="One per photo, in the same order: left or right (or L / R, OS / OD)."),
+    ) -> ExamResponse:
+        """Grade the photos of one patient's exam and decide the patient: refer if any eye is referable; cannot
+        grade (re-photograph) if an eye has no gradable photo and none is referable."""
+        if len(files) > admission.max_queue:
+            raise HTTPException(422, f"an exam of {len(files)} photos is more than the {admission.max_queue} this "
+                                     "server grades at once (serve --max-queue): send fewer photos")
+        async with admission.admit(len(files)) as deadline:
+            return await grade_exam(service, files, eyes, max_pixels, limits, deadline)
 
     return app
