@@ -32,6 +32,7 @@ from pathlib import Path
 
 import results_io  # benchmarks/ is the script's folder
 import torch
+from bench_predict import median_seconds
 
 from drcollab.data.io import read_image
 from drcollab.files import cache_home
@@ -43,16 +44,6 @@ from drcollab.models import tiling
 from drcollab.models.mask_path import grader_inputs
 
 SEG_IMAGES = "A. Segmentation/1. Original Images/a. Training Set"
-
-
-def median_time(fn, runs: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def stages(bundle_dir: Path, photo: Path, runs: int, old: bool) -> dict[str, float]:
@@ -85,14 +76,14 @@ def stages(bundle_dir: Path, photo: Path, runs: int, old: bool) -> dict[str, flo
     quality = {"measures": {}, "check": {}}
     out = Path(tempfile.mkdtemp())
     row = {
-        "decode": median_time(lambda: read_image(photo), runs),
-        "gradability": median_time(lambda: check_gradable(image, GradabilityConfig(), pre.geometry.size), runs),
-        "preprocess": median_time(lambda: predictor.preprocess(image), runs),
-        "G (+ lesion statistics)": median_time(run_g, runs),
-        "grader": median_time(run_grader, runs),
-        "outputs, full-resolution maps": median_time(
+        "decode": median_seconds(lambda: read_image(photo), runs),
+        "gradability": median_seconds(lambda: check_gradable(image, GradabilityConfig(), pre.geometry.size), runs),
+        "preprocess": median_seconds(lambda: predictor.preprocess(image), runs),
+        "G (+ lesion statistics)": median_seconds(run_g, runs),
+        "grader": median_seconds(run_grader, runs),
+        "outputs, full-resolution maps": median_seconds(
             lambda: outputs.write_image_outputs(out, "x", photo, None, image, pred, "m", quality, "full"), runs),
-        "outputs, model-resolution maps": median_time(
+        "outputs, model-resolution maps": median_seconds(
             lambda: outputs.write_image_outputs(out, "x", photo, None, image, pred, "m", quality, "model"), runs),
     }
     row["setting"] = setting.describe(predictor.tile)

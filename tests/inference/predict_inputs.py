@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from typer.testing import CliRunner
 
+from drcollab.cli import app
 from drcollab.data.synthetic import generate_fundus
 
 # id -> (height, width) of the good images written by make_mixed_folder (folder name "scans")
@@ -35,3 +37,8 @@ def make_mixed_folder(root: Path) -> Path:
     (folder / "notes.jpg").write_text("patient list, not an image\n")
     (folder / "readme.txt").write_text("scans from clinic A\n")
     return folder
+
+
+def predict_cli(*args: str | Path):
+    """``drcollab predict ARGS --no-progress`` through typer's test runner."""
+    return CliRunner().invoke(app, ["predict", *map(str, args), "--no-progress"])

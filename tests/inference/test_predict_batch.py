@@ -10,10 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from predict_inputs import BAD_FILES, GOOD_SIZES, make_mixed_folder, wide_fundus
-from typer.testing import CliRunner
+from predict_inputs import BAD_FILES, GOOD_SIZES, make_mixed_folder, predict_cli, wide_fundus
 
-from drcollab.cli import app
 from drcollab.constants import DME_GRADES, LESIONS
 from drcollab.data.preprocess import Geometry
 from drcollab.errors import DataError
@@ -27,10 +25,6 @@ CSV_HEADER = ["id", "path", "width", "height", "gradable", "ungradable_reasons",
               "p_grade0", "p_grade1", "p_grade2", "p_grade3", "p_grade4", "dme", "dme_name", "p_dme0", "p_dme1",
               "p_dme2", "referable", "referable_probability", "area_MA", "area_HE", "area_EX", "area_SE", "overlay",
               "sha256"]
-
-
-def predict_cli(*args: str | Path):
-    return CliRunner().invoke(app, ["predict", *map(str, args), "--no-progress"])
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageFile
-from predict_inputs import GOOD_SIZES, make_mixed_folder, wide_fundus
+from predict_inputs import GOOD_SIZES, make_mixed_folder, predict_cli, wide_fundus
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
@@ -25,10 +25,6 @@ from drcollab.inference.bundle import load_bundle
 from drcollab.inference.predictor import Predictor
 from drcollab.models.checkpoint import HASH_KEY, file_sha256
 from helpers import jpeg_declaring, overwrite_tensor_bytes, png_declaring, record_sha256, write_tiny_bundle
-
-
-def predict_cli(*args: str | Path):
-    return CliRunner().invoke(app, ["predict", *map(str, args), "--no-progress"])
 
 
 def strict_json(path: Path) -> dict:

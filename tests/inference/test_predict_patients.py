@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
+from predict_inputs import predict_cli
 
-from drcollab.cli import app
 from drcollab.data.synthetic import generate_fundus
 from drcollab.inference.bundle_copy import copy_bundle
 from drcollab.inference.patients import RULES
@@ -21,10 +20,6 @@ DECISIONS = {  # threshold -> patient -> decision (10 both eyes good, 13 right e
     1e-6: {"10": "refer", "13": "refer", "15": "refer"},  # every graded photo referable
     0.999999: {"10": "not referable", "13": "cannot grade — re-photograph", "15": "cannot grade — re-photograph"},
 }
-
-
-def predict_cli(*args: str | Path):
-    return CliRunner().invoke(app, ["predict", *map(str, args), "--no-progress"])
 
 
 @pytest.fixture

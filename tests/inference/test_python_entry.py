@@ -8,19 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from predict_inputs import wide_fundus
-from typer.testing import CliRunner
+from predict_inputs import predict_cli, wide_fundus
 
 import drcollab
-from drcollab.cli import app
 from drcollab.constants import LESIONS
 from drcollab.data.preprocess import Geometry
 from drcollab.errors import DataError
 from drcollab.inference.api import Result
-
-
-def predict_cli(*args: str | Path):
-    return CliRunner().invoke(app, ["predict", *map(str, args), "--no-progress"])
 
 
 @pytest.fixture
