@@ -9,13 +9,16 @@ Three columns, measured in one run on one machine:
 - **floor**: G's and the grader's FLOPs over this CPU's best measured rate for their layer kinds
   (``benchmarks/results/bench_floor.json``, ``benchmarks/bench_floor.py``), when that file is there.
 
-Stage rows are medians of ``--runs`` timed calls after a warm-up, on IDRiD_01.jpg of the segmentation set. The
-command-line rows run ``drcollab predict`` in a subprocess: *cold start* is the whole command on one photo (imports,
-model load and the remembered setting included); *warm* is (T(N photos) - T(1 photo)) / (N - 1), each the median of
-``--runs`` commands, N = ``--photos`` for the new default and ``--old-photos`` for the old one (slower).
+Stage rows are medians of ``--runs`` timed calls after a warm-up, on IDRiD_01.jpg of the segmentation set, each stage
+alone. The command-line rows run ``drcollab predict`` in a subprocess on distinct photos of the grading set (4288x2848;
+``predict`` skips a second link to the same file): *cold start* is the whole command on one photo (imports, model
+load and the remembered setting included), the median of ``--runs`` commands; *warm* is (T(N photos) - T(1 photo)) /
+(N - 1), T(N) from one command, N = ``--photos`` for the new default and ``--old-photos`` for the old one and for
+``--onnx`` (``predict --engine onnx`` with its graph already built and cached).
 
     git worktree add ../drcollab-old 9ab906b
-    DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/bench_predict_speed.py --old-src ../drcollab-old/src
+    DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/bench_predict_speed.py \
+        --old-src ../drcollab-old/src --onnx
     .venv/bin/python benchmarks/bench_predict_speed.py --report
 """
 
@@ -44,6 +47,7 @@ from drcollab.models import tiling
 from drcollab.models.mask_path import grader_inputs
 
 SEG_IMAGES = "A. Segmentation/1. Original Images/a. Training Set"
+GRADE_IMAGES = "B. Disease Grading/1. Original Images/a. Training Set"  # 413 distinct 4288x2848 photos
 
 
 def stages(bundle_dir: Path, photo: Path, runs: int, old: bool) -> dict[str, float]:
@@ -90,28 +94,36 @@ def stages(bundle_dir: Path, photo: Path, runs: int, old: bool) -> dict[str, flo
     return row
 
 
-def predict_seconds(src: Path, bundle_dir: Path, photos: list[Path], maps: str | None, runs: int) -> float:
-    """Median wall seconds of ``drcollab predict`` (code under ``src``) on ``photos`` into a fresh folder."""
+def predict_seconds(src: Path, bundle_dir: Path, photos: list[Path], maps: str | None, runs: int,
+                    extra: tuple[str, ...] = ()) -> float:
+    """Median wall seconds of ``drcollab predict`` (code under ``src``) on ``photos`` into a fresh folder.
+
+    The photos must be distinct files: ``predict`` skips a file listed twice (a second link to the same photo)."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     times = []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp) / "in"
             folder.mkdir()
-            for i, p in enumerate(photos):  # the same photos under new names when N exceeds them
-                (folder / f"{i:03d}_{p.name}").symlink_to(p.resolve())
+            for p in photos:
+                (folder / p.name).symlink_to(p.resolve())
             cmd = [sys.executable, "-m", "drcollab.cli", "predict", str(folder), "--checkpoint", str(bundle_dir),
-                   "--out", str(Path(tmp) / "out"), "--no-progress"] + (["--maps", maps] if maps else [])
+                   "--out", str(Path(tmp) / "out"), "--no-progress", *extra] + (["--maps", maps] if maps else [])
             start = time.perf_counter()
-            subprocess.run(cmd, env=env, check=True, capture_output=True)
+            done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+            if f"predicted {len(photos)} images ({len(photos)} now" not in done.stdout + done.stderr:
+                raise RuntimeError(f"predict did not predict all {len(photos)} photos:\n{done.stdout}{done.stderr}")
             times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def command_rows(src: Path, bundle_dir: Path, pool: list[Path], n: int, maps: str | None, runs: int) -> dict:
-    photos = [pool[i % len(pool)] for i in range(n)]
-    one = predict_seconds(src, bundle_dir, photos[:1], maps, runs)
-    many = predict_seconds(src, bundle_dir, photos, maps, max(1, runs // 5))
+def command_rows(src: Path, bundle_dir: Path, pool: list[Path], n: int, maps: str | None, runs: int,
+                 extra: tuple[str, ...] = ()) -> dict:
+    if n > len(pool):
+        raise SystemExit(f"--photos {n}: the pool holds {len(pool)} distinct photos")
+    photos = pool[:n]
+    one = predict_seconds(src, bundle_dir, photos[:1], maps, runs, extra)
+    many = predict_seconds(src, bundle_dir, photos, maps, max(1, runs // 5), extra)
     warm = (many - one) / (n - 1)
     return {"cold start, 1 photo (s)": one, "warm s/photo": warm, "warm photos/s": 1 / warm, "photos": n}
 
@@ -133,10 +145,11 @@ def report(data: dict) -> str:
     text = results_io.markdown(head, lines, "lrr")
     cmd_head = ["`drcollab predict`", "maps", "cold start, 1 photo (s)", "warm s/photo", "warm photos/s", "photos"]
     rows = []
-    for label, key in (("old default", "old"), ("new default", "new"), ("new default", "new_model")):
+    for label, key in (("old default", "old"), ("new default", "new"), ("new default", "new_model"),
+                       ("`--engine onnx` (graph built)", "onnx_model")):
         r = data["rows"].get(key, {}).get("command")
         if r:
-            maps = "model" if key == "new_model" else "full"
+            maps = "model" if key.endswith("_model") else "full"
             rows.append([label, maps, results_io.number(r["cold start, 1 photo (s)"], ".1f"),
                          results_io.number(r["warm s/photo"], ".2f"), results_io.number(r["warm photos/s"], ".2f"),
                          str(r["photos"])])
@@ -154,20 +167,24 @@ def main() -> None:
     parser.add_argument("--old-src", type=Path, help="src/ of a checkout of the code before the fast path")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--photos", type=int, default=100)
-    parser.add_argument("--old-photos", type=int, default=10)
+    parser.add_argument("--old-photos", type=int, default=10, help="photos of the old default's and ONNX's warm rows")
+    parser.add_argument("--onnx", action="store_true", help="also time `--engine onnx` (its graph built beforehand)")
     results_io.add_arguments(parser, "bench_predict_speed")
     args = parser.parse_args()
     if args.report:
         print(report(results_io.read(args.json)))
         return
-    pool = sorted((args.idrid / SEG_IMAGES).glob("*.jpg"))
-    photo = pool[0]
+    photo = sorted((args.idrid / SEG_IMAGES).glob("*.jpg"))[0]
+    pool = sorted((args.idrid / GRADE_IMAGES).glob("*.jpg"))
     new_src = Path(__file__).resolve().parents[1] / "src"
     rows = {"old": {"stages": stages(args.bundle, photo, args.runs, old=True)},
             "new": {"stages": stages(args.bundle, photo, args.runs, old=False)}}
     print(f"stages done (setting cache: {cache_home()})", flush=True)
     rows["new"]["command"] = command_rows(new_src, args.bundle, pool, args.photos, None, args.runs)
     rows["new_model"] = {"command": command_rows(new_src, args.bundle, pool, args.photos, "model", args.runs)}
+    if args.onnx:
+        rows["onnx_model"] = {"command": command_rows(new_src, args.bundle, pool, args.old_photos, "model", args.runs,
+                                                      ("--engine", "onnx"))}
     if args.old_src:
         rows["old"]["command"] = command_rows(args.old_src, args.bundle, pool, args.old_photos, None, args.runs)
     results_io.write(args.json, rows, floor_s=floor_seconds(), photo=str(photo.name))

@@ -139,3 +139,26 @@ def test_a_grading_run_on_two_sources_logs_metrics_per_source(synth_root: Path, 
     for source in ("generic", "messidor2"):
         assert 0 <= val[f"val/{source}/accuracy"] <= 1
     assert np.isfinite([float(r["value"]) for r in rows if r["key"] == "train/dme"]).all()
+
+
+def test_a_photo_without_a_field_of_view_is_left_out_and_named_and_too_many_stop_the_run(
+        synth_root: Path, messidor2_copy: Path, tmp_path: Path) -> None:
+    root = tmp_path / "m2"
+    shutil.copytree(messidor2_copy, root)
+    black = sorted((root / "IMAGES").iterdir())[0]
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(black, format="JPEG")  # no field of view to find
+    image = [{"format": "generic", "root": str(synth_root), "share": 0.5},
+             {"format": "messidor2", "root": str(root), "share": 0.5}]
+    cfg = tiny_config(synth_root, tmp_path / "cache", data={"image": image, "max_unusable": 0.1})
+    for _ in range(2):  # the second time from the cache's mark, without decoding the photo again
+        data = build_data(cfg.data, pixel_used=False)
+        names = [r.name for r in data.image_train + data.image_val]
+        assert black.stem not in {n.removeprefix("messidor2/") for n in names} and len(names) == 24 + 23 - 1
+        assert all(black.stem not in r.name for p in data.image_sources for r in p.train + p.val)
+        assert "1 unusable photo (no field of view or undecodable)" in data.summary()
+    strict = tiny_config(synth_root, tmp_path / "cache", data={"image": image, "max_unusable": 0.0})
+    with pytest.raises(DataError, match=rf"{black.name}: .*field of view.*1 of the 23 photos of messidor2 cannot be "
+                                         r"used \(more than data.max_unusable = 0.0\)"):
+        build_data(strict.data, pixel_used=False)

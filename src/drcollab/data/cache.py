@@ -187,6 +187,31 @@ class PreprocessCache:
         write_entry(path, entry, key)
         return entry
 
+    def unusable_path(self, record: Record, key: str | None = None) -> Path:
+        """Where the mark of a photo the preprocessing cannot use lives (beside its would-be entry)."""
+        return self.path(record, key).with_suffix(".unusable")
+
+    def unusable(self, record: Record) -> str | None:
+        """Why the record's photo cannot be used (its mark, written by :meth:`build`), or None."""
+        path = self.unusable_path(record)
+        return path.read_text(encoding="utf-8") if path.is_file() else None
+
+    def build(self, record: Record) -> str | None:
+        """Build the record's entry, or mark its photo unusable when it cannot be decoded or holds no field of view;
+        returns that reason, else None. A mark is keyed like an entry: a replaced photo is tried again.
+
+        Raises:
+            DataError: the photo (or a mask) is missing: a setup error, not a property of the photo.
+        """
+        key = self.key(record)  # raises DataError for a missing file
+        try:
+            self.get(record)
+        except DataError as err:
+            problem = err.problem
+            _write_atomic(self.unusable_path(record, key), lambda f: f.write(problem.encode("utf-8")))
+            return problem
+        return None
+
     def warm(self, records: Iterable[Record]) -> int:
         """Build the missing entries of ``records``; returns how many were built."""
         built = 0

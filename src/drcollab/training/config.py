@@ -64,6 +64,11 @@ class DataConfig(StrictModel):
     )
     workers: int = Field(2, ge=0, description="DataLoader worker processes per training process.")
     balanced: bool = Field(False, description="Draw grades class-balanced (with replacement) for the grader.")
+    max_unusable: float = Field(
+        0.01, ge=0, le=1, description="Photos the preprocessing cannot use (no field of view found, undecodable) are "
+        "left out of training and named in the log and the data summary; more than this share of a source's photos "
+        "stops the run (a wrong folder or wrong preprocessing settings, not a few bad photos)."
+    )
     presence: PresenceConfig = Field(
         default_factory=PresenceConfig, description="What the DR grade and the edema risk of an X^I image imply "
         "about each lesion (absent / present / unknown): the presence codes of stage 2's batches."

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -21,6 +22,8 @@ from drcollab.errors import ConfigError, DataError
 from drcollab.training.config import STAGES, DataConfig, TrainConfig
 from drcollab.training.datasets import FundusDataset
 from drcollab.training.sampling import EpochSampler, balanced_weights, share_weights
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -147,11 +150,49 @@ def build_data(cfg: DataConfig, dist: DistInfo | None = None, pixel_used: bool =
     todo = [(seg_cache, r) for r in data.pixel_train + data.pixel_val if pixel_used]
     todo += [(cache, r) for r in data.image_train + data.image_val if image_used]
     todo += [(seg_cache, r) for r in data.image_train if image_seg_used and seg_cache is not cache]
-    missing = [(c, r) for c, r in todo if not c.path(r).is_file()]
+    missing = [(c, r) for c, r in todo if not c.path(r).is_file() and c.unusable(r) is None]
     barrier()  # every rank has listed the same missing entries before any writes one: the shares are disjoint
     fill_share(missing, dist.rank, dist.world_size, progress=dist.is_main)
     barrier()
+    leave_out_unusable(data, todo, cfg.max_unusable, warn=dist.is_main)
     return data
+
+
+def leave_out_unusable(data: TrainData, built: list[tuple[PreprocessCache, Record]], max_share: float,
+                       warn: bool = True) -> None:
+    """Drop the records whose photo the preprocessing could not use (no field of view, undecodable; marked by
+    :meth:`PreprocessCache.build`) from every set of ``data``, naming each in ``data.left_out`` (and in the log when
+    ``warn``: one DDP rank says it).
+
+    Raises:
+        DataError: more than ``max_share`` of a source's images are unusable (naming the first), which says more
+            about the folder or the preprocessing settings than about a few bad photos.
+    """
+    reasons = {r.name: (r, why) for c, r in built if (why := c.unusable(r)) is not None}
+    if not reasons:
+        return
+    sets = [(p.label, p.train + p.val) for p in data.image_sources] + [("data.pixel", data.pixel_train +
+                                                                         data.pixel_val)]
+    for label, records in sets:
+        bad = [reasons[r.name] for r in records if r.name in reasons]
+        if len(bad) > max_share * len(records):
+            record, why = bad[0]
+            raise DataError(record.image_path, f"{why}; {len(bad)} of the {len(records)} photos of {label} cannot "
+                            f"be used (more than data.max_unusable = {max_share}): check the folder and "
+                            "data.preprocess")
+    for record, why in reasons.values():
+        if warn:
+            log.warning("%s: left out of training: %s", record.image_path, why)
+        data.left_out.skip(record.image_path, "unusable photo (no field of view or undecodable)")
+    keep = [r for r in data.pixel_train + data.pixel_val + data.image_train + data.image_val
+            if r.name not in reasons]
+    names = {r.name for r in keep}
+    data.pixel_train, data.pixel_val = ([r for r in rs if r.name in names] for rs in (data.pixel_train,
+                                                                                         data.pixel_val))
+    data.image_train, data.image_val = ([r for r in rs if r.name in names] for rs in (data.image_train,
+                                                                                         data.image_val))
+    data.image_sources = [replace(p, train=[r for r in p.train if r.name in names],
+                                  val=[r for r in p.val if r.name in names]) for p in data.image_sources]
 
 
 def fill_share(missing: list[tuple[PreprocessCache, Record]], rank: int, world_size: int,
@@ -159,7 +200,7 @@ def fill_share(missing: list[tuple[PreprocessCache, Record]], rank: int, world_s
     """Build this rank's share of ``missing`` (every ``world_size``-th entry, from ``rank``); returns how many."""
     share = missing[rank::world_size]
     for c, r in tqdm(share, desc="preprocessing", unit="img", disable=not (progress and share)):
-        c.get(r)
+        c.build(r)
     return len(share)
 
 
