@@ -1,23 +1,28 @@
-"""Grading and Messidor metrics against scikit-learn and hand-worked values."""
+"""Grading, Messidor and ICDR normal metrics against scikit-learn and hand-worked values."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
+from drcollab.data.records import Record
 from drcollab.evaluation.grading_metrics import (
     accuracy,
     binary_roc_auc,
     confusion_matrix,
     grading_metrics,
+    icdr_normal,
     messidor_binary,
     messidor_score,
     messidor_target,
     quadratic_weighted_kappa,
 )
 from drcollab.evaluation.metrics import UndefinedMetricWarning
+from drcollab.evaluation.scoring import Scores
 
 GRADES = list(range(5))
 
@@ -151,3 +156,46 @@ def test_messidor_binary_matches_sklearn(task: str) -> None:
 def test_messidor_bad_input_is_rejected(probs: np.ndarray, grades: np.ndarray, task: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         messidor_binary(probs, grades, task)
+
+
+# Five ICDR photos: p0 = [0.8, 0.3, 0.6, 0.1, 0.5], normal (grade 0) = [T, T, F, F, F].
+NORMAL_PROBS = np.array([[0.8, 0.1, 0.05, 0.05, 0.0], [0.3, 0.4, 0.2, 0.1, 0.0], [0.6, 0.2, 0.1, 0.1, 0.0],
+                         [0.1, 0.1, 0.3, 0.3, 0.2], [0.5, 0.5, 0.0, 0.0, 0.0]])
+NORMAL_GRADES = np.array([0, 0, 2, 3, 1])
+
+
+def test_icdr_normal_hand_worked_and_equal_to_sklearn() -> None:
+    result = icdr_normal(NORMAL_PROBS, NORMAL_GRADES)
+    # 0.8 ranks above all three others, 0.3 above 0.1 only: 4 of 6 pairs.
+    assert result.auc == pytest.approx(4 / 6)
+    assert result.auc == pytest.approx(roc_auc_score(NORMAL_GRADES == 0, NORMAL_PROBS[:, 0]), abs=1e-12)
+    # Called normal at P(grade 0) >= 0.5: rows 1, 3, 5 (0.5 counts); right are rows 1 and 4.
+    assert result.accuracy == pytest.approx(2 / 5)
+    assert (result.n_pos, result.n_neg, result.threshold) == (2, 3, 0.5)
+
+
+def test_icdr_normal_matches_sklearn_on_many_photos() -> None:
+    y, probs = noisy_grades(11, 800)
+    result = icdr_normal(probs, y, threshold=0.3)
+    assert result.auc == pytest.approx(roc_auc_score(y == 0, probs[:, 0]), abs=1e-12)
+    assert result.accuracy == pytest.approx(np.mean((probs[:, 0] >= 0.3) == (y == 0)))
+    assert (result.n_pos, result.n_neg) == ((y == 0).sum(), (y != 0).sum())
+
+
+def test_icdr_normal_rejects_grades_off_the_scale() -> None:
+    with pytest.raises(ValueError, match=r"grades has labels outside 0-4: \[5\]"):
+        icdr_normal(np.full((2, 5), 0.2), np.array([0, 5]))
+    with pytest.raises(ValueError, match="probs has 2 rows but grades has 3"):
+        icdr_normal(np.full((2, 5), 0.2), np.array([0, 1, 2]))
+
+
+def test_icdr_grading_entry_reports_normal_beside_accuracy_and_kappa() -> None:
+    scores = Scores()
+    for k, (grade, probs) in enumerate(zip(NORMAL_GRADES, NORMAL_PROBS, strict=True)):
+        scores.add_grade(Record(f"im{k}", Path(f"im{k}.png"), grade=int(grade), source="messidor2"), probs.tolist())
+    normal = scores.summary()["grading"]["normal"]
+    assert normal == {"auc": pytest.approx(4 / 6), "accuracy": pytest.approx(0.4), "threshold": 0.5, "n_pos": 2,
+                      "n_neg": 3}
+    one_class = Scores()
+    one_class.add_grade(Record("a", Path("a.png"), grade=2), NORMAL_PROBS[0].tolist())
+    assert one_class.grading()["normal"]["auc"] is None and one_class.grading()["normal"]["n_pos"] == 0

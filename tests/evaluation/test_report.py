@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drcollab.constants import LESIONS
-from drcollab.evaluation.report import Row, load_paper, paper_rows, paper_tables, table1, table3
+from drcollab.evaluation.report import Row, load_paper, paper_rows, paper_tables, render_report, table1, table3
 
 PAPER_DIR = Path(__file__).resolve().parents[3] / "shared" / "paper"  # beside the repo, like the data
 METRIC_KEYS = {"grading": {"accuracy", "kappa"}, "messidor": {"referral", "normal"}, "segmentation": set(LESIONS)}
@@ -78,3 +78,40 @@ def test_sections_follow_the_metrics_we_have() -> None:
     assert [key for key, _, _ in paper_tables([idrid])] == ["grading"]
     assert [r.label for r in paper_rows("Table 4", "EyePACS")][-1] == "Zhou et al. (the paper's Ours)"
     assert re.search(r"0\.872\b", paper_tables([grading_only])[1][2])
+
+
+def _messidor2_metrics(dme: dict | None) -> dict:
+    """A Messidor-2 evaluation's metrics.json, the parts report.md reads."""
+    return {
+        "model": {"name": "m"}, "description": "the Messidor-2 set", "checkpoint": "runs/m",
+        "drcollab_version": "0", "created": "today", "files": {},
+        "data": {"dataset": "Messidor-2", "root": None}, "counts": {"segmentation": 0, "grading": 5},
+        "settings": {"device": "cpu", "batch_size": 1, "tile": None, "bins": 16, "threshold": 0.5},
+        "segmentation": None, "messidor": None, "joint": None, "referable": None,
+        "grading": {"accuracy": 0.6, "kappa": 0.5, "confusion": [[1] * 5] * 5, "n": 5,
+                    "normal": {"auc": 2 / 3, "accuracy": 0.4, "threshold": 0.5, "n_pos": 2, "n_neg": 3}},
+        "dme": dme,
+    }
+
+
+def test_report_shows_the_normal_task_and_dme_with_partial_labels() -> None:
+    dme = {"accuracy": 0.75, "kappa": 0.5, "confusion": [[1, 0, 0], [1, 0, 0], [0, 0, 2]], "n": 4,
+           "accuracy_with_partial": 4 / 6, "n_partial": 2, "referable_dme_auc": 0.75, "referable_dme_n_pos": 2,
+           "referable_dme_n_neg": 4}
+    text = render_report(_messidor2_metrics(dme))
+    grading = text.split("## DR grading (Table 1)", 1)[1].split("\n## ", 1)[0]
+    assert ("Normal (grade 0 against grades 1-4): AUC 0.6667, accuracy 0.4000 at P(grade 0) >= 0.5; 2 normal and 3 "
+            "other images.") in grading
+    section = text.split("## DME and referable", 1)[1]
+    assert "| 0.7500 | 0.5000 |" in section  # DME Acc. stays the exact labels' number
+    assert "DME with partial labels: accuracy 0.6667 over 4 exact and 2 partial labels" in section
+    assert "Referable DME (risk 2) AUC of P(risk 2): 0.7500, 2 with risk 2 against 4 ruled out." in section
+
+
+def test_report_of_exact_dme_labels_and_an_older_grading_entry_has_no_new_lines() -> None:
+    metrics = _messidor2_metrics({"accuracy": 0.75, "kappa": 0.5, "confusion": [[1, 0, 0]] * 3, "n": 4,
+                                  "accuracy_with_partial": 0.75, "n_partial": 0, "referable_dme_auc": None,
+                                  "referable_dme_n_pos": 0, "referable_dme_n_neg": 4})
+    del metrics["grading"]["normal"]  # metrics.json written before the normal task
+    text = render_report(metrics)
+    assert "## DME and referable" in text and "partial labels" not in text and "Normal (grade 0" not in text

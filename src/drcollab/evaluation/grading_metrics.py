@@ -10,6 +10,9 @@ binary tasks are read from the 5-class probabilities as:
   referable score is P(ICDR >= 2) = p2 + p3 + p4.
 * normal: Messidor grade 0 is normal (every other grade is abnormal DR); the score is P(ICDR = 0) = p0 and the
   positive class is "normal". (AUC is the same as scoring abnormal by 1 - p0.)
+
+On the ICDR scale itself (IDRiD, Messidor-2, EyePACS) the normal task is DR 0 against the rest, scored by the same
+P(ICDR = 0) (:func:`icdr_normal`), so a Messidor-2 evaluation has Table 2's normal AUC and accuracy too.
 """
 
 from __future__ import annotations
@@ -152,14 +155,27 @@ class BinaryResult:
     n_neg: int
 
 
-def messidor_binary(probs: np.ndarray, messidor_grades: np.ndarray, task: MessidorTask,
-                    threshold: float = 0.5) -> BinaryResult:
-    """ROC AUC and thresholded accuracy of one Messidor binary task from (N, 5) ICDR probabilities."""
-    score, target = messidor_score(probs, task), messidor_target(messidor_grades, task)
+def binary_task(score: np.ndarray, target: np.ndarray, threshold: float = 0.5,
+                labels: str = "labels") -> BinaryResult:
+    """ROC AUC of ``(N,)`` scores against ``(N,)`` bool targets, and the accuracy of ``score >= threshold``."""
     if score.size != target.size:
-        raise ValueError(f"probs has {score.size} rows but messidor_grades has {target.size} labels")
+        raise ValueError(f"probs has {score.size} rows but {labels} has {target.size} labels")
     if score.size == 0:
         raise ValueError("no samples to score")
     acc = float(np.mean((score >= threshold) == target))
     n_pos = int(target.sum())
     return BinaryResult(binary_roc_auc(score, target), acc, threshold, n_pos, target.size - n_pos)
+
+
+def messidor_binary(probs: np.ndarray, messidor_grades: np.ndarray, task: MessidorTask,
+                    threshold: float = 0.5) -> BinaryResult:
+    """ROC AUC and thresholded accuracy of one Messidor binary task from (N, 5) ICDR probabilities."""
+    return binary_task(messidor_score(probs, task), messidor_target(messidor_grades, task), threshold,
+                       "messidor_grades")
+
+
+def icdr_normal(probs: np.ndarray, grades: np.ndarray, threshold: float = 0.5) -> BinaryResult:
+    """Normal (ICDR grade 0) against any DR: ROC AUC of P(grade 0) and the accuracy of P(grade 0) >= threshold,
+    from (N, 5) ICDR probabilities and (N,) true ICDR grades."""
+    target = _labels(grades, "grades", NUM_GRADES, allow_scores=False) == 0
+    return binary_task(messidor_score(probs, "normal"), target, threshold, "grades")

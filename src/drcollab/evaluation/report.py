@@ -175,6 +175,31 @@ def _referable_note(metrics: dict[str, Any]) -> str:
             "sub-challenge 2, DR grade and DME risk both right.")
 
 
+def _number(value: float | None, decimals: int = 4) -> str:
+    return MISSING if value is None else f"{value:.{decimals}f}"
+
+
+def _normal_note(normal: dict[str, Any] | None) -> list[str]:
+    """The grading section's normal task (DR 0 against the rest, as Table 2's Messidor "normal"), if scored."""
+    if normal is None:
+        return []
+    return [f"Normal (grade 0 against grades 1-4): AUC {_number(normal['auc'])}, accuracy "
+            f"{_number(normal['accuracy'])} at P(grade 0) >= {normal['threshold']:.4g}; {normal['n_pos']} normal and "
+            f"{normal['n_neg']} other images.", ""]
+
+
+def _partial_note(dme: dict[str, Any]) -> list[str]:
+    """DME accuracy with partial labels and the referable DME AUC, where the set has partial labels."""
+    if not dme.get("n_partial"):
+        return []
+    return [f"DME with partial labels: accuracy {_number(dme['accuracy_with_partial'])} over {dme['n']} exact and "
+            f"{dme['n_partial']} partial labels (a partial label is right when the predicted risk is one it allows; "
+            f"DME Acc. above counts exact labels only). Referable DME (risk 2) AUC of P(risk 2): "
+            f"{_number(dme['referable_dme_auc'])}, {dme['referable_dme_n_pos']} with risk 2 against "
+            f"{dme['referable_dme_n_neg']} ruled out. Referable above judges a photo with a partial DME label by its "
+            "DR grade alone.", ""]
+
+
 def _with_interval(label: str, r: dict[str, Any], key: str) -> str:
     """E.g. ``Sensitivity 0.904 (95% CI 0.794-0.958)``; ``Sensitivity –`` where the share has no case."""
     if r.get(key) is None or r.get(f"{key}_ci95") is None:
@@ -240,6 +265,7 @@ def render_report(metrics: dict[str, Any]) -> str:
                 lines += [f"![ROC and PR curves per lesion]({files['curves']})", ""]
         if key == "grading":
             lines += ["Confusion matrix:", "", _confusion(metrics["grading"]["confusion"], "true"), ""]
+            lines += _normal_note(metrics["grading"].get("normal"))
         if key == "messidor":
             lines += ["Rows: Messidor grade 0-3; columns: predicted ICDR grade 0-4. Referral = P(grade >= 2) >= 0.5, "
                       "normal = P(grade 0) >= 0.5.", "", _confusion(metrics["messidor"]["confusion"], "Messidor"), ""]
@@ -247,6 +273,7 @@ def render_report(metrics: dict[str, Any]) -> str:
     if table is not None:
         lines += ["## DME and referable", "", table, "", _referable_note(metrics), ""]
         if metrics.get("dme") is not None:
+            lines += _partial_note(metrics["dme"])
             lines += ["DME confusion matrix:", "", _confusion(metrics["dme"]["confusion"], "true"), ""]
     if "referral_roc" in files:
         lines += [f"![Referral ROC curve with the operating point]({files['referral_roc']})", ""]

@@ -1,8 +1,8 @@
 """Accumulators of one evaluation: pooled per-lesion pixel curves and per-image grade predictions.
 
-:meth:`Scores.summary` turns them into the JSON-ready ``segmentation``, ``grading``, ``messidor``, ``dme``, ``joint``
-and ``referable`` entries of ``metrics.json`` (the last three: :mod:`drcollab.evaluation.dme`); undefined numbers,
-e.g. a lesion absent from every image, become ``null``.
+:meth:`Scores.summary` turns them into the JSON-ready ``segmentation``, ``grading`` (with its ``normal`` task, DR 0
+against the rest), ``messidor``, ``dme``, ``joint`` and ``referable`` entries of ``metrics.json`` (the last three:
+:mod:`drcollab.evaluation.dme`); undefined numbers, e.g. a lesion absent from every image, become ``null``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,26 @@ from drcollab.config import ReferableConfig
 from drcollab.constants import LESIONS, MISSING_DME, NUM_GRADES
 from drcollab.data.records import Record
 from drcollab.errors import DataError
-from drcollab.evaluation.dme import dme_summary, referable_scores
-from drcollab.evaluation.grading_metrics import MESSIDOR_GRADES, grading_metrics, messidor_binary
+from drcollab.evaluation.dme import allowed_risks, dme_summary, referable_scores
+from drcollab.evaluation.grading_metrics import (
+    MESSIDOR_GRADES,
+    BinaryResult,
+    grading_metrics,
+    icdr_normal,
+    messidor_binary,
+)
 from drcollab.evaluation.metrics import DEFAULT_BINS, LesionCurves, UndefinedMetricWarning
 
 
 def number(x: float) -> float | None:
     """A float for JSON: NaN (undefined) becomes None."""
     return None if x is None or math.isnan(x) else float(x)
+
+
+def binary_entry(r: BinaryResult) -> dict[str, Any]:
+    """A binary task's ``auc``, ``accuracy``, ``threshold``, ``n_pos`` and ``n_neg`` for JSON."""
+    return {"auc": number(r.auc), "accuracy": number(r.accuracy), "threshold": r.threshold, "n_pos": r.n_pos,
+            "n_neg": r.n_neg}
 
 
 class Scores:
@@ -41,7 +53,8 @@ class Scores:
         self.n_segmentation = 0
         self.true: list[int] = []
         self.probs: list[np.ndarray] = []  # (5,) each
-        self.dme_true: list[int] = []  # MISSING_DME where the record has none
+        self.dme_true: list[int] = []  # the exact risk; MISSING_DME where the record has none or a partial label
+        self.dme_partial: list[tuple[int, ...] | None] = []  # the risks a partial label allows, else None
         self.dme_probs: list[np.ndarray] = []  # (3,) each; stays empty without a DME head
         self.referable_probs: list[float] = []  # each prediction's own P(referable), its flag's
         self.scale: str | None = None
@@ -65,6 +78,7 @@ class Scores:
         self.true.append(int(record.grade))
         self.probs.append(np.asarray(probs, dtype=np.float64))
         self.dme_true.append(MISSING_DME if record.dme is None else record.dme)
+        self.dme_partial.append(record.dme_partial)
         if dme_probs:
             self.dme_probs.append(np.asarray(dme_probs, dtype=np.float64))
         if referable_probability is not None:
@@ -88,8 +102,9 @@ class Scores:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             result = grading_metrics(np.asarray(self.true), probs)
+            normal = icdr_normal(probs, np.asarray(self.true))
         return {"accuracy": number(result.accuracy), "kappa": number(result.kappa),
-                "confusion": result.confusion.tolist(), "n": len(self.true)}
+                "confusion": result.confusion.tolist(), "n": len(self.true), "normal": binary_entry(normal)}
 
     def messidor(self) -> dict[str, Any] | None:
         if not self.true or self.scale != "messidor":
@@ -99,9 +114,7 @@ class Scores:
         for task in ("referral", "normal"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UndefinedMetricWarning)
-                r = messidor_binary(probs, grades, task)
-            out[task] = {"auc": number(r.auc), "accuracy": number(r.accuracy), "threshold": r.threshold,
-                         "n_pos": r.n_pos, "n_neg": r.n_neg}
+                out[task] = binary_entry(messidor_binary(probs, grades, task))
         cells = grades * NUM_GRADES + probs.argmax(axis=1)
         out["confusion"] = np.bincount(cells, minlength=MESSIDOR_GRADES * NUM_GRADES).reshape(
             MESSIDOR_GRADES, NUM_GRADES).tolist()  # rows Messidor grade 0-3, columns predicted ICDR grade 0-4
@@ -112,8 +125,9 @@ class Scores:
         if not self.true:
             return {"dme": None, "joint": None, "referable": None}
         dme_probs = np.stack(self.dme_probs) if self.dme_probs else None  # (N, 3)
-        return dme_summary(np.asarray(self.true), np.stack(self.probs), np.asarray(self.dme_true), dme_probs,
-                           self.scale == "icdr", self.referable, self._own_referable())
+        dme_true = np.asarray(self.dme_true)
+        return dme_summary(np.asarray(self.true), np.stack(self.probs), dme_true, dme_probs, self.scale == "icdr",
+                           self.referable, self._own_referable(), allowed_risks(dme_true, self.dme_partial))
 
     def _own_referable(self) -> np.ndarray | None:
         """The predictions' own P(referable), when every graded image came with one."""
