@@ -113,3 +113,13 @@ def test_measure_counts_at_a_given_threshold() -> None:
     point = measure(*scored(POS, NEG), 0.5)
     assert (point.sensitivity.k, point.specificity.k) == (4, 2)  # 0.5 itself is flagged
     assert point.sensitivity.low == pytest.approx(wilson_interval(4, 5)[0]) and point.target is None
+
+
+@pytest.mark.parametrize("n", range(1, 120))
+def test_wilson_interval_holds_its_proportion_at_none_and_all(n: int) -> None:
+    """At k = 0 or k = n the interval ends exactly at 0 or 1: rounding once left 1 - 1e-16 at n = 10, and the
+    referral ROC's error bar then had a negative length (matplotlib refused to draw it)."""
+    assert wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0
+    for k in range(n + 1):
+        low, high = wilson_interval(k, n)
+        assert low <= k / n <= high

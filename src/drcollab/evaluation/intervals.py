@@ -47,7 +47,8 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     p, z2 = k / n, z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # The interval holds p by construction; at k = 0 or k = n rounding can put an end a hair past it (n = 10).
+    return min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
 def proportion(k: int, n: int) -> Proportion:
