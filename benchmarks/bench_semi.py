@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 import results_io  # benchmarks/ is the script's folder
-from reproduce_idrid import PRESENCE_PRIOR
 
 from drcollab.config import load_config
 from drcollab.constants import LESIONS
@@ -35,9 +34,8 @@ from drcollab.training.trainer import run_training
 SEMI = ["joint.semi=true", "joint.adversarial=false"]
 SEMI_ADV = ["joint.semi=true", "joint.adversarial=true"]
 MASKS_INIT = ["grader.attention_init=masks"]
-# As configs/cpu/lesion_semi_new.yaml: its presence table (synthetic grades 2-4 always draw MA, nearly always HE).
-NEW = ["joint.presence_weight=1.0", "joint.zero_absent=true", "joint.pseudo_mask=refined", "joint.pseudo_gate=relative",
-       "joint.alpha_mask_weight=1.0", PRESENCE_PRIOR]
+# drcollab's one stage-2 recipe, as configs/cpu/base.yaml sets it (docs/method.md, "Stage 2: one recipe").
+RECIPE = ["joint.pseudo_mask=refined", "joint.zero_absent=true", *MASKS_INIT, "discriminator.sees_image=false"]
 ROWS: dict[str, list[str]] = {
     "Pretrained": ["grader.mode=pretrained", "joint.train_generator=false", "joint.semi=false",
                    "joint.adversarial=false"],
@@ -45,26 +43,18 @@ ROWS: dict[str, list[str]] = {
     "Semi+Adv": SEMI_ADV,
     "Semi (attention init: masks)": [*SEMI, *MASKS_INIT],
     "Semi+Adv (attention init: masks)": [*SEMI_ADV, *MASKS_INIT],
-    "Semi (gated pseudo masks)": [*SEMI, "joint.pseudo_mask=gated"],
-    "Semi+Adv (gated pseudo masks)": [*SEMI_ADV, "joint.pseudo_mask=gated"],
-    # The label-guided stage 2 (configs/cpu/lesion_semi_new.yaml), its remedies together and one at a time.
-    "label-guided Semi": [*SEMI, *NEW],
-    "label-guided Semi+Adv": [*SEMI_ADV, *NEW, "joint.disc_match=grade"],
-    # As reproduce_idrid's lesion_semi_new_attmasks: label-guided Semi with alpha started as a copy of G's masks.
-    "label-guided Semi (attention init: masks)": [*SEMI, *NEW, *MASKS_INIT],
-    "Semi + presence loss": [*SEMI, "joint.presence_weight=1.0", PRESENCE_PRIOR],
     "Semi + zero absent": [*SEMI, "joint.zero_absent=true"],
-    "Semi (refined pseudo masks)": [*SEMI, "joint.pseudo_mask=refined", "joint.pseudo_gate=relative"],
-    "Semi+Adv (grade-matched D)": [*SEMI_ADV, "joint.disc_match=grade"],
-    "Semi + alpha on X^P's masks": [*SEMI, "joint.alpha_mask_weight=1.0"],
+    # The recipe, without and with D, and its control with the labels' zero targets alone (no pseudo masks).
+    "recipe Semi": [*SEMI, *RECIPE],
+    "recipe Semi+Adv": [*SEMI_ADV, *RECIPE],
+    "recipe, labels only": [*SEMI, *RECIPE, "joint.pseudo_mask=labels"],
     # Controls (run with --rows): they start from the masks init, like the "Semi (attention init: masks)" row they
     # are compared with.
     "G on X^P only (no semi, no adv)": ["joint.semi=false", "joint.adversarial=false", *MASKS_INIT],
     "Semi, no grading loss into G": [*SEMI, "joint.grade_to_generator=false", *MASKS_INIT],
     "Semi, pseudo masks weighted 0.1": [*SEMI, "joint.semi_weight=0.1", *MASKS_INIT],
 }
-DEFAULT_ROWS = ["Pretrained", "Semi", "Semi+Adv", "label-guided Semi", "label-guided Semi+Adv",
-                "label-guided Semi (attention init: masks)"]
+DEFAULT_ROWS = ["Pretrained", "Semi", "Semi+Adv", "recipe Semi", "recipe Semi+Adv"]
 
 
 def run_row(config: Path, out: Path, seed: int, overrides: list[str], test_set, cache: Path) -> dict:

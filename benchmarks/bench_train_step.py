@@ -45,7 +45,7 @@ from drcollab.precision import use_bf16, use_channels_last
 from drcollab.training.config import TrainConfig
 from drcollab.training.data import build_data, make_loader, train_sampler
 from drcollab.training.datasets import FundusDataset
-from drcollab.training.steps import Nets, joint_step
+from drcollab.training.steps import JointBatch, Nets, joint_step
 
 VARIANTS = {  # name: (optimised: precision, memory format and processes; data source)
     "plain": (False, "raw"),
@@ -91,22 +91,26 @@ def run(cfg: TrainConfig, variant: str, steps: int, dist: DistInfo) -> dict:
     p_bs, i_bs = (j.pixel_batch_size or j.batch_size) // dist.world_size, j.batch_size // dist.world_size  # global
     p_ds = FundusDataset(data.pixel_train, load, j.augment, labels="masks")
     i_ds = FundusDataset(data.image_train, load, j.augment, labels="grade", presence=cfg.data.presence)
+    r_ds = FundusDataset(data.pixel_train, load, j.augment, labels="image")  # D's real view (training/views.py)
     p_loader = make_loader(p_ds, train_sampler(p_ds, 0, p_bs, dist), p_bs, workers, dist.device)
     i_loader = make_loader(i_ds, train_sampler(i_ds, 1, i_bs, dist), i_bs, workers, dist.device)
+    r_loader = make_loader(r_ds, train_sampler(r_ds, 2, p_bs, dist), p_bs, workers, dist.device)
     nets = make_nets(cfg, channels_last, dist)
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
-    p_iter, i_iter = iter(p_loader), iter(i_loader)
+    p_iter, i_iter, r_iter = iter(p_loader), iter(i_loader), iter(r_loader)
     cached = None
     totals, waits = [], []
     for k in range(steps + 1):
         start = time.perf_counter()
         if source == "memory" and cached is not None:
-            p_batch, i_batch = cached
+            batch = cached
         else:
-            p_batch, i_batch = to_device(next(p_iter), channels_last), to_device(next(i_iter), channels_last)
-            cached = (p_batch, i_batch)
+            real = to_device(next(r_iter), channels_last) if nets.discriminator is not None else None
+            batch = JointBatch(to_device(next(i_iter), channels_last), to_device(next(p_iter), channels_last), None,
+                               real)
+            cached = batch
         got = time.perf_counter()
-        joint_step(nets, p_batch, i_batch, cfg, autocast, use_semi=j.semi)
+        joint_step(nets, batch, cfg, autocast)
         if k > 0:  # the first step warms up (allocator, oneDNN kernels, worker start-up)
             totals.append(time.perf_counter() - start)
             waits.append(got - start)

@@ -2,7 +2,8 @@
 
 D's two branches in stage 2 are G's masks of X^P (real) and of X^I (fake). If the two sets differ in how much
 lesion they hold, D can tell them apart by the amount alone, and its term pays G to paint lesions on X^I, which
-is not the mask quality Eq. 3 means to judge (``joint.disc_match``). This measures the amount: for a run's
+is not the mask quality Eq. 3 means to judge (a grade-matched D was measured against it and removed,
+docs/history.md). This measures the amount: for a run's
 training images (its folds) at the grader's size, from the preprocessing cache, per lesion the mean share of the
 field of view that G marks (mask >= 0.5), for X^P (beside its ground truth's share) and for X^I by DR grade.
 

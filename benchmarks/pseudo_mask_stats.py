@@ -2,8 +2,7 @@
 
 For each run whose grader has attention (a Semi / Semi+Adv run) and each pixel-labelled image of a run's
 validation fold, the pseudo masks of ``joint.semi`` are computed as in training (``training/pseudo.py``, the
-run's ``joint.pseudo_mask``, ``pseudo_gate``, ``pseudo_threshold`` and ``zero_absent``, presence from the
-image's labels) twice:
+run's ``joint.pseudo_mask`` and ``zero_absent``, presence from the image's labels) twice:
 
 - **start**: from the networks stage 2 began with, rebuilt by ``training/stages.py`` ``joint_start`` from the
   run's stage-1 checkpoints (``RUN/models/seg_pretrain``, ``grade_pretrain``) or its ``init.*``, seeded as the
@@ -12,12 +11,12 @@ image's labels) twice:
 
 Per lesion, over the field of view at the preprocessed size: the share of pixels that are lesion, the mean
 pseudo-mask value ("coverage": the share a BCE against it asks G to mark), AUC-PR of the pseudo masks and of G's
-own masks against the ground truth (scikit-learn; a run with G at its own size, ``training/two_size.py``, at G's
+own masks against the ground truth (scikit-learn; a run with G at its own size, ``training/views.py``, at G's
 size, with the teacher's α sampled at its pixels), and how alike the lesions' pseudo masks are (mean Pearson
 correlation between the lesion channels of one image).
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/pseudo_mask_stats.py \\
-        --runs runs/idrid/lesion_semi runs/idrid/lesion_semi_new --fold-of runs/idrid/lesion_semi
+        --runs runs/idrid/lesion_semi runs/idrid/recipe --fold-of runs/idrid/lesion_semi
 
 On another set, e.g. ``bench_semi.py``'s synthetic test set (every image): ``--data runs/bench_semi/data/test
 --format generic --runs runs/bench_semi/seed0/semi/run``.
@@ -45,10 +44,9 @@ from drcollab.models import load_model
 from drcollab.models.mask_path import grader_inputs
 from drcollab.training.config import TrainConfig
 from drcollab.training.mask_inputs import generator_tiles, grader_factor
-from drcollab.training.pseudo import gate_attention, pseudo_targets
+from drcollab.training.pseudo import alpha_in_crops, pseudo_targets
 from drcollab.training.run_folder import read_val_fold
 from drcollab.training.stages import joint_start, stage_seed
-from drcollab.training.two_size import alpha_in_crops
 
 
 def _saved(run: Path, stage: str, kind: str) -> Path | None:
@@ -76,7 +74,7 @@ def _mean_correlation(p: np.ndarray) -> float:
 
 def _two_size_targets(cfg: TrainConfig, generator: nn.Module, grader: nn.Module, start_g: nn.Module,
                       sample, presence: torch.Tensor) -> tuple:
-    """G at its own size (``training/two_size.py``): the teacher's α from the start G's pooled masks, sampled at
+    """G at its own size (``training/views.py``): the teacher's α from the start G's pooled masks, sampled at
     every pixel of G's size, against G's own tiled masks there. Returns (preprocessed at G's size, targets, masks)."""
     seg = preprocess(sample.image, sample.masks, cfg.data.seg_preprocess)
     small = preprocess(sample.image, None, cfg.data.preprocess)
@@ -86,7 +84,6 @@ def _two_size_targets(cfg: TrainConfig, generator: nn.Module, grader: nn.Module,
     start_in = grader_inputs(start_g, xs, k, tile, overlap, stats=cfg.grader.lesion_stats)
     masks = start_in.full if generator is start_g else grader_inputs(generator, xs, k, tile, overlap).full
     alpha = grader(x, start_in.masks, start_in.stats).attention  # (1, L, h, w)
-    alpha = gate_attention(alpha, torch.from_numpy(small.fov)[None, None], cfg.joint)
     side = xs.shape[-1]
     alpha = alpha_in_crops(alpha, torch.tensor([[0.0, 0.0, 1.0]]), torch.zeros(1, 2), side)  # (1, L, S, S)
     fov = torch.from_numpy(seg.fov)[None, None]
@@ -112,8 +109,7 @@ def measure(cfg: TrainConfig, generator: nn.Module, grader: nn.Module, records: 
                 x = image_to_tensor(pre.image)[None]  # (1, 3, S, S)
                 fov = torch.from_numpy(pre.fov)[None, None]  # (1, 1, S, S)
                 masks = torch.sigmoid(generator(x))  # (1, L, S, S)
-                alpha = gate_attention(grader(x, masks).attention, fov, cfg.joint)
-                target, _ = pseudo_targets(alpha, masks, fov, presence, cfg.joint)
+                target, _ = pseudo_targets(grader(x, masks).attention, masks, fov, presence, cfg.joint)
         p = target[0].numpy()[:, pre.fov]  # (L, n) inside the field of view
         out["corr"].append(_mean_correlation(p))
         for i in range(len(LESIONS)):

@@ -6,7 +6,7 @@ budget on what differs between rows, the rows share their pre-training: one run 
 and 1b (``pretrain``: its grader, and its G at the grader's 384 px, start every Table 1 row), and the
 Table 1 rows start stage 2 from it with ``init.generator`` / ``init.grader``; CE1 and CE2 pre-train their own G
 at its own 1152 px (``configs/cpu/ce1.yaml``, ``ce2.yaml``). The ``_1152`` rows run stage 2 with G at its own
-1152 px (``training/two_size.py``) from the release's G and grader. Every run is an ordinary ``drcollab train``
+1152 px (``training/views.py``) from the release's G and grader. Every run is an ordinary ``drcollab train``
 command, printed before it starts.
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/reproduce_idrid.py --family cpu --out runs/idrid
@@ -33,24 +33,11 @@ from pathlib import Path
 import results_io  # benchmarks/ is the script's folder
 from results_io import MISSING, markdown, number
 
-from drcollab.config import read_yaml_tree
 from drcollab.constants import LESIONS
 from drcollab.evaluation.report import load_paper
 
 DRCOLLAB = [sys.executable, "-m", "drcollab.cli"]
 SKIP_PRETRAIN = ["seg_pretrain.epochs=0", "grade_pretrain.epochs=0"]
-# The label-guided stage 2's remedies one at a time (configs/cpu/lesion_semi_new.yaml has them together).
-# The presence table of configs/cpu/lesion_semi_new.yaml (ICDR/IDRiD's implications and MA, HE present at grade 2-4),
-# read from that file so the table lives in one place.
-NEW_SEMI = Path(__file__).resolve().parent.parent / "configs/cpu/lesion_semi_new.yaml"
-PRESENCE_PRIOR = "data.presence.dr=" + json.dumps(read_yaml_tree(NEW_SEMI)["data"]["presence"]["dr"])
-REMEDIES = {
-    "presence": ["joint.presence_weight=1.0", PRESENCE_PRIOR],
-    "zero_absent": ["joint.zero_absent=true"],
-    "refined": ["joint.pseudo_mask=refined", "joint.pseudo_gate=relative"],
-    "adv_matched": ["joint.adversarial=true", "joint.disc_match=grade", "joint.disc_min_grade=3"],
-    "alpha_masks": ["joint.alpha_mask_weight=1.0"],
-}
 
 RELEASE = Path(__file__).resolve().parent.parent / "release/drcollab-idrid-cpu"
 RELEASE_INIT = [f"init.generator={RELEASE / 'generator'}", f"init.grader={RELEASE / 'grader'}"]
@@ -69,35 +56,22 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
         "lesion_pretrained": ("lesion_pretrained.yaml", [*SKIP_PRETRAIN, *init]),
         "lesion_semi": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init]),
         "lesion_semi_adv": ("lesion_semi_adv.yaml", [*SKIP_PRETRAIN, *init]),
-        # Investigation, not a paper row (run with --rows): Semi with the attention maps gated by G's own masks.
-        "lesion_semi_gated": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_gated",
-                                                   "joint.pseudo_mask=gated"]),
-        # The label-guided stage 2: its remedies together, then each alone on the paper's Semi (run with --rows).
-        "lesion_semi_new": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init]),
-        "lesion_semi_adv_new": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init]),
-        # Label-guided Semi with the attention model started as a copy of G's masks (grader.attention_init: masks), so
-        # the grader begins stage 2 reading G's masks as Lesion (Pretrained) does, not a random alpha.
-        "lesion_semi_new_attmasks": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_new_attmasks",
-                                                              "grader.attention_init=masks"]),
-        # Label-guided Semi+Adv with a D that sees the masks alone (discriminator.sees_image: false), not the images.
-        "lesion_semi_adv_new_maskd": ("lesion_semi_adv_new.yaml", [*SKIP_PRETRAIN, *init,
-                                                                    "name=lesion_semi_adv_new_maskd",
-                                                                    "discriminator.sees_image=false"]),
-        # Controls: label-guided Semi with no pseudo mask, only the labels' zero targets (what the labels alone give G),
-        # and with no loss on X^I for G at all (G goes on with X^P alone: what more training gives it).
-        "xp_only": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=xp_only", "joint.semi=false"]),
-        "lesion_semi_labels": ("lesion_semi_new.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_labels",
+        # The paper's Semi with zero targets where the labels rule a lesion out (run with --rows).
+        "lesion_semi_zero_absent": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_zero_absent",
+                                                         "joint.zero_absent=true"]),
+        # drcollab's one stage-2 recipe (configs/cpu/base.yaml; run with --rows), without D, and the control with the
+        # labels' zero targets alone (no pseudo masks: what the labels alone give G).
+        "lesion_recipe": ("lesion_recipe.yaml", [*SKIP_PRETRAIN, *init]),
+        "lesion_recipe_no_d": ("lesion_recipe.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_recipe_no_d",
+                                                      "joint.adversarial=false"]),
+        "lesion_recipe_labels": ("lesion_recipe.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_recipe_labels",
                                                         "joint.pseudo_mask=labels"]),
-        **{f"lesion_semi_{name}": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init, f"name=lesion_semi_{name}", *values])
-           for name, values in REMEDIES.items()},
-        # G at its own 1152 px in stage 2 (training/two_size.py), starting from the release's G and grader (run
-        # with --rows): CE2 is then the release's G, and its grader the release's lesion-statistics grader.
-        "lesion_semi_new_1152": ("lesion_semi_new_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT]),
-        "lesion_semi_adv_new_1152": ("lesion_semi_adv_new_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT]),
-        # Control: the same stage 2 without pseudo masks (G goes on with X^P crops alone), so the pseudo masks'
-        # share of what G gains or loses is visible.
-        "xp_only_1152": ("lesion_semi_new_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT, "name=xp_only_1152",
-                                                      "joint.semi=false"]),
+        # The recipe with G at its own 1152 px in stage 2 (training/views.py), starting from the release's G and
+        # grader (run with --rows), and its control without any loss on X^I for G (G goes on with X^P crops alone).
+        "lesion_recipe_1152": ("lesion_recipe_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT]),
+        "lesion_recipe_xp_only_1152": ("lesion_recipe_1152.yaml", [*SKIP_PRETRAIN, *RELEASE_INIT,
+                                                                   "name=lesion_recipe_xp_only_1152",
+                                                                   "joint.semi=false", "joint.adversarial=false"]),
     }
 
 
@@ -110,33 +84,28 @@ DESCRIPTIONS = {
     "lesion_pretrained": "the grader weights its features with the frozen G's masks",
     "lesion_semi": "the paper's Semi: alpha as G's pseudo masks",
     "lesion_semi_adv": "the paper's Semi+Adv: Semi and D",
-    "lesion_semi_gated": "the paper's Semi, alpha gated by G's own masks",
-    "lesion_semi_presence": "the paper's Semi + a presence loss on alpha",
     "lesion_semi_zero_absent": "the paper's Semi + zero targets where the labels rule a lesion out",
-    "lesion_semi_refined": "the paper's Semi + refined pseudo masks (G's pixels where alpha agrees)",
-    "lesion_semi_alpha_masks": "the paper's Semi + alpha taught on X^P's masks",
-    "lesion_semi_adv_matched": "the paper's Semi+Adv + a grade-matched D (fakes of grade >= 3)",
-    "lesion_semi_labels": "control: the labels' zero targets alone, no pseudo masks",
-    "xp_only": "control: G on X^P alone, no loss on X^I",
-    "lesion_semi_new": "label-guided Semi: the four remedies above together",
-    "lesion_semi_new_attmasks": "label-guided Semi, alpha started as a copy of G's masks",
-    "lesion_semi_adv_new": "label-guided Semi+Adv: and a grade-matched D that sees the image",
-    "lesion_semi_adv_new_maskd": "label-guided Semi+Adv, D sees the masks alone",
-    "lesion_semi_new_1152": "label-guided Semi, G at its own 1152 px",
-    "lesion_semi_adv_new_1152": "label-guided Semi+Adv, G at its own 1152 px",
-    "xp_only_1152": "control: G at 1152 px on X^P crops alone",
+    "lesion_recipe": "the recipe: refined pseudo masks, zero targets, alpha from G's masks, D on masks",
+    "lesion_recipe_no_d": "the recipe without D",
+    "lesion_recipe_labels": "control: the recipe with the labels' zero targets alone, no pseudo masks",
+    "lesion_recipe_1152": "the recipe, G at its own 1152 px",
+    "lesion_recipe_xp_only_1152": "control: the recipe's G at 1152 px on X^P crops alone",
 }
 # Table 3 of the paper (its method name in evaluation/paper_results.json) -> our runs of that row; Table 1 likewise.
-TABLE3 = {"CE1(Conv)": ["ce1"], "CE2(Xception)": ["pretrain"], "CE2+Semi": ["lesion_semi", "lesion_semi_new"],
-          "CE2+Semi+Adv": ["lesion_semi_adv", "lesion_semi_adv_new_maskd"]}
+# Rows named here but not in rows() are history: measured with stage-2 switches since removed (docs/history.md),
+# their numbers stay in the results file and its tables.
+TABLE3 = {"CE1(Conv)": ["ce1"], "CE2(Xception)": ["pretrain"],
+          "CE2+Semi": ["lesion_semi", "lesion_semi_new", "lesion_recipe_no_d"],
+          "CE2+Semi+Adv": ["lesion_semi_adv", "lesion_semi_adv_new_maskd", "lesion_recipe"]}
 TABLE1 = {"": ["pretrain"], "Ori": ["ori"], "Lesion(Pretrained)": ["lesion_pretrained"],
-          "Lesion(Semi)": ["lesion_semi", "lesion_semi_new", "lesion_semi_new_attmasks"],
-          "Lesion(Semi+Adv)": ["lesion_semi_adv", "lesion_semi_adv_new_maskd"]}
+          "Lesion(Semi)": ["lesion_semi", "lesion_semi_new", "lesion_semi_new_attmasks", "lesion_recipe_no_d"],
+          "Lesion(Semi+Adv)": ["lesion_semi_adv", "lesion_semi_adv_new_maskd", "lesion_recipe"]}
 STAGE2 = ["pretrain", "ori", "lesion_pretrained", "lesion_semi", "lesion_semi_presence", "lesion_semi_zero_absent",
           "lesion_semi_refined", "lesion_semi_alpha_masks", "lesion_semi_labels", "xp_only", "lesion_semi_new",
           "lesion_semi_new_attmasks", "lesion_semi_adv", "lesion_semi_adv_matched", "lesion_semi_adv_new",
           "lesion_semi_adv_new_maskd", "lesion_semi_gated", "xp_only_1152", "lesion_semi_new_1152",
-          "lesion_semi_adv_new_1152"]
+          "lesion_semi_adv_new_1152", "lesion_recipe", "lesion_recipe_no_d", "lesion_recipe_labels",
+          "lesion_recipe_xp_only_1152", "lesion_recipe_1152"]
 
 
 def sh(cmd: list[str], log: Path) -> float:
@@ -163,7 +132,7 @@ def main() -> None:
     parser.add_argument("--family", choices=["cpu", "paper"], default="cpu")
     parser.add_argument("--out", type=Path, default=Path("runs/idrid"))
     parser.add_argument("--rows", nargs="+", default=None, choices=list(rows(Path("."))),
-                        help="rows to run (default: the paper's rows; lesion_semi_gated is an investigation)")
+                        help="rows to run (default: the paper's rows)")
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     results_io.add_arguments(parser, "reproduce_idrid")
     args = parser.parse_args()

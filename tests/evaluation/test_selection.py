@@ -132,3 +132,16 @@ def test_val_fold_of_a_segmentation_only_run_drops_grading(half_masked: Path, tm
     records = [r for r in read_records(DatasetSpec.model_validate(spec)) if r.has_masks]
     assert [r.name for r in selected.segmentation] == sorted(r.name for r in split_records(records, 3, 1, 0)[1])
     assert selected.grading == []
+
+
+def test_val_fold_of_reads_a_run_whose_config_names_a_removed_stage_2_key(half_masked: Path, tmp_path: Path) -> None:
+    """Only the data section is read: an older run's ``joint.pseudo_gate`` does not stop its fold being found."""
+    spec = {"format": "generic", "root": str(half_masked)}
+    run = write_run(tmp_path / "run", [spec], [spec], n_folds=3, val_fold=1)
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("joint:\n", "joint:\n  pseudo_gate: relative\n", 1))
+    assert "pseudo_gate" in config.read_text()
+    assert read_val_fold(run).val_fold == 1
+    config.write_text(config.read_text().replace("n_folds: 3", "n_folds: 1"))
+    with pytest.raises(ConfigError, match="n_folds"):
+        read_val_fold(run)

@@ -46,7 +46,7 @@ def test_total_segmentation_loss_weights_the_bce() -> None:
 
 
 def test_an_empty_fake_branch_adds_zero_and_stays_attached() -> None:
-    """A grade-matched batch may hold no fake (``joint.disc_match: grade``): D learns from the reals alone."""
+    """A batch without a fake adds 0 to both terms and keeps the graph: D learns from the reals alone."""
     real = torch.tensor([LN3], requires_grad=True)
     empty = real[:0]
     assert discriminator_loss(real, empty).item() == pytest.approx(0.2876821, abs=1e-6)

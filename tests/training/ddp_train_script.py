@@ -13,6 +13,7 @@ from drcollab.config import load_config
 from drcollab.models.checkpoint import unwrap
 from drcollab.training import stages, trainer
 from drcollab.training.config import TrainConfig
+from drcollab.training.steps import JointBatch
 
 config_path, out, probe = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 rank = int(os.environ["RANK"])
@@ -43,11 +44,12 @@ def finish_and_dump(ctx, stage, nets):
 def recording(stage, step):
     """``step`` that first writes ``stage images [pixel images]`` of the batches it gets to ``batches``."""
 
-    def wrapped(nets, *args, **kwargs):
-        sizes = [str(len(b["image"])) for b in args if isinstance(b, dict)]
+    def wrapped(nets, batch, *args, **kwargs):
+        parts = [batch.image, batch.pixel] if isinstance(batch, JointBatch) else [batch]  # joint: X^I then X^P
+        sizes = [str(len(b["image"])) for b in parts if b is not None]
         with batches.open("a") as f:
-            f.write(f"{stage} {' '.join(reversed(sizes))}\n")  # joint: X^I then X^P
-        return step(nets, *args, **kwargs)
+            f.write(f"{stage} {' '.join(sizes)}\n")
+        return step(nets, batch, *args, **kwargs)
 
     return wrapped
 

@@ -14,7 +14,7 @@ from drcollab.errors import ConfigError
 from drcollab.models import LesionDiscriminator, LesionGenerator, LesionGrader
 from drcollab.training.config import TrainConfig
 from drcollab.training.data import stage_batches
-from drcollab.training.steps import Nets, joint_step, network_inputs, seg_step
+from drcollab.training.steps import JointBatch, Nets, joint_step, network_inputs, seg_step
 
 
 def _data(pixel: int, image: int) -> SimpleNamespace:
@@ -103,15 +103,15 @@ def test_joint_micro_batches_give_the_whole_batchs_update():
              "fov": torch.ones(4, 1, 64, 64, dtype=torch.bool)}
         if labels == "masks":
             b["masks"] = torch.rand(4, 4, 64, 64, generator=g) > 0.9
-        else:
+        elif labels == "grade":
             b["grade"] = torch.randint(0, 5, (4,), generator=g)
         return b
 
-    p_batch, i_batch = batch("masks"), batch("grade")
+    p_batch, i_batch, real = batch("masks"), batch("grade"), batch("image")
     whole, parts = _paper(), _paper(joint={"accumulation": 2})
     a, b = _joint_nets(3), _joint_nets(3)
-    la = joint_step(a, p_batch, i_batch, whole, nullcontext, use_semi=True)
-    lb = joint_step(b, p_batch, i_batch, parts, nullcontext, use_semi=True)
+    la = joint_step(a, JointBatch(i_batch, p_batch, None, real), whole, nullcontext)
+    lb = joint_step(b, JointBatch(i_batch, p_batch, None, real), parts, nullcontext)
     assert la.keys() == lb.keys() == {"focal", "bce_p", "bce_i", "disc", "adv"}
     for k in la:
         assert la[k] == pytest.approx(lb[k], rel=1e-4), k

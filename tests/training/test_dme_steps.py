@@ -18,7 +18,7 @@ from drcollab.losses import dme_loss, focal_loss
 from drcollab.models import LesionDiscriminator, LesionGenerator, LesionGrader
 from drcollab.training.config import TrainConfig
 from drcollab.training.datasets import FundusDataset
-from drcollab.training.steps import Nets, grade_step, joint_step, network_inputs
+from drcollab.training.steps import JointBatch, Nets, grade_step, joint_step, network_inputs
 from drcollab.training.validate import validate_grader
 
 CFG = TrainConfig.model_validate({"data": {"pixel": [{"format": "generic", "root": "x"}],
@@ -115,7 +115,8 @@ def test_joint_step_logs_the_dme_loss():
     d = LesionDiscriminator(DiscriminatorConfig(widths=(4, 8, 8, 16, 16))).eval()
     nets = Nets(g, c, d, *[torch.optim.SGD(m.parameters(), lr=0.1) for m in (g, c, d)])
     p_batch = _batch([0, 0], seed=1) | {"masks": torch.rand(2, 4, 64, 64) > 0.9}
-    losses = joint_step(nets, p_batch, _batch([1, MISSING_DME]), CFG, nullcontext, use_semi=True)
+    real = {k: v for k, v in _batch([0, 0], seed=2).items() if k in ("image", "fov")}  # D's real view of X^P
+    losses = joint_step(nets, JointBatch(_batch([1, MISSING_DME]), p_batch, None, real), CFG, nullcontext)
     assert losses.keys() == {"focal", "dme", "bce_p", "bce_i", "disc", "adv"}
     assert all(np.isfinite(v) for v in losses.values())
 

@@ -12,7 +12,7 @@ from drcollab.config import GeneratorConfig, GraderConfig
 from drcollab.models import LesionGenerator, LesionGrader
 from drcollab.training import pseudo
 from drcollab.training.config import TrainConfig
-from drcollab.training.steps import Nets, joint_step, seg_step
+from drcollab.training.steps import JointBatch, Nets, joint_step, seg_step
 
 NO_AUTOCAST = contextlib.nullcontext
 SOURCES = {"pixel": [{"format": "generic", "root": "unused"}], "image": [{"format": "generic", "root": "unused"}]}
@@ -78,7 +78,7 @@ def test_stage_2_real_and_pseudo_mask_losses_ignore_targets_outside_the_fov(monk
     def run(outside: float, p: dict) -> dict[str, float]:
         target = torch.where(fov_i, pseudo_inside, torch.full_like(pseudo_inside, outside))
         monkeypatch.setattr(pseudo, "pseudo_masks", lambda *args, **kwargs: target)
-        return joint_step(_joint_nets(), p, i_batch, cfg, NO_AUTOCAST, use_semi=True)
+        return joint_step(_joint_nets(), JointBatch(i_batch, p), cfg, NO_AUTOCAST)
 
     a = run(0.0, p_batch)
     b = run(1.0, _outside_changed(p_batch))
@@ -87,7 +87,7 @@ def test_stage_2_real_and_pseudo_mask_losses_ignore_targets_outside_the_fov(monk
     # Sanity: the pseudo targets outside the FOV would matter if they counted.
     monkeypatch.setattr(pseudo, "pseudo_masks", lambda *args, **kwargs: torch.ones_like(pseudo_inside))
     whole = dict(i_batch, fov=torch.ones_like(fov_i))
-    c = joint_step(_joint_nets(), copy.deepcopy(p_batch), whole, cfg, NO_AUTOCAST, use_semi=True)
+    c = joint_step(_joint_nets(), JointBatch(whole, copy.deepcopy(p_batch)), cfg, NO_AUTOCAST)
     assert abs(c["bce_i"] - a["bce_i"]) > 1e-3
 
 
@@ -104,7 +104,7 @@ def test_with_mask_fov_off_every_pixel_counts_as_in_the_paper(monkeypatch: pytes
     def run(outside: float, p: dict) -> dict[str, float]:
         target = torch.where(i_batch["fov"], inside, torch.full_like(inside, outside))
         monkeypatch.setattr(pseudo, "pseudo_masks", lambda *args, **kwargs: target)
-        return joint_step(_joint_nets(), p, i_batch, cfg, NO_AUTOCAST, use_semi=True)
+        return joint_step(_joint_nets(), JointBatch(i_batch, p), cfg, NO_AUTOCAST)
 
     a, b = run(0.0, p_batch), run(1.0, _outside_changed(p_batch))
     assert abs(a["bce_p"] - b["bce_p"]) > 1e-3

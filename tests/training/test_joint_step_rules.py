@@ -1,4 +1,4 @@
-"""Stage 2's gradient rules (which network each loss reaches, what is detached, who steps) and grade-matched D."""
+"""Stage 2's gradient rules at one size (which network each loss reaches, what is detached, who steps)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from training_helpers import reached
 from drcollab.config import DiscriminatorConfig, GeneratorConfig, GraderConfig
 from drcollab.models import LesionDiscriminator, LesionGenerator, LesionGrader
 from drcollab.training.config import TrainConfig
-from drcollab.training.steps import Nets, _joint_losses, joint_step
+from drcollab.training.steps import JointBatch, Nets, OneSize, disc_update, joint_losses, joint_step
 
 NO_AUTOCAST = contextlib.nullcontext
 SOURCES = {"pixel": [{"format": "generic", "root": "unused"}], "image": [{"format": "generic", "root": "unused"}]}
@@ -43,7 +43,8 @@ def _nets() -> Nets:
     return Nets(g, c, d, *opts)
 
 
-def _batches(grades: list[int]) -> tuple[dict, dict]:
+def _batch(grades: list[int]) -> JointBatch:
+    """X^I, X^P and D's real view of X^P (other images than X^P's own), all at 32 px."""
     g = torch.Generator().manual_seed(0)
     fov = torch.ones(1, 1, 32, 32, dtype=torch.bool)
     p = {"image": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, "fov": fov.expand(2, -1, -1, -1),
@@ -51,40 +52,28 @@ def _batches(grades: list[int]) -> tuple[dict, dict]:
     n = len(grades)
     i = {"image": torch.rand(n, 3, 32, 32, generator=g) * 2 - 1, "fov": fov.expand(n, -1, -1, -1),
          "grade": torch.tensor(grades), "presence": torch.tensor([[0] * 4 if y == 0 else [-1] * 4 for y in grades])}
-    return p, i
+    real = {"image": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, "fov": fov.expand(2, -1, -1, -1)}
+    return JointBatch(i, p, None, real)
 
 
 @pytest.mark.parametrize("grade_to_generator", [True, False])
 def test_each_loss_reaches_only_its_networks(grade_to_generator: bool) -> None:
-    cfg = _cfg(grade_to_generator=grade_to_generator, presence_weight=1.0, pseudo_mask="refined", zero_absent=True)
+    cfg = _cfg(grade_to_generator=grade_to_generator, pseudo_mask="refined", zero_absent=True)
     nets = _nets()
-    p, i = _batches([0, 2])
-    losses, _ = _joint_losses(nets, p, i, cfg, NO_AUTOCAST, use_semi=True, update_disc=False)
+    b = _batch([0, 2])
+    _, [real_masks] = disc_update(nets, [(b.real, b.image)], NO_AUTOCAST)
+    losses, _ = joint_losses(nets, b, cfg, NO_AUTOCAST, OneSize, real_masks)
     through_masks = {"grader", "generator"} if grade_to_generator else {"grader"}
     assert reached(losses["focal"], nets) == through_masks
-    assert reached(losses["presence"], nets) == through_masks  # a loss on the grader's alpha, like the focal loss
     assert reached(losses["bce_p"], nets) == {"generator"}
     assert reached(losses["bce_i"], nets) == {"generator"}  # pseudo masks detached: nothing reaches the grader
     assert {"generator"} <= reached(losses["adv"], nets) and "grader" not in reached(losses["adv"], nets)
 
 
-def test_alpha_on_xp_reaches_the_grader_only_and_sees_gs_masks_of_xp() -> None:
-    cfg = _cfg(alpha_mask_weight=1.0)
-    nets = _nets()
-    p, i = _batches([1, 2])
-    seen = []
-    grader_attention = nets.grader.attention_maps
-    nets.grader.attention_maps = lambda x, m: seen.append((x, m.requires_grad)) or grader_attention(x, m)
-    losses, _ = _joint_losses(nets, p, i, cfg, NO_AUTOCAST, use_semi=True, update_disc=False)
-    assert reached(losses["alpha_p"], nets) == {"grader"}
-    assert len(seen) == 1 and torch.equal(seen[0][0], p["image"]) and not seen[0][1]
-    assert "alpha_p" not in _joint_losses(nets, p, i, _cfg(), NO_AUTOCAST, use_semi=True, update_disc=False)[0]
-
-
 @pytest.mark.parametrize("accumulation", [1, 2])
 def test_d_steps_once_on_detached_inputs_and_g_step_never_moves_d(accumulation: int) -> None:
     nets = _nets()
-    p, i = _batches([1, 2, 3, 4])
+    b = _batch([1, 2, 3, 4])
     seen: dict[str, object] = {"steps": 0}
     d_step = nets.opt_discriminator.step
 
@@ -98,49 +87,30 @@ def test_d_steps_once_on_detached_inputs_and_g_step_never_moves_d(accumulation: 
 
     nets.opt_discriminator.step = recorded_step
     g_before = [q.detach().clone() for q in nets.generator.parameters()]
-    joint_step(nets, p, i, _cfg(accumulation=accumulation), NO_AUTOCAST, use_semi=True)
+    joint_step(nets, b, _cfg(accumulation=accumulation), NO_AUTOCAST)
     assert seen["steps"] == 1 and seen["g_grads"] == []
     for after_d, now in zip(seen["d_after"], nets.discriminator.parameters(), strict=True):
         assert torch.equal(after_d, now)  # G's adversarial step leaves D's weights alone
     assert any(not torch.equal(a, b) for a, b in zip(g_before, nets.generator.parameters(), strict=True))
     d_calls = nets.discriminator.calls[:accumulation]  # D's own update comes first
     assert not any(needs_grad for _, needs_grad in d_calls)  # D learns from detached masks
+    assert all(needs_grad for _, needs_grad in nets.discriminator.calls[accumulation:])  # G's term: through G
 
 
-def _fake_rows(nets: Nets, p: dict, i: dict) -> list[list[int]]:
-    """Per D call, which X^I images (by index) it saw after its X^P images."""
-    out = []
+def test_d_judges_its_real_view_beside_gs_x_i_inputs_in_one_batch() -> None:
+    """D's real branch is the real view (not the X^P batch G's BCE uses), its fake branch G's X^I inputs; both in
+    every call, reals first."""
+    nets = _nets()
+    b = _batch([1, 2])
+    joint_step(nets, b, _cfg(), NO_AUTOCAST)
+    assert len(nets.discriminator.calls) == 2  # D's update, then G's adversarial term
     for images, _ in nets.discriminator.calls:
-        n_p = sum(any(torch.equal(row, x) for x in p["image"]) for row in images)
-        out.append([k for row in images[n_p:] for k, x in enumerate(i["image"]) if torch.equal(row, x)])
-    return out
+        assert torch.equal(images, torch.cat([b.real["image"], b.image["image"]]))
 
 
-@pytest.mark.parametrize("accumulation", [1, 2])
-def test_grade_matched_d_never_sees_a_healthy_fake(accumulation: int) -> None:
-    p, i = _batches([0, 2, 0, 3])
+def test_without_d_nothing_needs_a_real_view_and_no_adversarial_term_is_logged() -> None:
     nets = _nets()
-    joint_step(nets, p, i, _cfg(disc_match="grade", accumulation=accumulation), NO_AUTOCAST, use_semi=True)
-    seen = _fake_rows(nets, p, i)
-    assert seen and all(set(rows) <= {1, 3} and rows for rows in seen)
-    assert sorted(k for rows in seen[:accumulation] for k in rows) == [1, 3]  # D's update saw every grade >= 1 fake
-    paper = _nets()
-    joint_step(paper, p, i, _cfg(accumulation=accumulation), NO_AUTOCAST, use_semi=True)
-    assert any(0 in rows for rows in _fake_rows(paper, p, i))  # the paper's D does see healthy eyes
-
-
-def test_disc_min_grade_keeps_only_fakes_with_as_much_lesion_as_xp() -> None:
-    """``joint.disc_min_grade: 3``: D's fakes (its update and G's adversarial term) are the grade 3-4 images only."""
-    p, i = _batches([2, 3, 1, 4])
-    nets = _nets()
-    joint_step(nets, p, i, _cfg(disc_match="grade", disc_min_grade=3), NO_AUTOCAST, use_semi=True)
-    seen = _fake_rows(nets, p, i)
-    assert seen and all(rows == [1, 3] for rows in seen)
-
-
-def test_a_batch_without_a_fake_leaves_d_real_images_and_g_no_adversarial_term() -> None:
-    p, i = _batches([0, 0])
-    nets = _nets()
-    losses = joint_step(nets, p, i, _cfg(disc_match="grade"), NO_AUTOCAST, use_semi=True)
-    assert losses["adv"] == 0 and losses["disc"] > 0
-    assert all(len(images) == len(p["image"]) for images, _ in nets.discriminator.calls)
+    nets.discriminator = nets.opt_discriminator = None
+    b = _batch([0, 2])
+    losses = joint_step(nets, JointBatch(b.image, b.pixel), _cfg(adversarial=False), NO_AUTOCAST)
+    assert losses.keys() == {"focal", "bce_p", "bce_i"}

@@ -45,21 +45,20 @@ def test_the_presence_table_round_trips_through_the_run_config(tmp_path: Path) -
     assert load_config(TrainConfig, path).data.presence == cfg.data.presence
 
 
-def test_stage_2_gets_presence_from_the_config_and_runs_every_remedy(synth_root, tmp_path, monkeypatch) -> None:
+def test_stage_2_gets_presence_from_the_config_and_runs_the_recipe(synth_root, tmp_path, monkeypatch) -> None:
     table = {"dr": {g: {"HE": "present"} for g in range(5)}, "dme": {}}
-    joint = {"presence_weight": 1.0, "pseudo_mask": "refined", "zero_absent": True, "disc_match": "grade",
-             "pseudo_gate": "relative", "alpha_mask_weight": 1.0}
-    cfg = tiny_config(synth_root, tmp_path / "cache", data={"presence": table}, joint=joint)
+    joint = {"pseudo_mask": "refined", "zero_absent": True}
+    cfg = tiny_config(synth_root, tmp_path / "cache", data={"presence": table}, joint=joint,
+                      grader={"attention_init": "masks"}, discriminator={"sees_image": False})
     seen = []
     real_step = stages.joint_step
 
-    def recording(nets, p_batch, i_batch, *args, **kwargs):  # noqa: ANN001, ANN202
-        seen.append(i_batch["presence"].clone())
-        return real_step(nets, p_batch, i_batch, *args, **kwargs)
+    def recording(nets, batch, *args, **kwargs):  # noqa: ANN001, ANN202
+        seen.append(batch.image["presence"].clone())
+        return real_step(nets, batch, *args, **kwargs)
 
     monkeypatch.setattr(stages, "joint_step", recording)
     run_training(cfg, tmp_path / "run")
     assert seen and all(torch.equal(codes, torch.tensor([[-1, 1, -1, -1]] * len(codes))) for codes in seen)
     metrics = (tmp_path / "run" / "metrics.csv").read_text()
-    assert "train/presence" in metrics and "train/bce_i" in metrics and "train/adv" in metrics
-    assert "train/alpha_p" in metrics
+    assert "train/bce_i" in metrics and "train/adv" in metrics and "train/disc" in metrics

@@ -1,4 +1,4 @@
-"""Stage 2's pseudo masks: the paper's up-sampled alpha, gated, refined (no dilation), zero where ruled out."""
+"""Stage 2's pseudo masks: the paper's up-sampled alpha, refined (no dilation), zero where ruled out, labels only."""
 
 from __future__ import annotations
 
@@ -12,20 +12,17 @@ from drcollab.data.pooling import pool_masks
 from drcollab.data.presence import lesion_presence
 from drcollab.data.records import Record
 from drcollab.training.config import JointConfig
-from drcollab.training.pseudo import gate_attention, pseudo_masks, pseudo_targets, refined_masks, relative_attention
+from drcollab.training.pseudo import pseudo_masks, pseudo_targets, refined_masks
 
 
-def test_pseudo_masks_upsample_gate_threshold_and_detach():
+def test_pseudo_masks_upsample_and_detach():
     alpha = torch.full((1, 2, 2, 2), 0.5, requires_grad=True)  # (B, L, h, w) on f_low's grid
+    alpha.data[0, 0, 0, 0] = 1.0
     masks = torch.zeros(1, 2, 8, 8)
-    masks[0, 1, 3, 4] = 1.0
     soft = pseudo_masks(alpha, masks)
     assert soft.shape == (1, 2, 8, 8) and not soft.requires_grad
-    assert torch.allclose(soft, torch.full_like(soft, 0.5))  # bilinear up-sampling of a constant map
-    gated = pseudo_masks(alpha, masks, "gated")
-    assert gated[0, 1, 3, 4] == 0.5 and gated.sum() == 0.5  # the attention keeps only G's own lesion pixel
-    assert torch.equal(pseudo_masks(alpha, masks, threshold=0.4), torch.ones(1, 2, 8, 8))
-    assert torch.equal(pseudo_masks(alpha, masks, threshold=0.6), torch.zeros(1, 2, 8, 8))
+    assert torch.allclose(soft[0, 1], torch.full((8, 8), 0.5))  # bilinear up-sampling of a constant map
+    assert soft[0, 0, 0, 0] == 1.0 and soft[0, 0, 7, 7] == 0.5
 
 
 def _joint(**values: object) -> JointConfig:
@@ -58,11 +55,9 @@ def test_refined_weights_pixels_where_alpha_and_g_disagree_less() -> None:
     assert target.flatten().tolist() == [1.0, 0.0, 0.0, 0.0]  # a lesion pixel needs both G and alpha
     c = confidence.flatten()
     assert c[0] > 0.8 and c[3] > 0.8 and c[1] < 0.2 and c[2] < 0.2
-    gate = refined_masks(alpha, masks, threshold=0.95)[0]
-    assert gate.sum() == 0  # pseudo_threshold is alpha's gate
 
 
-@pytest.mark.parametrize("mode", ["attention", "gated", "refined"])
+@pytest.mark.parametrize("mode", ["attention", "refined"])
 def test_pseudo_masks_of_lesions_the_labels_rule_out_are_zero(mode: str) -> None:
     """A grade-0 image's pseudo masks are all zero and a DME-0 image's EX mask is zero, at full weight."""
     records = [Record(name="healthy", image_path=Path("a.jpg"), grade=0),
@@ -106,27 +101,3 @@ def test_zero_absent_without_presence_codes_says_what_is_missing() -> None:
     alpha, masks = _one_pixel_lesion()
     with pytest.raises(ValueError, match="presence"):
         pseudo_targets(alpha, masks, torch.ones(1, 1, 16, 16), None, _joint(zero_absent=True))
-
-
-def test_a_relative_gate_follows_alphas_shape_not_its_level() -> None:
-    """Scaled down to 0.3 of its level, α's absolute gate passes nothing; relative to its peak it gives the same
-    targets as the unscaled α. Cells outside the FOV do not set the peak."""
-    alpha = torch.full((1, 4, 4, 4), 0.1)
-    alpha[..., 1, 2] = 0.9  # one high cell per lesion, where G marks a pixel
-    alpha[..., 0, 0] = 1.0  # outside the field of view
-    masks = torch.full((1, 4, 16, 16), 0.01)
-    masks[..., 6, 9] = 0.99  # inside the high cell (rows 4-7, columns 8-11)
-    masks[..., 13, 13] = 0.99  # where α is low
-    fov = torch.ones(1, 1, 16, 16, dtype=torch.bool)
-    fov[..., :4, :4] = False
-    absolute, relative = _joint(pseudo_mask="refined"), _joint(pseudo_mask="refined", pseudo_gate="relative",
-                                                                presence_topk=0.05)
-    low = alpha * 0.3
-    assert pseudo_targets(gate_attention(low, fov, absolute), masks, fov, None, absolute)[0].sum() == 0
-    want = pseudo_targets(alpha, masks, fov, None, absolute)[0]
-    got = pseudo_targets(gate_attention(low, fov, relative), masks, fov, None, relative)[0]
-    assert torch.equal(got, want) and got[..., 6, 9].eq(1).all() and got[..., 13, 13].eq(0).all()
-    scaled = relative_attention(low, fov, 0.05)  # top-k of 15 FOV cells: 1 cell, 0.27
-    assert torch.allclose(scaled[..., 1, 2], torch.ones(1, 4)) and torch.allclose(scaled[..., 0, 0], torch.ones(1, 4))
-    assert torch.allclose(scaled[..., 3, 3], torch.full((1, 4), 1 / 9))
-    assert gate_attention(low, fov, absolute) is low

@@ -58,3 +58,30 @@ def test_run_folder_with_another_config_is_not_overwritten(tmp_path):
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_shipped_configs_are_valid(path):
     load_config(TrainConfig, path)
+
+
+RELEASE = CONFIGS.parent / "release/drcollab-idrid-cpu"
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "generator_config.yaml"])
+def test_the_release_bundles_training_configs_still_load(name):
+    load_config(TrainConfig, RELEASE / name)
+
+
+@pytest.mark.parametrize("key", ["presence_weight=1.0", "pseudo_gate=relative", "disc_match=grade"])
+def test_a_removed_stage_2_switch_is_an_unknown_key(key):
+    data = ["data.pixel=[{format: generic, root: x}]", "data.image=[{format: generic, root: x}]"]
+    with pytest.raises(ConfigError, match=rf"joint\.{key.split('=')[0]}"):
+        load_config(TrainConfig, None, [*data, f"joint.{key}"])
+
+
+def test_cpu_stage_2_is_the_recipe_and_its_paper_rows_the_papers_formulation():
+    recipe = load_config(TrainConfig, CONFIGS / "cpu/lesion_recipe.yaml")
+    assert (recipe.joint.pseudo_mask, recipe.joint.zero_absent, recipe.grader.attention_init,
+            recipe.discriminator.sees_image, recipe.joint.semi, recipe.joint.adversarial) == (
+        "refined", True, "masks", False, True, True)
+    for path in (CONFIGS / "cpu/lesion_semi_adv.yaml", CONFIGS / "paper/lesion_semi_adv.yaml"):
+        paper = load_config(TrainConfig, path)
+        assert (paper.joint.pseudo_mask, paper.joint.zero_absent, paper.grader.attention_init,
+                paper.discriminator.sees_image, paper.joint.semi, paper.joint.adversarial) == (
+            "attention", False, "random", True, True, True), path

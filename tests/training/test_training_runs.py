@@ -141,3 +141,25 @@ def test_a_dme_grader_trains_in_both_stages_and_the_rule_reaches_the_bundle(synt
     assert dme == {"grade_pretrain", "joint"}  # the synthetic labels.csv gives every image a DME risk
     grader = load_bundle(bundle).grader
     assert grader.dme_classifier is not None and grader.config.mode == "attention"
+
+
+@pytest.mark.parametrize("two_sizes", [False, True], ids=["one size", "two sizes"])
+def test_one_and_two_sizes_train_through_the_one_stage_2_step(synth_root, tmp_path, monkeypatch, two_sizes):
+    """A tiny stage 2 of the recipe at one size and at two goes through joint_losses, with the route chosen once."""
+    routes = []
+    real = steps.joint_losses
+
+    def recording(nets, batch, cfg, autocast, route, real_masks):  # noqa: ANN001, ANN202
+        routes.append(route)
+        return real(nets, batch, cfg, autocast, route, real_masks)
+
+    monkeypatch.setattr(steps, "joint_losses", recording)
+    sizes = {"data": {"seg_size": 128}, "seg_pretrain": {"augment": {"crop": 64}}} if two_sizes else {}
+    cfg = tiny_config(synth_root, tmp_path / "cache", **sizes, grade_pretrain={"epochs": 0},
+                      grader={"attention_init": "masks"}, discriminator={"sees_image": False},
+                      joint={"epochs": 1, "max_steps_per_epoch": 2, "pseudo_mask": "refined", "zero_absent": True,
+                             "grade_to_generator": not two_sizes})
+    run_training(cfg, tmp_path / "run")
+    assert routes and set(routes) == {steps.TwoSizes if two_sizes else steps.OneSize}
+    joint = {r["key"] for r in csv.DictReader((tmp_path / "run/metrics.csv").open()) if r["stage"] == "joint"}
+    assert {"train/focal", "train/bce_p", "train/bce_i", "train/adv", "train/disc"} <= joint

@@ -1,5 +1,5 @@
-"""Stage 2 with G at its own size (training/two_size.py): α sampled at a crop's pixels, the crop dataset, the step's
-gradient rules and a tiny run whose bundle keeps G's size."""
+"""Stage 2 with G at its own size (training/views.py, the ``TwoSizes`` route of training/steps.py): α sampled at a
+crop's pixels, the crop dataset, the step's gradient rules and a tiny run whose bundle keeps G's size."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from drcollab.data.records import Record
 from drcollab.models import LesionDiscriminator, LesionGenerator, LesionGrader, load_model
 from drcollab.training import steps
 from drcollab.training.config import TrainConfig
-from drcollab.training.steps import Nets, _crop_losses, joint_step
+from drcollab.training.pseudo import alpha_in_crops, teacher_attention
+from drcollab.training.steps import JointBatch, Nets, TwoSizes, disc_update, joint_losses, joint_step
 from drcollab.training.trainer import run_training
-from drcollab.training.two_size import CropDataset, alpha_in_crops, teacher_attention
+from drcollab.training.views import CropDataset
 
 NO_AUTOCAST = contextlib.nullcontext
 SOURCES = {"pixel": [{"format": "generic", "root": "unused"}], "image": [{"format": "generic", "root": "unused"}]}
@@ -70,8 +71,8 @@ def test_crop_dataset_cuts_gs_window_says_where_and_carries_the_teachers_whole_i
     small = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     masks = rng.integers(0, 256, (4, 32, 32), dtype=np.uint8)
     record = Record(name="a", image_path=tmp_path / "a.png", grade=0, grade_scale="icdr")
-    ds = CropDataset([record], lambda r: _pre(seg, fov), lambda r: _pre(small, np.ones((32, 32), bool)),
-                     lambda r: (masks, None), crop=16)
+    ds = CropDataset([record], lambda r: _pre(seg, fov), 16,
+                     teacher=(lambda r: _pre(small, np.ones((32, 32), bool)), lambda r: (masks, None)))
     flipped = set()
     for seed in range(12):
         item = ds[(0, seed)]
@@ -92,6 +93,10 @@ def test_crop_dataset_cuts_gs_window_says_where_and_carries_the_teachers_whole_i
         assert item["presence"].tolist() == [0, 0, 0, 0]  # grade 0: every lesion absent
     assert len(flipped) > 1
     assert torch.equal(ds[(0, 3)]["image"], ds[(0, 3)]["image"])  # a pure function of (index, seed)
+    # Without the teacher (D's real view of X^P): the same crop of the same draw, and nothing else.
+    alone = CropDataset([Record(name="a", image_path=tmp_path / "a.png")], lambda r: _pre(seg, fov), 16)[(0, 3)]
+    assert alone.keys() == {"image", "fov", "box", "flip", "index"}
+    assert all(torch.equal(alone[k], ds[(0, 3)][k]) for k in ("image", "fov", "box", "flip"))
 
 
 def _nets() -> Nets:
@@ -107,8 +112,9 @@ def _cfg(**joint: object) -> TrainConfig:
     return TrainConfig.model_validate({"data": SOURCES, "joint": {"grade_to_generator": False, **joint}})
 
 
-def _batches(grades: list[int]) -> tuple[dict, dict, dict]:
-    """X^P crops (32 px), X^I crops at G's size (32 px) with the teacher's 32-px image, X^I at the grader's 32 px."""
+def _batch(grades: list[int]) -> JointBatch:
+    """X^I at the grader's 32 px, X^P crops (32 px), X^I crops at G's size (32 px) with the teacher's 32-px image,
+    and D's real view: crops of X^P cut as the X^I crops are."""
     g = torch.Generator().manual_seed(0)
     n = len(grades)
     fov = torch.ones(1, 1, 32, 32, dtype=torch.bool)
@@ -122,20 +128,22 @@ def _batches(grades: list[int]) -> tuple[dict, dict, dict]:
          "grade": torch.tensor(grades), "presence": presence}
     i = {"image": torch.rand(n, 3, 32, 32, generator=g) * 2 - 1, "fov": fov.expand(n, -1, -1, -1),
          "g_masks": torch.rand(n, 4, 32, 32, generator=g), "grade": torch.tensor(grades), "presence": presence}
-    return p, c, i
+    real = {"image": torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, "fov": fov.expand(2, -1, -1, -1),
+            "box": torch.tensor([[0.0, 0.5, 0.5]] * 2), "flip": torch.zeros(2, 2)}
+    return JointBatch(i, p, c, real)
 
 
 def test_no_loss_links_the_grader_and_g_and_the_teacher_pass_changes_nothing() -> None:
-    cfg = _cfg(presence_weight=1.0, pseudo_mask="refined", zero_absent=True, adversarial=True, pseudo_threshold=0.3)
+    cfg = _cfg(pseudo_mask="refined", zero_absent=True, adversarial=True)
     nets = _nets()
-    p, c, i = _batches([0, 2])
-    buffers = [b.clone() for b in nets.grader.buffers()]
-    alpha = teacher_attention(nets.grader, c)
+    b = _batch([0, 2])
+    buffers = [x.clone() for x in nets.grader.buffers()]
+    alpha = teacher_attention(nets.grader, b.crops)
     assert not alpha.requires_grad and nets.grader.training
-    assert all(torch.equal(a, b) for a, b in zip(buffers, nets.grader.buffers(), strict=True))
-    losses, _ = _crop_losses(nets, p, c, i, cfg, NO_AUTOCAST, use_semi=True, update_disc=False)
+    assert all(torch.equal(x, y) for x, y in zip(buffers, nets.grader.buffers(), strict=True))
+    _, [real_masks] = disc_update(nets, [(b.real, b.crops)], NO_AUTOCAST)
+    losses, _ = joint_losses(nets, b, cfg, NO_AUTOCAST, TwoSizes, real_masks)
     assert reached(losses["focal"], nets) == {"grader"}
-    assert reached(losses["presence"], nets) == {"grader"}
     assert reached(losses["bce_p"], nets) == {"generator"}
     assert reached(losses["bce_i"], nets) == {"generator"}  # the teacher's targets are detached
     assert {"generator"} <= reached(losses["adv"], nets) and "grader" not in reached(losses["adv"], nets)
@@ -145,7 +153,8 @@ def test_a_grade_0_crop_is_taught_all_zero_and_a_lesion_crop_is_not(monkeypatch)
     """With zero_absent the healthy image's crop targets are 0 whatever the teacher says; G's loss sees them."""
     cfg = _cfg(pseudo_mask="attention", zero_absent=True, adversarial=False)
     nets = _nets()
-    p, c, i = _batches([0, 3])
+    nets.discriminator = nets.opt_discriminator = None
+    b = _batch([0, 3])
     seen = {}
     original = steps.pseudo_targets
 
@@ -154,26 +163,28 @@ def test_a_grade_0_crop_is_taught_all_zero_and_a_lesion_crop_is_not(monkeypatch)
         return seen["out"]
 
     monkeypatch.setattr(steps, "pseudo_targets", spy)
-    _crop_losses(nets, p, c, i, cfg, NO_AUTOCAST, use_semi=True, update_disc=False)
+    joint_losses(nets, b, cfg, NO_AUTOCAST, TwoSizes, None)
     target, _ = seen["out"]
     assert target.shape == (2, 4, 32, 32)
     assert target[0].abs().sum() == 0 and target[1].sum() > 0
 
 
 @pytest.mark.parametrize("accumulation", [1, 2])
-def test_two_size_step_moves_g_grader_and_d_and_ds_fakes_are_crops(accumulation: int) -> None:
+def test_two_size_step_moves_g_grader_and_d_and_ds_branches_are_crops(accumulation: int) -> None:
     nets = _nets()
-    p, c, i = _batches([1, 2, 3, 4])
+    b = _batch([1, 2, 3, 4])
     calls = []
     forward = nets.discriminator.forward
     nets.discriminator.forward = lambda x, m: calls.append(x.detach().clone()) or forward(x, m)
     before = {k: [q.detach().clone() for q in getattr(nets, k).parameters()] for k in KINDS}
-    losses = joint_step(nets, p, i, _cfg(adversarial=True, accumulation=accumulation), NO_AUTOCAST, True, c)
+    losses = joint_step(nets, b, _cfg(adversarial=True, accumulation=accumulation), NO_AUTOCAST, TwoSizes)
     assert {"focal", "bce_p", "bce_i", "adv", "disc"} <= set(losses)
     for k in KINDS:
-        assert any(not torch.equal(a, b) for a, b in zip(before[k], getattr(nets, k).parameters(), strict=True)), k
-    assert any(torch.equal(row, crop) for x in calls for row in x for crop in c["image"])  # D's fakes: X^I crops
-    assert not any(torch.equal(row, full) for x in calls for row in x for full in i["image"])
+        assert any(not torch.equal(x, y) for x, y in zip(before[k], getattr(nets, k).parameters(), strict=True)), k
+    rows = [row for x in calls for row in x]
+    assert any(torch.equal(row, crop) for row in rows for crop in b.crops["image"])  # D's fakes: X^I crops
+    assert any(torch.equal(row, real) for row in rows for real in b.real["image"])  # D's reals: the real view
+    assert not any(torch.equal(row, x) for row in rows for x in [*b.image["image"], *b.pixel["image"]])
 
 
 def test_two_sizes_need_no_grading_gradient_into_g_and_a_crop(synth_root, tmp_path) -> None:
@@ -186,8 +197,7 @@ def test_two_sizes_need_no_grading_gradient_into_g_and_a_crop(synth_root, tmp_pa
 def test_a_tiny_two_size_run_trains_g_at_its_size_and_its_bundle_tiles_it(synth_root, tmp_path) -> None:
     cfg = tiny_config(synth_root, tmp_path / "cache", data={"seg_size": 128},
                       seg_pretrain={"augment": {"crop": 64, "lesion_crops": 0.5, "crop_centre": "fov"}},
-                      joint={"grade_to_generator": False, "presence_weight": 1.0, "zero_absent": True,
-                             "pseudo_mask": "refined", "pseudo_gate": "relative", "disc_match": "grade"})
+                      joint={"grade_to_generator": False, "zero_absent": True, "pseudo_mask": "refined"})
     bundle_dir = run_training(cfg, tmp_path / "run")
     info = json.loads((bundle_dir / "bundle.json").read_text())
     assert info["parts"]["generator"]["stage"] == "joint" and info["generator_preprocess"]["size"] == 128

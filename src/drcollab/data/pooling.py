@@ -1,7 +1,6 @@
-"""Lesion masks on a coarser grid: the grader's m_l (G's probabilities on f_low's grid, Sec. 3.3) and the target of
-the attention loss (ground truth on α's grid, ``losses/presence.py``) are pooled the same way.
+"""Lesion masks on a coarser grid: the grader's m_l (G's probabilities on f_low's grid, Sec. 3.3).
 
-It imports nothing but torch, so the losses need not load the networks (and timm) for it.
+It imports nothing but torch.
 """
 
 from __future__ import annotations

@@ -1,14 +1,12 @@
 """Losses: focal loss for grading (and DME, left out where unknown), masked BCE and the adversarial terms of Eq. 3
-for segmentation, the presence loss on the attention maps."""
+for segmentation."""
 
 from drcollab.losses.adversarial import discriminator_loss, generator_adversarial_loss, segmentation_loss
 from drcollab.losses.dme import dme_loss
 from drcollab.losses.focal import focal_loss
-from drcollab.losses.presence import attention_mask_loss, presence_loss
 from drcollab.losses.segmentation import mask_loss, masked_bce_with_logits, masked_soft_dice
 
 __all__ = [
-    "attention_mask_loss",
     "dme_loss",
     "discriminator_loss",
     "focal_loss",
@@ -16,6 +14,5 @@ __all__ = [
     "mask_loss",
     "masked_bce_with_logits",
     "masked_soft_dice",
-    "presence_loss",
     "segmentation_loss",
 ]

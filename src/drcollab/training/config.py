@@ -13,6 +13,10 @@ Lesion (Pretrained)    ``grader.mode: pretrained``; ``joint.train_generator: fal
 Lesion (Semi) / CE2+Semi          ``grader.mode: attention``, ``joint.semi: true``, ``joint.adversarial: false``
 Lesion (Semi+Adv) / CE2+Semi+Adv  ``grader.mode: attention``, ``joint.semi: true``, ``joint.adversarial: true``
 =====================  =======================================================================
+
+Those rows are the paper's formulation (the defaults). drcollab's stage-2 recipe, ``configs/cpu/base.yaml``, adds
+``joint.pseudo_mask: refined``, ``joint.zero_absent: true``, ``grader.attention_init: masks`` and
+``discriminator.sees_image: false`` (docs/method.md, "Stage 2: one recipe").
 """
 
 from __future__ import annotations
@@ -142,7 +146,8 @@ class GradePretrainConfig(StageConfig):
 
 
 class JointConfig(StageConfig):
-    """Stage 2, the joint end-to-end stage (Sec. 3.4, paper: 50 epochs, batch 16), and the ablation switches."""
+    """Stage 2, the joint end-to-end stage (Sec. 3.4, paper: 50 epochs, batch 16): which losses run, and the
+    pseudo-mask rule (docs/method.md, "Stage 2")."""
 
     epochs: int = Field(50, ge=0, description="0 skips the stage.")
     batch_size: int = Field(16, ge=1, description="X^I images per step over all processes (global).")
@@ -151,56 +156,22 @@ class JointConfig(StageConfig):
         "takes batch_size X^I images."
     )
     train_generator: bool = Field(True, description="Update G in stage 2 (false: G stays as pre-trained).")
-    semi: bool = Field(True, description="Attention maps are pseudo masks for G's BCE on X^I (Eq. 1).")
+    semi: bool = Field(True, description="G's BCE on X^I against pseudo masks (Eq. 1; the rule: pseudo_mask).")
     adversarial: bool = Field(True, description="Train D and add G's adversarial term (Eq. 3).")
     grade_to_generator: bool = Field(
         True, description="The grading loss back-propagates into G through its masks (end to end)."
     )
     semi_weight: float = Field(1.0, ge=0, description="Weight of the pseudo-mask BCE relative to the real-mask BCE.")
-    semi_warmup_epochs: int = Field(0, ge=0, description="Stage-2 epochs before pseudo masks are used.")
-    pseudo_mask: Literal["attention", "gated", "refined", "labels"] = Field(
+    pseudo_mask: Literal["attention", "refined", "labels"] = Field(
         "attention",
-        description="attention = the up-sampled attention maps (the paper); gated = attention maps times G's own "
-        "full-resolution masks, so the coarse attention can only remove what G marked; refined = G's own lesion "
-        "pixels (mask >= 0.5) where the up-sampled attention agrees (>= 0.5), each pixel weighted by how much "
-        "alpha and G agree (training/pseudo.py); labels = no pseudo mask, only zero targets for the lesions the "
-        "labels rule out (a control: what the labels alone give G).",
+        description="attention = the up-sampled attention maps (the paper); refined = G's own lesion pixels "
+        "(mask >= 0.5) where the up-sampled attention agrees (>= 0.5), each pixel weighted by how much alpha and G "
+        "agree; labels = no pseudo mask, only zero targets for the lesions the labels rule out (the control: what "
+        "the labels alone give G). training/pseudo.py.",
     )
     zero_absent: bool = Field(
         False, description="Pseudo masks of a lesion the labels rule out (data.presence) are 0 everywhere, at full "
         "weight; false = the paper (the labels say nothing about pixels)."
-    )
-    presence_weight: float = Field(
-        0.0, ge=0, description="Weight of the loss on alpha itself (losses/presence.py): its top-k pooled value "
-        "against the presence the labels imply, and zero targets on its pixels where they say absent; 0 = the paper."
-    )
-    alpha_mask_weight: float = Field(
-        0.0, ge=0, description="Weight of a BCE of alpha on the X^P images against their ground truth, max-pooled to "
-        "alpha's grid (losses/presence.py attention_mask_loss): the few masks teach the attention model where lesions "
-        "are; 0 = the paper. Not with G at its own size (its X^P batches are crops at G's size)."
-    )
-    presence_topk: float = Field(
-        0.01, gt=0, le=1, description="Share of alpha's cells inside the FOV whose mean is a lesion's pooled "
-        "attention (at least one cell)."
-    )
-    disc_match: Literal["none", "grade"] = Field(
-        "none", description="none = D's fake branch sees every X^I image (the paper); grade = only X^I images of "
-        "grade >= disc_min_grade, as every pixel-labelled image has DR, so D cannot win on lesion presence alone."
-    )
-    disc_min_grade: int = Field(
-        1, ge=1, le=4, description="With disc_match grade: the lowest DR grade of D's fakes. 1 = any DR; choose it so "
-        "the fakes hold about as much lesion as X^P does (benchmarks/lesion_burden.py; IDRiD: 3)."
-    )
-    pseudo_threshold: float | None = Field(
-        None, gt=0, lt=1, description="Binarise attention maps at this value; null uses them as soft targets."
-    )
-    pseudo_gate: Literal["absolute", "relative"] = Field(
-        "absolute", description="absolute = alpha as it is (the paper); relative = alpha over its image's top-k "
-        "pooled alpha (presence_topk), at most 1, so the pseudo masks follow alpha's shape, not its overall level, "
-        "which the grading loss cannot set (training/pseudo.py)."
-    )
-    adv_real: Literal["prediction", "ground_truth"] = Field(
-        "prediction", description="D's real branch: G(X^P) as in Eq. 3, or X^P's ground-truth masks."
     )
 
 
@@ -276,14 +247,6 @@ class TrainConfig(StrictModel):
             )
         if j.semi and self.grader.mode != "attention":
             raise ValueError("joint.semi needs grader.mode 'attention' (pseudo masks are the attention maps)")
-        if j.presence_weight and self.grader.mode != "attention":
-            raise ValueError("joint.presence_weight is a loss on the attention maps: it needs grader.mode 'attention'")
-        if j.alpha_mask_weight and (self.grader.mode != "attention" or not j.train_generator):
-            raise ValueError("joint.alpha_mask_weight is a loss on the attention maps of X^P: it needs grader.mode "
-                             "'attention' and joint.train_generator true")
-        if j.alpha_mask_weight and self.two_size_joint:
-            raise ValueError("joint.alpha_mask_weight needs X^P at the grader's size: set it to 0 when G trains at "
-                             "its own size (data.seg_size)")
         if (j.semi or j.adversarial) and not j.train_generator:
             raise ValueError("joint.semi and joint.adversarial train G: they need joint.train_generator true")
         if not self.data.pixel and (self.seg_pretrain.epochs or (j.epochs and j.train_generator)):
@@ -308,14 +271,14 @@ class TrainConfig(StrictModel):
             raise ValueError(
                 f"data.seg_size {self.data.seg_size} differs from data.preprocess.size {self.data.preprocess.size}: "
                 "stage 2 then trains G on crops at its own size while the grader reads the masks of the G the stage "
-                "started with (training/two_size.py), so no grading gradient can reach G; set "
+                "started with (training/views.py), so no grading gradient can reach G; set "
                 "joint.grade_to_generator false (or use one size, joint.train_generator false or joint.epochs 0)"
             )
         return self
 
     @property
     def two_size_joint(self) -> bool:
-        """Whether stage 2 trains G at its own size (``data.seg_size``), on crops (``training/two_size.py``)."""
+        """Whether stage 2 trains G at its own size (``data.seg_size``), on crops (``training/views.py``)."""
         j = self.joint
         sizes = self.data.seg_preprocess.size != self.data.preprocess.size
         return bool(sizes and j.epochs and j.train_generator)  # train_generator implies a mode with masks

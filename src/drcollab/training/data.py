@@ -126,7 +126,7 @@ def build_data(cfg: DataConfig, dist: DistInfo | None = None, pixel_used: bool =
 
     Only the sets a run's stages use are preprocessed (``pixel_used``: X^P at G's size; ``image_used``: X^I at
     the grader's; ``image_seg_used``: X^I's training images at G's size too, for stage 2's crops when G trains at
-    its own size, ``training/two_size.py``), so a segmentation-only run never decodes the grading images. Every
+    its own size, ``training/views.py``), so a segmentation-only run never decodes the grading images. Every
     rank fills its own share of the missing entries (rank 0 with a progress bar), then all wait for each other: no
     full-size image is decoded twice, and N ranks fill the cache N times as fast.
     """

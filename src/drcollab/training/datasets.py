@@ -30,7 +30,8 @@ class FundusDataset(Dataset):
     ``masks`` ``(L, H, W)`` bool or ``grade`` and ``dme`` (int64 scalars; ``dme`` is the record's ``dme_target``: the
     risk, a partial label's code, or -1 where the dataset gives no DME label, which the DME loss leaves out) with
     ``presence`` ``(L,)`` int64 (per lesion: 0 absent, 1 present, -1 unknown, as ``presence`` implies from the
-    record's labels, :mod:`drcollab.data.presence`).
+    record's labels, :mod:`drcollab.data.presence`); ``labels="image"`` gives the image and its FOV alone (D's real
+    view of X^P in stage 2, ``training/views.py``).
     With ``g_inputs`` (a frozen G's precomputed inputs, ``training/mask_inputs.py``) grade items also carry
     ``g_masks`` ``(L, H, W)`` uint8 (G's pooled masks, moved by the same flips, rotation, zoom and crop as the image)
     and, when the loader gives them, ``stats`` ``(S,)`` float32 (unchanged: they do not change under flips and
@@ -46,11 +47,12 @@ class FundusDataset(Dataset):
         records: Sequence[Record],
         load: Loader,
         augment_cfg: AugmentConfig | None = None,
-        labels: Literal["masks", "grade"] = "masks",
+        labels: Literal["masks", "grade", "image"] = "masks",
         presence: PresenceConfig | None = None,
         g_inputs: GraderInputLoader | None = None,
     ) -> None:
-        missing = [r.name for r in records if (not r.has_masks if labels == "masks" else r.grade is None)]
+        missing = [r.name for r in records
+                   if (labels == "masks" and not r.has_masks) or (labels == "grade" and r.grade is None)]
         if missing:
             raise ValueError(f"{len(missing)} images lack {labels} (first: {missing[0]}); check the data sources")
         self.records = list(records)

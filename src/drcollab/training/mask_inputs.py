@@ -35,7 +35,7 @@ VERSION = 1  # bump when grader_inputs or lesion_statistics change what they com
 
 def uses_mask_path(cfg: TrainConfig, stage: str) -> bool:
     """Whether ``stage``'s grader takes G's inputs from the precomputed mask path: G frozen while it trains, or
-    stage 2 training G at its own size (``training/two_size.py``: the grader reads the start G's masks)."""
+    stage 2 training G at its own size (``training/views.py``: the grader reads the start G's masks)."""
     g = cfg.grader
     if stage == "grade_pretrain":
         return g.lesion_stats

@@ -29,7 +29,7 @@ from drcollab.models.lesion_stats import num_stats
 from drcollab.precision import Precision
 from drcollab.training.config import STAGES, TrainConfig
 from drcollab.training.loop import Context, Position
-from drcollab.training.steps import Nets, grade_step, joint_step, seg_step
+from drcollab.training.steps import JointBatch, Nets, grade_step, joint_route, joint_step, seg_step
 
 GB = 1e9
 RESERVE = 2 * GB
@@ -133,11 +133,12 @@ def _step(cfg: TrainConfig, stage: str, nets: Nets, units: int, size: int, devic
         p_batch = _batch(units * p, size, "masks", device) if p else None
         i_batch = _batch(units * i, size, "grade", device, stats)
         c_batch = _crop_batch(i_batch) if cfg.two_size_joint else None
-        joint_step(nets, p_batch, i_batch, cfg, autocast, use_semi=cfg.joint.semi, c_batch=c_batch)
+        real = {k: p_batch[k] for k in ("image", "fov")} if nets.discriminator is not None else None  # D's view
+        joint_step(nets, JointBatch(i_batch, p_batch, c_batch, real), cfg, autocast, joint_route(cfg))
 
 
 def _crop_batch(i_batch: dict) -> dict:
-    """Stage 2's X^I crops at G's size (training/two_size.py), measured at the grader's side: G's crops are
+    """Stage 2's X^I crops at G's size (training/views.py), measured at the grader's side: G's crops are
     smaller than the grader's images in the configs (256 vs 384 px), so this over-states G's share."""
     n = len(i_batch["image"])
     teacher = {"teacher_image": i_batch["image"], "teacher_masks": i_batch["g_masks"], "teacher_fov": i_batch["fov"]}

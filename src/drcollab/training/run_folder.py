@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
-from drcollab.config import changed_fields, load_config, read_yaml
+from drcollab.config import changed_fields, format_validation_error, read_yaml, read_yaml_tree
 from drcollab.data.folds import ValFold
 from drcollab.errors import ConfigError
 from drcollab.files import atomic_write_text, remove_stale_temps, writing
@@ -128,18 +129,23 @@ class RunFolder:
 
 
 def read_val_fold(run_dir: Path) -> ValFold:
-    """The validation fold the run in ``run_dir`` held out, from its ``config.yaml``.
+    """The validation fold the run in ``run_dir`` held out, from its ``config.yaml``'s ``data`` section alone, so
+    a run whose config names training keys since removed (docs/history.md) still gives its fold.
 
     Raises:
-        ConfigError: no config there, an invalid one, or one that held no fold out (``data.val_fold: null``).
+        ConfigError: no config there, an invalid data section, or one that held no fold out (``data.val_fold: null``).
     """
-    from drcollab.training.config import TrainConfig  # training pulls in torch data code; import when used
+    from drcollab.training.config import DataConfig  # training pulls in torch data code; import when used
 
     run_dir = Path(run_dir)
     config_path = RunFolder(run_dir).config_path
     if not config_path.is_file():
         raise ConfigError(f"{config_path}: run config not found (--val-fold-of takes a run folder of drcollab train)")
-    cfg = load_config(TrainConfig, config_path).data
+    tree = read_yaml_tree(config_path).get("data") or {}
+    try:
+        cfg = DataConfig.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, f"{config_path}, section data", DataConfig)) from err
     if cfg.val_fold is None:
         raise ConfigError(f"{config_path}: data.val_fold is null, so the run trained on every image and held none out")
     return ValFold(run_dir, cfg.pixel, cfg.image, cfg.n_folds, cfg.val_fold, cfg.fold_seed)

@@ -7,13 +7,14 @@ takes a frozen G's masks or statistics reads them precomputed (``training/mask_i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import repeat
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset
 
 from drcollab.config import GraderConfig
 from drcollab.distributed import barrier
@@ -28,14 +29,14 @@ from drcollab.models import (
 from drcollab.models.checkpoint import unwrap
 from drcollab.precision import resolve_precision
 from drcollab.training.config import STAGES, TrainConfig
-from drcollab.training.data import TrainData, cycle, make_loader, stage_batches, train_sampler
+from drcollab.training.data import StageBatches, TrainData, cycle, make_loader, stage_batches, train_sampler
 from drcollab.training.datasets import FundusDataset, GraderInputLoader
 from drcollab.training.loop import Context, run_epochs
 from drcollab.training.mask_inputs import stage_mask_inputs
 from drcollab.training.schedule import lr_at, set_lr
-from drcollab.training.steps import Nets, grade_step, joint_step, seg_step
-from drcollab.training.two_size import CropDataset
+from drcollab.training.steps import JointBatch, Nets, grade_step, joint_route, joint_step, seg_step
 from drcollab.training.validate import validate_generator, validate_grader
+from drcollab.training.views import view_dataset
 
 KINDS = ("generator", "grader", "discriminator")
 
@@ -151,11 +152,14 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
         G = nets.generator
         two_size = stage == "joint" and cfg.two_size_joint
         # G at its own size: the grader reads the masks of the G the stage started with, also when a resume finds
-        # G further on (training/two_size.py).
+        # G further on (training/views.py).
         g_inputs = stage_mask_inputs(ctx, stage, start_generator(ctx) if two_size else G,
                                      data.image_train + data.image_val)
-        ds = FundusDataset(data.image_train, load, s.augment, labels="grade", presence=cfg.data.presence,
-                           g_inputs=g_inputs)
+        if stage == "joint" and not two_size:  # G's X^I inputs are the grader's: one sampler with D's real view
+            ds = view_dataset(cfg, data, data.image_train, g_inputs)
+        else:
+            ds = FundusDataset(data.image_train, load, s.augment, labels="grade", presence=cfg.data.presence,
+                               g_inputs=g_inputs)
         main_sampler = train_sampler(ds, seed, batch.per_rank, dist, balanced=cfg.data.balanced,
                                      shares=data.image_shares)
         val_sources = [part.label for part in data.image_sources for _ in part.val] or None
@@ -173,14 +177,14 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
             def step(batch: dict, epoch: int) -> dict[str, float]:
                 return grade_step(nets, batch, cfg, ctx.autocast)
         else:
+            route = joint_route(cfg)  # chosen once: G on the grader's images, or on crops at its own size
 
-            def step(p_batch: dict | None, c_batch: dict | None, i_batch: dict, epoch: int) -> dict[str, float]:
-                use_semi = cfg.joint.semi and epoch >= cfg.joint.semi_warmup_epochs
-                return joint_step(nets, p_batch, i_batch, cfg, ctx.autocast, use_semi, c_batch)
+            def step(i_batch: dict, p_batch: dict | None, c_batch: dict | None, d_batch: dict | None,
+                     epoch: int) -> dict[str, float]:
+                return joint_step(nets, JointBatch(i_batch, p_batch, c_batch, d_batch), cfg, ctx.autocast, route)
 
     steps = min(main_sampler.num_batches(), s.max_steps_per_epoch or 10**12)
-    pixel_stream = _pixel_stream(ctx, stage, nets, data, seed, batch.pixel_per_rank)
-    crop_stream = _crop_stream(ctx, stage, data, seed, batch.per_rank, g_inputs)
+    streams = _joint_streams(ctx, stage, nets, data, seed, batch, g_inputs)
     optimizers = [nets.opt_generator, nets.opt_grader, nets.opt_discriminator]
 
     def scheduled(*args: object, epoch: int) -> dict[str, float]:
@@ -191,40 +195,43 @@ def run_stage(ctx: Context, stage: str, nets: Nets, data: TrainData) -> None:
     def batches(epoch: int, start: int) -> Iterator[tuple]:
         main_sampler.set_epoch(epoch, start)
         if stage == "joint":
-            pixel, crops = pixel_stream(epoch * steps + start), crop_stream(epoch * steps + start)
-            yield from ((p, c, i) for i, p, c in zip(main_loader, pixel, crops, strict=False))
+            pixel, crops, real = (stream(epoch * steps + start) for stream in streams)
+            yield from zip(main_loader, pixel, crops, real, strict=False)
         else:
             yield from ((b,) for b in main_loader)
 
     run_epochs(ctx, nets, batches, steps, scheduled, validate)
 
 
-def _pixel_stream(ctx: Context, stage: str, nets: Nets, data: TrainData, seed: int,  # noqa: ANN202
-                  bs: int | None):
-    """For the joint stage with a trained G: X^P batches of ``bs`` per process, cycled in lock-step with X^I's."""
+def _joint_streams(ctx: Context, stage: str, nets: Nets, data: TrainData, seed: int, batch: StageBatches,
+                   g_inputs: GraderInputLoader | None) -> list[Callable[[int], Iterator[dict | None]]]:
+    """Stage 2's batches beside X^I's, each cycled in lock-step with it (``start -> iterator``; None at every
+    step where the stage has no such batch):
+
+    - X^P for G's BCE (G trains), ``pixel_per_rank`` per process: at one size augmented as X^I (``joint.augment``),
+      at two sizes cut as in stage 1a (``seg_pretrain.augment``: lesion-centred crops at G's size);
+    - X^I crops at G's size (two sizes), G's X^I inputs, ``per_rank`` per process;
+    - D's real view of X^P (``joint.adversarial``), ``pixel_per_rank`` per process, drawn by the sampler of G's
+      X^I inputs (``training/views.py`` ``view_dataset``), so D's real and fake images are cut alike.
+    """
     cfg = ctx.cfg
+    none = [lambda start: repeat(None)] * 3
     if stage != "joint" or nets.generator is None or not cfg.joint.train_generator:
-        return lambda start: repeat(None)
-    # G at its own size trains on crops of X^P as in stage 1a; else on X^P as stage 2 augments X^I.
+        return none
+
+    def stream(ds: Dataset, offset: int, bs: int) -> Callable[[int], Iterator[dict]]:
+        sampler = train_sampler(ds, seed + offset, bs, ctx.dist)
+        loader = make_loader(ds, sampler, bs, cfg.data.workers, ctx.dist.device)
+        return lambda start: cycle(loader, sampler, start)
+
     augment = cfg.seg_pretrain.augment if cfg.two_size_joint else cfg.joint.augment
-    ds = FundusDataset(data.pixel_train, data.seg_cache.get, augment, labels="masks")
-    sampler = train_sampler(ds, seed + 5, bs, ctx.dist)
-    loader = make_loader(ds, sampler, bs, cfg.data.workers, ctx.dist.device)
-    return lambda start: cycle(loader, sampler, start)
-
-
-def _crop_stream(ctx: Context, stage: str, data: TrainData, seed: int, bs: int,  # noqa: ANN202
-                 g_inputs: GraderInputLoader | None):
-    """For the joint stage with G at its own size: batches of X^I crops at G's size (``training/two_size.py``),
-    ``bs`` per process, cycled in lock-step with X^I's; else None at every step."""
-    cfg = ctx.cfg
-    if stage != "joint" or not cfg.two_size_joint:
-        return lambda start: repeat(None)
-    ds = CropDataset(data.image_train, data.seg_cache.get, data.cache.get, g_inputs, cfg.seg_pretrain.augment.crop,
-                     cfg.data.presence)
-    sampler = train_sampler(ds, seed + 7, bs, ctx.dist)
-    loader = make_loader(ds, sampler, bs, cfg.data.workers, ctx.dist.device)
-    return lambda start: cycle(loader, sampler, start)
+    out = [stream(FundusDataset(data.pixel_train, data.seg_cache.get, augment, labels="masks"), 5,
+                  batch.pixel_per_rank), *none[1:]]
+    if cfg.two_size_joint:
+        out[1] = stream(view_dataset(cfg, data, data.image_train, g_inputs), 7, batch.per_rank)
+    if nets.discriminator is not None:
+        out[2] = stream(view_dataset(cfg, data, data.pixel_train, grades=False), 11, batch.pixel_per_rank)
+    return out
 
 
 def start_generator(ctx: Context) -> nn.Module:

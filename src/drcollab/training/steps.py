@@ -1,5 +1,10 @@
 """One optimisation step of each stage: ``seg_step`` (1a), ``grade_step`` (1b), ``joint_step`` (2).
 
+Stage 2 has one route: :func:`joint_step` updates D once (:func:`disc_update`), then G and the grader from
+:func:`joint_losses`, which is what G's loss in stage 2 is. What differs between G on the grader's images and G
+on crops at its own size is the stage's ``Route`` (:class:`OneSize`, :class:`TwoSizes`), chosen once at the
+stage's start; the pseudo-mask rule lives in ``training/pseudo.py``, the views in ``training/views.py``.
+
 Each step returns its losses as floats for logging. A non-finite loss raises
 :class:`NonFiniteLoss` *before* any optimizer step, so the weights never see it. Batches arrive on the
 device as the loaders make them (uint8 images, boolean masks, uint8 levels of a frozen G's masks) and are
@@ -19,23 +24,19 @@ from torch.nn.parallel import DistributedDataParallel
 
 from drcollab.data.transforms import image_to_tensor
 from drcollab.losses import (
-    attention_mask_loss,
     discriminator_loss,
     dme_loss,
     focal_loss,
     generator_adversarial_loss,
     mask_loss,
-    presence_loss,
     segmentation_loss,
 )
-from drcollab.models.checkpoint import unwrap
 from drcollab.models.grader import GraderOutput
 from drcollab.models.lesion_stats import lesion_statistics
 from drcollab.models.mask_path import dequantise
 from drcollab.models.memory import frozen_buffers
-from drcollab.training.config import JointConfig, TrainConfig
-from drcollab.training.pseudo import gate_attention, pseudo_targets
-from drcollab.training.two_size import alpha_in_crops, teacher_attention
+from drcollab.training.config import TrainConfig
+from drcollab.training.pseudo import alpha_in_crops, pseudo_targets, teacher_attention
 
 Autocast = Callable[[], AbstractContextManager]
 
@@ -183,230 +184,190 @@ def grader_total(losses: dict[str, torch.Tensor], cfg: TrainConfig) -> torch.Ten
     return losses["focal"] + cfg.loss.dme_weight * losses["dme"] if "dme" in losses else losses["focal"]
 
 
-def joint_step(
-    nets: Nets, p_batch: dict | None, i_batch: dict, cfg: TrainConfig, autocast: Autocast, use_semi: bool,
-    c_batch: dict | None = None,
-) -> dict[str, float]:
-    """Stage 2: one joint, end-to-end step on a pixel-labelled and a grade-labelled batch.
+@dataclass
+class JointBatch:
+    """One stage-2 step's batches (``training/stages.py`` draws them, ``training/views.py`` samples the views).
 
-    Updates, in order:
-
-    1. G predicts mask logits for X^P and X^I in one forward pass (frozen G: its masks of X^I came with the batch,
-       precomputed through the one mask path, ``training/mask_inputs.py``).
-    2. The grader sees X^I and G's masks m = sigmoid(G(X^I)) (with gradient into G when
-       ``joint.grade_to_generator``), with ``grader.lesion_stats`` their statistics too, and returns grade logits
-       and attention maps alpha (Eqs. 4-6).
-    3. Pseudo masks and their per-pixel weights (``training/pseudo.py``): alpha up-sampled to the image size
-       (the paper; ``joint.pseudo_mask: gated`` multiplies it by G's own masks, ``refined`` keeps G's lesion
-       pixels where alpha agrees, weighted by their agreement; ``joint.zero_absent`` zeroes the lesions the
-       labels rule out), detached.
-    4. D update (``joint.adversarial``): D learns real = (X^P, G(X^P)) [or X^P's ground truth] vs
-       fake = (X^I, G(X^I)) [``joint.disc_match: grade``: X^I of grade >= ``disc_min_grade`` only], on detached
-       masks; D's optimizer steps.
-    5. G and grader update from one backward pass of
-       ``focal(C) + presence_weight * L_presence(alpha) + alpha_mask_weight * L_alpha(X^P) + L_adv(G)
-       + lambda * [BCE(G(X^P), s^P) + semi_weight * BCE(G(X^I), pseudo)]``
-       (plus ``loss.dme_weight * dme(C)`` with a DME head, over the X^I images whose DME is known)
-       (both BCE terms over the pixels inside each image's field of view, the pseudo one weighted per pixel;
-       ``loss.mask_loss`` may add Dice), with L_adv judged by the just-updated D; G's and the grader's
-       optimizers step. L_presence (``losses/presence.py``) reaches G through alpha as the focal loss does;
-       L_alpha(X^P) (the grader's alpha on X^P against X^P's masks, G's masks of X^P detached) the grader only.
-
-    With ``joint.accumulation`` k > 1 the order holds for the whole batch: D first steps once on all k
-    micro-batches (G's masks for it from a no-grad pass that leaves G's BN statistics alone), then steps 1-3 and
-    5 run per micro-batch, accumulating G's and the grader's gradients, and their optimizers step once.
-
-    With G at its own size (``c_batch``: crops of X^I at G's size, ``training/two_size.py``) G runs on X^P and
-    X^I crops instead, its X^I targets come from the grader's teacher pass, D judges crops, and the grader reads the
-    start G's precomputed masks of X^I (:func:`_crop_losses`).
+    Attributes:
+        image: X^I at the grader's size, with grades and presence codes (and a frozen or the start G's ``g_masks``
+            and ``stats``, ``training/mask_inputs.py``).
+        pixel: X^P for G's supervised BCE (None when G does not train).
+        crops: Two sizes: crops of X^I at G's size, G's X^I inputs (None at one size, where G sees ``image``).
+        real: D's real view of X^P, drawn by the sampler of G's X^I inputs (None without D).
     """
-    parts = cfg.joint.accumulation
-    i_parts = micro_batches(i_batch, parts)
-    p_parts = [None] * parts if p_batch is None else micro_batches(p_batch, parts)
-    c_parts = [None] * parts if c_batch is None else micro_batches(c_batch, parts)
-    trains_g = nets.generator is not None and cfg.joint.train_generator
-    disc = None
-    if parts > 1 and nets.discriminator is not None and trains_g:
-        disc = _disc_phase(nets, p_parts, i_parts if c_batch is None else c_parts, cfg, autocast)
+
+    image: dict
+    pixel: dict | None = None
+    crops: dict | None = None
+    real: dict | None = None
+
+    def split(self, parts: int) -> list[JointBatch]:
+        """``parts`` micro-batches, each normalised (:func:`micro_batches`)."""
+        fields = [None if b is None else micro_batches(b, parts) for b in (self.image, self.pixel, self.crops,
+                                                                             self.real)]
+        return [JointBatch(*(None if f is None else f[k] for f in fields)) for k in range(parts)]
+
+
+class OneSize:
+    """Stage 2 with G on the grader's images (the paper): G's masks feed the grader, with the grading gradient
+    when ``joint.grade_to_generator``, and α of the grader's own pass makes G's pseudo masks."""
+
+    @staticmethod
+    def generator_inputs(b: JointBatch) -> dict:
+        """The X^I images G trains on (and D's fakes)."""
+        return b.image
+
+    @staticmethod
+    def grader_masks(b: JointBatch, masks: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The masks (and ``grader.lesion_stats``' statistics) the grader reads with ``b.image``."""
+        masks = masks if cfg.joint.grade_to_generator else masks.detach()
+        return masks, lesion_statistics(masks) if cfg.grader.lesion_stats else None  # (B, L, H, W), (B, S)
+
+    @staticmethod
+    def attention(nets: Nets, b: JointBatch, out: GraderOutput) -> torch.Tensor:
+        """α for the pseudo masks of :meth:`generator_inputs`, detached."""
+        return out.attention.detach()
+
+
+class TwoSizes:
+    """Stage 2 with G on crops at its own size (``training/views.py``): the grader reads the masks of the G the
+    stage started with (no loss links the two), and a teacher pass's α, sampled at each crop's pixels, makes the
+    crops' pseudo masks (``training/pseudo.py``)."""
+
+    @staticmethod
+    def generator_inputs(b: JointBatch) -> dict:
+        return b.crops
+
+    @staticmethod
+    def grader_masks(b: JointBatch, masks: torch.Tensor, cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return b.image["g_masks"], b.image.get("stats")
+
+    @staticmethod
+    def attention(nets: Nets, b: JointBatch, out: GraderOutput) -> torch.Tensor:
+        crops = b.crops
+        alpha = teacher_attention(nets.grader, crops)  # (B, L, h, w) of the whole images, no gradient
+        return alpha_in_crops(alpha, crops["box"], crops["flip"], crops["image"].shape[-1])  # (B, L, c, c)
+
+
+Route = type[OneSize] | type[TwoSizes]
+
+
+def joint_route(cfg: TrainConfig) -> Route:
+    """How stage 2 feeds G, chosen once at the stage's start: :class:`TwoSizes` when G trains at its own size
+    (``TrainConfig.two_size_joint``), else :class:`OneSize`."""
+    return TwoSizes if cfg.two_size_joint else OneSize
+
+
+def joint_step(
+    nets: Nets, batch: JointBatch, cfg: TrainConfig, autocast: Autocast, route: Route | None = None
+) -> dict[str, float]:
+    """Stage 2: one joint, end-to-end step. Updates, in order:
+
+    1. D (``joint.adversarial``), once for the whole batch (:func:`disc_update`): real = (D's view of X^P, G's
+       masks), fake = (G's X^I inputs, G's masks), on G's masks from a no-grad pass; D's optimizer steps.
+    2. Per micro-batch (``joint.accumulation``), :func:`joint_losses`: G on X^P and its X^I inputs (the grader's
+       images, or crops at G's size: ``route``), the grader on X^I, the pseudo masks, G's adversarial term judged by
+       the just-updated D; one backward pass.
+    3. G's and the grader's optimizers step once.
+    """
+    route = route or joint_route(cfg)
+    parts = batch.split(cfg.joint.accumulation)
+    disc, reals = None, [None] * len(parts)
+    if nets.discriminator is not None:
+        disc, reals = disc_update(nets, [(p.real, route.generator_inputs(p)) for p in parts], autocast)
     for opt in (nets.opt_generator, nets.opt_grader):
         if opt is not None:
             opt.zero_grad(set_to_none=True)
     sums: dict[str, float] = {}
-    for p, i, c in zip(p_parts, i_parts, c_parts, strict=True):
-        if c is None:
-            losses, total = _joint_losses(nets, p, i, cfg, autocast, use_semi, update_disc=parts == 1)
-        else:
-            losses, total = _crop_losses(nets, p, c, i, cfg, autocast, use_semi, update_disc=parts == 1)
+    for part, real_masks in zip(parts, reals, strict=True):
+        losses, total = joint_losses(nets, part, cfg, autocast, route, real_masks)
         for name, value in _finite(losses).items():
             sums[name] = sums.get(name, 0.0) + value
-        _backward(total / parts if parts > 1 else total, nets.scaler)
+        _backward(total / len(parts) if len(parts) > 1 else total, nets.scaler)
     _step([nets.opt_generator, nets.opt_grader], nets.scaler)
     if nets.scaler is not None:
         nets.scaler.update()  # once per step, after every optimizer of it (D's included) stepped
-    values = {name: v / parts for name, v in sums.items()}
+    values = {name: v / len(parts) for name, v in sums.items()}
     return values if disc is None else {**values, "disc": disc}
 
 
-def _joint_losses(
-    nets: Nets, p_batch: dict | None, i_batch: dict, cfg: TrainConfig, autocast: Autocast, use_semi: bool,
-    update_disc: bool,
+def joint_losses(
+    nets: Nets, b: JointBatch, cfg: TrainConfig, autocast: Autocast, route: Route, real_masks: torch.Tensor | None,
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Steps 1-4 of :func:`joint_step` on one (micro-)batch: its losses and their total (step 4 if ``update_disc``)."""
-    j = cfg.joint
-    G = nets.generator
-    x_i = i_batch["image"]
-    logits_p = logits_i = None
-    grader_masks, stats = i_batch.get("g_masks"), i_batch.get("stats")  # a frozen G's (mask path)
-    if G is not None and j.train_generator:
-        x_p, s_p = p_batch["image"], p_batch["masks"]
+    """G's and the grader's losses in stage 2 on one (micro-)batch, and their total:
+
+    ``focal(C) [+ loss.dme_weight * dme(C)] + L_adv(G) + lambda * [BCE(G(X^P), s^P) + semi_weight * w.BCE(G(X^I), s~)]``
+
+    - ``focal`` (and ``dme``) reach the grader and, at one size with ``joint.grade_to_generator``, G through its
+      masks;
+    - ``bce_p``: G on X^P against the ground truth; ``bce_i`` (``joint.semi``): G on its X^I inputs against the
+      pseudo masks s~ with per-pixel weights w (``training/pseudo.py``, detached): both reach G only, over the
+      field of view (``loss.mask_loss`` may add Dice);
+    - ``adv``: G's non-saturating adversarial term on its X^I inputs' masks, judged by D beside ``real_masks``
+      (G's masks of D's real view, from :func:`disc_update`); it reaches G (D's weights do not step after it).
+
+    With G frozen (``joint.train_generator: false``: its masks came with the batch) or absent (``ori``), only the
+    grader's losses.
+    """
+    j, G = cfg.joint, nets.generator
+    if G is None or not j.train_generator:
+        masks = None if G is None else b.image.get("g_masks")
+        _, losses, total = _grader_part(nets, b.image, masks, b.image.get("stats"), cfg, autocast)
+        return losses, total
+    x, x_p = route.generator_inputs(b), b.pixel["image"]
+    with autocast():
+        logits = G(torch.cat([x_p, x["image"]])).float()  # (B_p + B, L, H, W)
+    logits_p, logits_x = logits[: len(x_p)], logits[len(x_p) :]
+    masks_x = torch.sigmoid(logits_x)
+    out, losses, total = _grader_part(nets, b.image, *route.grader_masks(b, masks_x, cfg), cfg, autocast)
+    ce = losses["bce_p"] = g_mask_loss(logits_p, b.pixel["masks"], loss_fov(b.pixel["fov"], cfg), cfg)
+    if j.semi:
         with autocast():
-            logits = G(torch.cat([x_p, x_i])).float()  # (B_p + B_i, L, H, W)
-        logits_p, logits_i = logits[: len(x_p)], logits[len(x_p) :]
-        masks_i = torch.sigmoid(logits_i)  # (B_i, L, H, W)
-        grader_masks = masks_i if j.grade_to_generator else masks_i.detach()
-        stats = lesion_statistics(grader_masks) if cfg.grader.lesion_stats else None  # (B_i, S)
-    out, losses, total = _grader_part(nets, i_batch, None if G is None else grader_masks, stats, cfg, autocast)
-    if logits_p is not None and j.alpha_mask_weight:
-        losses["alpha_p"] = _attention_on_pixels(nets, p_batch, torch.sigmoid(logits_p).detach(), autocast)
-        total = total + j.alpha_mask_weight * losses["alpha_p"]
-    if logits_p is not None:
-        ce = losses["bce_p"] = g_mask_loss(logits_p, s_p, loss_fov(p_batch["fov"], cfg), cfg)
-        if use_semi and out.attention is not None:
-            alpha = gate_attention(out.attention, i_batch["fov"], j)
-            target, weight = pseudo_targets(alpha, masks_i, loss_fov(i_batch["fov"], cfg), i_batch.get("presence"), j)
-            losses["bce_i"] = g_mask_loss(logits_i, target, weight, cfg)
-            ce = ce + j.semi_weight * losses["bce_i"]
-        adv = _adversarial(nets, p_batch, logits_p, i_batch, masks_i, cfg, autocast, update_disc, losses)
-        total = total + segmentation_loss(adv, ce, cfg.loss.lambda_ce)
-    return losses, total
+            alpha = route.attention(nets, b, out)
+        target, weight = pseudo_targets(alpha, masks_x, loss_fov(x["fov"], cfg), x.get("presence"), j)
+        losses["bce_i"] = g_mask_loss(logits_x, target, weight, cfg)
+        ce = ce + j.semi_weight * losses["bce_i"]
+    adv = torch.zeros((), device=x_p.device)
+    if nets.discriminator is not None:
+        with autocast():  # real and fake in one batch, as in D's update, so D's BN sees alike batches
+            judged = nets.discriminator(torch.cat([b.real["image"], x["image"]]),
+                                        torch.cat([real_masks, masks_x])).float()
+        adv = losses["adv"] = generator_adversarial_loss(judged[len(real_masks) :])
+    return losses, total + segmentation_loss(adv, ce, cfg.loss.lambda_ce)
 
 
 def _grader_part(nets: Nets, i_batch: dict, masks: torch.Tensor | None, stats: torch.Tensor | None,
                  cfg: TrainConfig, autocast: Autocast) -> tuple[GraderOutput, dict[str, torch.Tensor], torch.Tensor]:
-    """The grader on X^I with G's ``masks`` (and ``stats``): its output, its losses (focal, dme, presence), total."""
-    j, C = cfg.joint, nets.grader
+    """The grader on X^I with G's ``masks`` (and ``stats``): its output, its losses (focal, dme) and their total."""
     with autocast():
-        out = C(i_batch["image"]) if masks is None else C(i_batch["image"], masks, stats)
+        out = nets.grader(i_batch["image"]) if masks is None else nets.grader(i_batch["image"], masks, stats)
     losses: dict[str, torch.Tensor] = grader_losses(out, i_batch, cfg)
-    total = grader_total(losses, cfg)
-    if j.presence_weight and out.attention is not None:
-        losses["presence"] = presence_loss(out.attention.float(), i_batch["presence"], i_batch["fov"],
-                                           j.presence_topk)
-        total = total + j.presence_weight * losses["presence"]
-    return out, losses, total
+    return out, losses, grader_total(losses, cfg)
 
 
-def _attention_on_pixels(nets: Nets, p_batch: dict, masks_p: torch.Tensor, autocast: Autocast) -> torch.Tensor:
-    """``joint.alpha_mask_weight``'s term: the grader's α on X^P (with G's detached masks of X^P, as it sees X^I)
-    against X^P's ground truth. Reaches the grader only."""
-    with autocast():
-        alpha = unwrap(nets.grader).attention_maps(p_batch["image"], masks_p).float()
-    return attention_mask_loss(alpha, p_batch["masks"], p_batch["fov"])
+def disc_update(
+    nets: Nets, views: list[tuple[dict, dict]], autocast: Autocast
+) -> tuple[float, list[torch.Tensor]]:
+    """D's one step in a stage-2 step (Eq. 3 for D: real -> 1, fake -> 0), over the step's micro-batches.
 
-
-def _adversarial(
-    nets: Nets, p_batch: dict, logits_p: torch.Tensor, fake_batch: dict, masks_fake: torch.Tensor,
-    cfg: TrainConfig, autocast: Autocast, update_disc: bool, losses: dict[str, torch.Tensor],
-) -> torch.Tensor:
-    """G's adversarial term (0 without D), after D's update on detached masks when ``update_disc``.
-
-    Real: (X^P, G(X^P)) [or X^P's ground truth]; fake: ``fake_batch``'s images with G's ``masks_fake``
-    (``joint.disc_match: grade``: those of grade >= ``joint.disc_min_grade``). Adds ``disc`` and ``adv`` to ``losses``.
+    Each ``(real, fake)`` pair of views is judged in one batch (D's BatchNorm must see both), with G's masks from
+    a no-grad pass that leaves G's BN statistics alone, so D learns from detached masks and its backward writes
+    nothing into G. Returns D's mean loss and G's masks of each real view, which G's adversarial term puts beside
+    its fakes (:func:`joint_losses`).
     """
-    j, D = cfg.joint, nets.discriminator
-    x_p = p_batch["image"]
-    if D is None:
-        return torch.zeros((), device=x_p.device)
-    real = p_batch["masks"] if j.adv_real == "ground_truth" else torch.sigmoid(logits_p).detach()
-    x_f, m_f = _fakes(fake_batch, masks_fake, j)
-    if update_disc:
-        losses["disc"] = _disc_update(nets, x_p, real, x_f, m_f.detach(), autocast)
-    with autocast():  # the same real+fake batch composition as D's update, so BN sees alike batches
-        judged = D(torch.cat([x_p, x_f]), torch.cat([real, m_f])).float()
-    adv = losses["adv"] = generator_adversarial_loss(judged[len(x_p) :])
-    return adv
-
-
-def _crop_losses(
-    nets: Nets, p_batch: dict, c_batch: dict, i_batch: dict, cfg: TrainConfig, autocast: Autocast, use_semi: bool,
-    update_disc: bool,
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """:func:`joint_step`'s losses when G trains at its own size (``training/two_size.py``).
-
-    The grader learns from X^I with the start G's precomputed masks (``g_masks``, ``stats``); G from crops at its
-    size: X^P crops against their masks, X^I crops (``c_batch``) against the pseudo masks of the teacher pass
-    (the grader's α on the whole image, sampled at the crop's pixels); D judges crops. No loss reaches both.
-    """
-    j, G, C = cfg.joint, nets.generator, nets.grader
-    out, losses, total = _grader_part(nets, i_batch, i_batch["g_masks"], i_batch.get("stats"), cfg, autocast)
-    x_p, x_c = p_batch["image"], c_batch["image"]
-    with autocast():
-        logits = G(torch.cat([x_p, x_c])).float()  # (B_p + B_c, L, c, c)
-    logits_p, logits_c = logits[: len(x_p)], logits[len(x_p) :]
-    masks_c = torch.sigmoid(logits_c)
-    ce = losses["bce_p"] = g_mask_loss(logits_p, p_batch["masks"], loss_fov(p_batch["fov"], cfg), cfg)
-    if use_semi and out.attention is not None:
-        with autocast():
-            alpha = teacher_attention(C, c_batch)  # (B_c, L, h, w), no gradient
-        alpha = gate_attention(alpha, c_batch["teacher_fov"], j)  # on the whole image, before it is cropped
-        alpha = alpha_in_crops(alpha, c_batch["box"], c_batch["flip"], x_c.shape[-1])  # (B_c, L, c, c)
-        target, weight = pseudo_targets(alpha, masks_c, loss_fov(c_batch["fov"], cfg), c_batch.get("presence"), j)
-        losses["bce_i"] = g_mask_loss(logits_c, target, weight, cfg)
-        ce = ce + j.semi_weight * losses["bce_i"]
-    adv = _adversarial(nets, p_batch, logits_p, c_batch, masks_c, cfg, autocast, update_disc, losses)
-    return losses, total + segmentation_loss(adv, ce, cfg.loss.lambda_ce)
-
-
-def _fakes(i_batch: dict, masks_i: torch.Tensor, j: JointConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The X^I images and G's masks of D's fake branch: all (``disc_match: none``) or those of grade >=
-    ``disc_min_grade``.
-
-    Every pixel-labelled image has DR; with healthy eyes among the fakes D could tell the branches apart by
-    lesion presence alone and pay G to paint lesions on them, and with mild eyes among them by lesion amount
-    (``benchmarks/lesion_burden.py``). A batch without a fake leaves D real images only.
-    """
-    x_i = i_batch["image"]
-    if j.disc_match == "none":
-        return x_i, masks_i
-    keep = i_batch["grade"] >= j.disc_min_grade  # (B_i,)
-    return x_i[keep], masks_i[keep]
-
-
-def _disc_loss(
-    D: nn.Module, x_p: torch.Tensor, real: torch.Tensor, x_i: torch.Tensor, fake: torch.Tensor, autocast: Autocast
-) -> torch.Tensor:
-    """Eq. 3 for D: real (X^P, m^P) -> 1, fake (X^I, m^I) -> 0, in one batch."""
-    with autocast():
-        logits = D(torch.cat([x_p, x_i]), torch.cat([real, fake])).float()  # (B_p + B_i,)
-    loss = discriminator_loss(logits[: len(x_p)], logits[len(x_p) :])
-    _finite({"disc": loss})
-    return loss
-
-
-def _disc_update(
-    nets: Nets, x_p: torch.Tensor, real: torch.Tensor, x_i: torch.Tensor, fake: torch.Tensor, autocast: Autocast
-) -> torch.Tensor:
-    """D's step on detached masks."""
-    loss = _disc_loss(nets.discriminator, x_p, real, x_i, fake, autocast)
+    G, D = nets.generator, nets.discriminator
     nets.opt_discriminator.zero_grad(set_to_none=True)
-    _backward(loss, nets.scaler)
-    _step([nets.opt_discriminator], nets.scaler)
-    return loss.detach()
-
-
-def _disc_phase(nets: Nets, p_parts: list[dict], i_parts: list[dict], cfg: TrainConfig, autocast: Autocast) -> float:
-    """D's one step over all micro-batches, on G's masks from no-grad passes (G's BN statistics untouched)."""
-    G, parts = nets.generator, len(i_parts)
-    nets.opt_discriminator.zero_grad(set_to_none=True)
-    total = 0.0
-    for p, i in zip(p_parts, i_parts, strict=True):
-        n = len(p["image"])
+    total, reals = 0.0, []
+    for real, fake in views:
+        images = torch.cat([real["image"], fake["image"]])  # (B_p + B, 3, H, W)
         with torch.no_grad(), autocast(), frozen_buffers(G):
-            masks = torch.sigmoid(G(torch.cat([p["image"], i["image"]])).float())  # (B_p + B_i, L, H, W)
-        real = p["masks"] if cfg.joint.adv_real == "ground_truth" else masks[:n]
-        x_f, m_f = _fakes(i, masks[n:], cfg.joint)
-        loss = _disc_loss(nets.discriminator, p["image"], real, x_f, m_f, autocast)
-        total += float(loss.detach())
-        _backward(loss / parts, nets.scaler)
+            masks = torch.sigmoid(G(images).float())
+        with autocast():
+            logits = D(images, masks).float()  # (B_p + B,)
+        n = len(real["image"])
+        loss = discriminator_loss(logits[:n], logits[n:])
+        total += _finite({"disc": loss})["disc"]
+        _backward(loss / len(views), nets.scaler)
+        reals.append(masks[:n])
     _step([nets.opt_discriminator], nets.scaler)
-    return total / parts
+    return total / len(views), reals
