@@ -184,15 +184,13 @@ def leave_out_unusable(data: TrainData, built: list[tuple[PreprocessCache, Recor
         if warn:
             log.warning("%s: left out of training: %s", record.image_path, why)
         data.left_out.skip(record.image_path, "unusable photo (no field of view or undecodable)")
-    keep = [r for r in data.pixel_train + data.pixel_val + data.image_train + data.image_val
-            if r.name not in reasons]
-    names = {r.name for r in keep}
-    data.pixel_train, data.pixel_val = ([r for r in rs if r.name in names] for rs in (data.pixel_train,
-                                                                                         data.pixel_val))
-    data.image_train, data.image_val = ([r for r in rs if r.name in names] for rs in (data.image_train,
-                                                                                         data.image_val))
-    data.image_sources = [replace(p, train=[r for r in p.train if r.name in names],
-                                  val=[r for r in p.val if r.name in names]) for p in data.image_sources]
+
+    def usable(records: list[Record]) -> list[Record]:
+        return [r for r in records if r.name not in reasons]
+
+    data.pixel_train, data.pixel_val = usable(data.pixel_train), usable(data.pixel_val)
+    data.image_train, data.image_val = usable(data.image_train), usable(data.image_val)
+    data.image_sources = [replace(p, train=usable(p.train), val=usable(p.val)) for p in data.image_sources]
 
 
 def fill_share(missing: list[tuple[PreprocessCache, Record]], rank: int, world_size: int,
