@@ -136,12 +136,9 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra key=value overrides for every run")
     results_io.add_arguments(parser, "reproduce_idrid")
     args = parser.parse_args()
-    if args.report:
-        print(report(results_io.read(args.json)))
+    if results_io.printed_report(args, report):
         return
-    if "DRCOLLAB_IDRID" not in os.environ:
-        sys.exit("set DRCOLLAB_IDRID to the IDRiD root (the folder holding 'A. Segmentation')")
-    idrid = os.environ["DRCOLLAB_IDRID"]
+    idrid = results_io.idrid_root()
     args.out.mkdir(parents=True, exist_ok=True)
     timings_path = args.out / "timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.is_file() else {}

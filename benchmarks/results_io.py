@@ -14,7 +14,7 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,20 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--json", type=Path, default=RESULTS / f"{name}.json",
                         help="where the results are written, and read by --report")
     parser.add_argument("--report", action="store_true", help="print the table from --json, measuring nothing")
+
+
+def printed_report(args: argparse.Namespace, report: Callable[[Any], str]) -> bool:
+    """With ``--report``: print ``report`` of the results file and say so (the caller then stops)."""
+    if args.report:
+        print(report(read(args.json)))
+    return bool(args.report)
+
+
+def idrid_root() -> str:
+    """``$DRCOLLAB_IDRID``, or stop with the one line that says to set it."""
+    if "DRCOLLAB_IDRID" not in os.environ:
+        sys.exit("set DRCOLLAB_IDRID to the IDRiD root (the folder holding 'A. Segmentation')")
+    return os.environ["DRCOLLAB_IDRID"]
 
 
 def write(path: Path, rows: list[dict], **fields: Any) -> dict:

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +41,10 @@ def main() -> None:
     parser.add_argument("--fold", type=int, default=0)
     results_io.add_arguments(parser, "seg_ceiling")
     args = parser.parse_args()
-    if args.report:
-        print(report(results_io.read(args.json)))
+    if results_io.printed_report(args, report):
         return
-    if "DRCOLLAB_IDRID" not in os.environ:
-        sys.exit("set DRCOLLAB_IDRID to the IDRiD root (the folder holding 'A. Segmentation')")
     cfg = PreprocessConfig()
-    records = read_idrid_segmentation(Path(os.environ["DRCOLLAB_IDRID"]), "train")
+    records = read_idrid_segmentation(Path(results_io.idrid_root()), "train")
     _, val = split_records(records, 5, args.fold, 0)  # configs/cpu/base.yaml: n_folds 5, fold_seed 0
     curves = {(size, kind): LesionCurves() for size in args.sizes for kind in ("target", "area")}
     for record in val:

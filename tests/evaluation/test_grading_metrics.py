@@ -1,4 +1,4 @@
-"""Grading, Messidor and ICDR normal metrics against scikit-learn and hand-worked values."""
+"""Grading, Messidor and ICDR normal and referral metrics against scikit-learn and hand-worked values."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from drcollab.evaluation.grading_metrics import (
     confusion_matrix,
     grading_metrics,
     icdr_normal,
+    icdr_referral,
     messidor_binary,
     messidor_score,
     messidor_target,
@@ -195,7 +196,39 @@ def test_icdr_grading_entry_reports_normal_beside_accuracy_and_kappa() -> None:
         scores.add_grade(Record(f"im{k}", Path(f"im{k}.png"), grade=int(grade), source="messidor2"), probs.tolist())
     normal = scores.summary()["grading"]["normal"]
     assert normal == {"auc": pytest.approx(4 / 6), "accuracy": pytest.approx(0.4), "threshold": 0.5, "n_pos": 2,
-                      "n_neg": 3}
+                      "n_neg": 3, "sensitivity": pytest.approx(0.5), "specificity": pytest.approx(1 / 3)}
     one_class = Scores()
     one_class.add_grade(Record("a", Path("a.png"), grade=2), NORMAL_PROBS[0].tolist())
     assert one_class.grading()["normal"]["auc"] is None and one_class.grading()["normal"]["n_pos"] == 0
+
+
+def test_icdr_referral_counts_referable_dme_and_scores_both_heads_against_sklearn() -> None:
+    rng = np.random.default_rng(3)
+    grades = rng.integers(0, 5, 60)
+    probs = rng.dirichlet(np.ones(5), 60)
+    dme_true = rng.choice([-1, 0, 2], 60)  # unknown or partial, no DME, referable DME (Messidor-2's two labels)
+    dme_probs = rng.dirichlet(np.ones(3), 60)
+    truth = (grades >= 2) | (dme_true == 2)
+    with_dme = icdr_referral(probs, grades, dme_probs, dme_true)
+    score = 1 - probs[:, :2].sum(axis=1) * dme_probs[:, :2].sum(axis=1)  # P(DR >= 2 or DME 2), the two independent
+    assert with_dme.auc == pytest.approx(roc_auc_score(truth, score), abs=1e-12)
+    assert with_dme.accuracy == pytest.approx(np.mean((score >= 0.5) == truth))
+    assert with_dme.sensitivity == pytest.approx(np.mean(score[truth] >= 0.5))
+    assert with_dme.specificity == pytest.approx(np.mean(score[~truth] < 0.5))
+    assert (with_dme.n_pos, with_dme.n_neg) == (truth.sum(), (~truth).sum())
+    dr_only = icdr_referral(probs, grades, None, dme_true)  # no DME head: P(DR >= 2), the same truth
+    assert dr_only.auc == pytest.approx(roc_auc_score(truth, probs[:, 2:].sum(axis=1)), abs=1e-12)
+    assert icdr_referral(probs, grades).n_pos == (grades >= 2).sum()  # no DME labels: DR alone
+
+
+def test_icdr_grading_entry_has_the_referral_with_the_dme_label() -> None:
+    scores = Scores()
+    p_low = [0.6, 0.4, 0.0, 0.0, 0.0]  # P(DR >= 2) = 0
+    scores.add_grade(Record("a", Path("a.png"), grade=1, dme=2, source="messidor2"), p_low, [0.2, 0.2, 0.6])
+    scores.add_grade(Record("b", Path("b.png"), grade=0, dme_partial=(0, 1), source="messidor2"), p_low,
+                     [0.9, 0.1, 0.0])
+    scores.add_grade(Record("c", Path("c.png"), grade=3, dme_partial=(0, 1), source="messidor2"),
+                     [0.1, 0.1, 0.2, 0.3, 0.3], [0.9, 0.1, 0.0])
+    referral = scores.summary()["grading"]["referral"]
+    assert (referral["n_pos"], referral["n_neg"]) == (2, 1)  # grade 1 with referable DME is referred
+    assert referral["accuracy"] == pytest.approx(1.0) and referral["auc"] == pytest.approx(1.0)

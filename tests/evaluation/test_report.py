@@ -89,7 +89,8 @@ def _messidor2_metrics(dme: dict | None) -> dict:
         "settings": {"device": "cpu", "batch_size": 1, "tile": None, "bins": 16, "threshold": 0.5},
         "segmentation": None, "messidor": None, "joint": None, "referable": None,
         "grading": {"accuracy": 0.6, "kappa": 0.5, "confusion": [[1] * 5] * 5, "n": 5,
-                    "normal": {"auc": 2 / 3, "accuracy": 0.4, "threshold": 0.5, "n_pos": 2, "n_neg": 3}},
+                    "normal": {"auc": 2 / 3, "accuracy": 0.4, "threshold": 0.5, "n_pos": 2, "n_neg": 3},
+                    "referral": {"auc": 0.75, "accuracy": 0.8, "threshold": 0.5, "n_pos": 3, "n_neg": 2}},
         "dme": dme,
     }
 
@@ -102,6 +103,8 @@ def test_report_shows_the_normal_task_and_dme_with_partial_labels() -> None:
     grading = text.split("## DR grading (Table 1)", 1)[1].split("\n## ", 1)[0]
     assert ("Normal (grade 0 against grades 1-4): AUC 0.6667, accuracy 0.4000 at P(grade 0) >= 0.5; 2 normal and 3 "
             "other images.") in grading
+    assert ("Referral (grade >= 2 or referable DME, risk 2): AUC 0.7500, accuracy 0.8000 at P >= 0.5; 3 referable "
+            "and 2 other images.") in grading
     section = text.split("## DME and referable", 1)[1]
     assert "| 0.7500 | 0.5000 |" in section  # DME Acc. stays the exact labels' number
     assert "DME with partial labels: accuracy 0.6667 over 4 exact and 2 partial labels" in section
@@ -112,6 +115,18 @@ def test_report_of_exact_dme_labels_and_an_older_grading_entry_has_no_new_lines(
     metrics = _messidor2_metrics({"accuracy": 0.75, "kappa": 0.5, "confusion": [[1, 0, 0]] * 3, "n": 4,
                                   "accuracy_with_partial": 0.75, "n_partial": 0, "referable_dme_auc": None,
                                   "referable_dme_n_pos": 0, "referable_dme_n_neg": 4})
-    del metrics["grading"]["normal"]  # metrics.json written before the normal task
+    del metrics["grading"]["normal"], metrics["grading"]["referral"]  # metrics.json written before these tasks
     text = render_report(metrics)
     assert "## DME and referable" in text and "partial labels" not in text and "Normal (grade 0" not in text
+
+
+def test_a_messidor2_evaluation_fills_tables_2_and_4_from_its_referral_and_normal_tasks() -> None:
+    metrics = _messidor2_metrics(None)
+    ours = Row("**m**", "the Messidor-2 set", {"Messidor-2": metrics})
+    tables = {key: text for key, _, text in paper_tables([ours])}
+    assert set(tables) == {"grading", "messidor", "sota"}
+    last = tables["messidor"].splitlines()[-1]
+    assert last == "| **m** | the Messidor-2 set | 0.7500 | 0.8000 | 0.6667 | 0.4000 |"
+    assert tables["sota"].splitlines()[-1] == last  # Table 4's Messidor part: the paper's rows, then ours
+    del metrics["grading"]["referral"]  # an evaluation from before the referral task: no Table 2 row
+    assert "messidor" not in {key for key, _, _ in paper_tables([ours])}

@@ -12,7 +12,9 @@ binary tasks are read from the 5-class probabilities as:
   positive class is "normal". (AUC is the same as scoring abnormal by 1 - p0.)
 
 On the ICDR scale itself (IDRiD, Messidor-2, EyePACS) the normal task is DR 0 against the rest, scored by the same
-P(ICDR = 0) (:func:`icdr_normal`), so a Messidor-2 evaluation has Table 2's normal AUC and accuracy too.
+P(ICDR = 0) (:func:`icdr_normal`), and the referral task is DR >= 2 or referable DME (:func:`icdr_referral`: an exact
+DME label of risk 2, which is what Messidor-2's adjudicated DME means), so a Messidor-2 evaluation has Table 2's
+referral and normal AUC and accuracy too, whatever referable rule the model's flags follow.
 """
 
 from __future__ import annotations
@@ -153,6 +155,8 @@ class BinaryResult:
     threshold: float
     n_pos: int
     n_neg: int
+    sensitivity: float | None = None  # at the threshold; None without a positive image
+    specificity: float | None = None  # at the threshold; None without a negative image
 
 
 def binary_task(score: np.ndarray, target: np.ndarray, threshold: float = 0.5,
@@ -162,9 +166,14 @@ def binary_task(score: np.ndarray, target: np.ndarray, threshold: float = 0.5,
         raise ValueError(f"probs has {score.size} rows but {labels} has {target.size} labels")
     if score.size == 0:
         raise ValueError("no samples to score")
-    acc = float(np.mean((score >= threshold) == target))
+    target = np.asarray(target, dtype=bool)
+    flagged = score >= threshold
+    acc = float(np.mean(flagged == target))
     n_pos = int(target.sum())
-    return BinaryResult(binary_roc_auc(score, target), acc, threshold, n_pos, target.size - n_pos)
+    n_neg = target.size - n_pos
+    sens = float(flagged[target].mean()) if n_pos else None
+    spec = float((~flagged[~target]).mean()) if n_neg else None
+    return BinaryResult(binary_roc_auc(score, target), acc, threshold, n_pos, n_neg, sens, spec)
 
 
 def messidor_binary(probs: np.ndarray, messidor_grades: np.ndarray, task: MessidorTask,
@@ -179,3 +188,29 @@ def icdr_normal(probs: np.ndarray, grades: np.ndarray, threshold: float = 0.5) -
     from (N, 5) ICDR probabilities and (N,) true ICDR grades."""
     target = _labels(grades, "grades", NUM_GRADES, allow_scores=False) == 0
     return binary_task(messidor_score(probs, "normal"), target, threshold, "grades")
+
+
+REFERABLE_DME_RISK = 2  # Messidor-2's adjudicated DME, IDRiD's risk 2: exudates within one disc diameter of the macula
+
+
+def icdr_referral(probs: np.ndarray, grades: np.ndarray, dme_probs: np.ndarray | None = None,
+                  dme_true: np.ndarray | None = None, threshold: float = 0.5) -> BinaryResult:
+    """Table 2's referral on the ICDR scale: DR grade >= 2 or referable DME (an exact DME label of risk 2).
+
+    The score is P(DR >= 2 or DME risk 2) = 1 - P(DR < 2) * P(DME < 2) from ``(N, 5)`` grade and ``(N, 3)`` DME
+    probabilities, or P(DR >= 2) from a model without a DME head (``dme_probs`` None); the truth takes the DME label
+    whatever the model has (``dme_true`` ``(N,)`` exact risks, negative where unknown or partial: DR alone).
+    """
+    score = messidor_score(probs, "referral")
+    if dme_probs is not None:
+        dme_probs = np.asarray(dme_probs, dtype=np.float64)
+        if dme_probs.shape != (score.size, 3) or not np.isfinite(dme_probs).all():
+            raise ValueError(f"dme_probs must be ({score.size}, 3) finite probabilities, got shape {dme_probs.shape}")
+        score = 1.0 - (1.0 - score) * dme_probs[:, :REFERABLE_DME_RISK].sum(axis=1)
+    target = _labels(grades, "grades", NUM_GRADES, allow_scores=False) >= REFERABLE_FROM_GRADE
+    if dme_true is not None:
+        dme_true = np.asarray(dme_true)
+        if dme_true.shape != target.shape:
+            raise ValueError(f"dme_true has {dme_true.size} labels for {target.size} grades")
+        target = target | (dme_true == REFERABLE_DME_RISK)
+    return binary_task(score, target, threshold, "grades")

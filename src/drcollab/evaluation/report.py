@@ -104,17 +104,30 @@ def table1(ours: list[Row]) -> str | None:
     return _caption("Table 1", ["IDRiD", "EyePACS"]) + "\n\n" + markdown_table(header, body)
 
 
+def _referral_source(row: Row) -> tuple[str, str] | None:
+    """Where ``row``'s Table 2 numbers are: Messidor's own 0-3 tasks (``messidor.*``) or, on Messidor-2's ICDR
+    grades, the grading section's ``referral`` and ``normal`` (``grading.*``); None without either."""
+    if _get(row.values.get("Messidor"), "messidor.referral") is not None:
+        return "Messidor", "messidor"
+    if _get(row.values.get("Messidor-2"), "grading.referral") is not None:
+        return "Messidor-2", "grading"
+    return None
+
+
 def _messidor_table(table: str, ours: list[Row]) -> str:
     header = ["Method", "Evaluated on", "Referral AUC", "Referral Acc.", "Normal AUC", "Normal Acc."]
-    paths = ["messidor.referral.auc", "messidor.referral.accuracy", "messidor.normal.auc", "messidor.normal.accuracy"]
-    body = [[r.label, r.evaluated_on] + [_cell(r, "Messidor", p) for p in paths]
-            for r in paper_rows(table, "Messidor") + ours]
+    body = []
+    for r in paper_rows(table, "Messidor") + ours:
+        dataset, prefix = _referral_source(r) or ("Messidor", "messidor")
+        body.append([r.label, r.evaluated_on] + [_cell(r, dataset, f"{prefix}.{task}.{m}") for task in
+                                                  ("referral", "normal") for m in ("auc", "accuracy")])
     return markdown_table(header, body)
 
 
 def table2(ours: list[Row]) -> str | None:
-    """Messidor referral / normal AUC and accuracy (Table 2: the paper's ablations)."""
-    ours = _with(ours, "messidor", "Messidor")
+    """Messidor referral / normal AUC and accuracy (Table 2: the paper's ablations); ours on Messidor or Messidor-2
+    (referral there: DR >= 2 or referable DME, ``grading_metrics.icdr_referral``)."""
+    ours = [r for r in ours if _referral_source(r) is not None]
     if not ours:
         return None
     return _caption("Table 2", ["Messidor"]) + "\n\n" + _messidor_table("Table 2", ours)
@@ -142,7 +155,7 @@ def table4(ours: list[Row]) -> str | None:
         body = [[r.label, r.evaluated_on, _cell(r, "EyePACS", "grading.kappa")]
                 for r in paper_rows("Table 4", "EyePACS") + eyepacs]
         parts.append(markdown_table(["Method", "Evaluated on", "EyePACS Kappa"], body))
-    messidor = _with(ours, "messidor", "Messidor")
+    messidor = [r for r in ours if _referral_source(r) is not None]
     if messidor:
         parts.append(_messidor_table("Table 4", messidor))
     if not parts:
@@ -179,13 +192,20 @@ def _number(value: float | None, decimals: int = 4) -> str:
     return MISSING if value is None else f"{value:.{decimals}f}"
 
 
-def _normal_note(normal: dict[str, Any] | None) -> list[str]:
-    """The grading section's normal task (DR 0 against the rest, as Table 2's Messidor "normal"), if scored."""
-    if normal is None:
-        return []
-    return [f"Normal (grade 0 against grades 1-4): AUC {_number(normal['auc'])}, accuracy "
-            f"{_number(normal['accuracy'])} at P(grade 0) >= {normal['threshold']:.4g}; {normal['n_pos']} normal and "
-            f"{normal['n_neg']} other images.", ""]
+def _normal_note(grading: dict[str, Any]) -> list[str]:
+    """The grading section's Table 2 tasks on the ICDR scale, if scored: normal (DR 0 against the rest, as
+    Messidor's "normal") and referral (DR >= 2 or referable DME)."""
+    lines = []
+    normal, referral = grading.get("normal"), grading.get("referral")
+    if normal is not None:
+        lines += [f"Normal (grade 0 against grades 1-4): AUC {_number(normal['auc'])}, accuracy "
+                  f"{_number(normal['accuracy'])} at P(grade 0) >= {normal['threshold']:.4g}; {normal['n_pos']} "
+                  f"normal and {normal['n_neg']} other images.", ""]
+    if referral is not None:
+        lines += [f"Referral (grade >= 2 or referable DME, risk 2): AUC {_number(referral['auc'])}, accuracy "
+                  f"{_number(referral['accuracy'])} at P >= {referral['threshold']:.4g}; {referral['n_pos']} "
+                  f"referable and {referral['n_neg']} other images.", ""]
+    return lines
 
 
 def _partial_note(dme: dict[str, Any]) -> list[str]:
@@ -265,10 +285,13 @@ def render_report(metrics: dict[str, Any]) -> str:
                 lines += [f"![ROC and PR curves per lesion]({files['curves']})", ""]
         if key == "grading":
             lines += ["Confusion matrix:", "", _confusion(metrics["grading"]["confusion"], "true"), ""]
-            lines += _normal_note(metrics["grading"].get("normal"))
-        if key == "messidor":
+            lines += _normal_note(metrics["grading"])
+        if key == "messidor" and metrics.get("messidor") is not None:
             lines += ["Rows: Messidor grade 0-3; columns: predicted ICDR grade 0-4. Referral = P(grade >= 2) >= 0.5, "
                       "normal = P(grade 0) >= 0.5.", "", _confusion(metrics["messidor"]["confusion"], "Messidor"), ""]
+        elif key == "messidor":
+            lines += ["On Messidor-2's ICDR grades: referral = DR grade >= 2 or referable DME (risk 2), scored by "
+                      "P(grade >= 2 or DME risk 2); normal = P(grade 0) (the grading section's notes).", ""]
     table = dme_referable_table(metrics)
     if table is not None:
         lines += ["## DME and referable", "", table, "", _referable_note(metrics), ""]

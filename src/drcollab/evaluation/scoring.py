@@ -1,8 +1,9 @@
 """Accumulators of one evaluation: pooled per-lesion pixel curves and per-image grade predictions.
 
 :meth:`Scores.summary` turns them into the JSON-ready ``segmentation``, ``grading`` (with its ``normal`` task, DR 0
-against the rest), ``messidor``, ``dme``, ``joint`` and ``referable`` entries of ``metrics.json`` (the last three:
-:mod:`drcollab.evaluation.dme`); undefined numbers, e.g. a lesion absent from every image, become ``null``.
+against the rest, and Table 2's ``referral``, DR >= 2 or referable DME), ``messidor``, ``dme``, ``joint`` and
+``referable`` entries of ``metrics.json`` (the last three: :mod:`drcollab.evaluation.dme`); undefined numbers, e.g. a
+lesion absent from every image, become ``null``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from drcollab.evaluation.grading_metrics import (
     BinaryResult,
     grading_metrics,
     icdr_normal,
+    icdr_referral,
     messidor_binary,
 )
 from drcollab.evaluation.metrics import DEFAULT_BINS, LesionCurves, UndefinedMetricWarning
@@ -35,8 +37,8 @@ def number(x: float) -> float | None:
 
 def binary_entry(r: BinaryResult) -> dict[str, Any]:
     """A binary task's ``auc``, ``accuracy``, ``threshold``, ``n_pos`` and ``n_neg`` for JSON."""
-    return {"auc": number(r.auc), "accuracy": number(r.accuracy), "threshold": r.threshold, "n_pos": r.n_pos,
-            "n_neg": r.n_neg}
+    return {"auc": number(r.auc), "accuracy": number(r.accuracy), "sensitivity": r.sensitivity,
+            "specificity": r.specificity, "threshold": r.threshold, "n_pos": r.n_pos, "n_neg": r.n_neg}
 
 
 class Scores:
@@ -103,8 +105,11 @@ class Scores:
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             result = grading_metrics(np.asarray(self.true), probs)
             normal = icdr_normal(probs, np.asarray(self.true))
+            referral = icdr_referral(probs, np.asarray(self.true), np.stack(self.dme_probs) if self.dme_probs else None,
+                                     np.asarray(self.dme_true))
         return {"accuracy": number(result.accuracy), "kappa": number(result.kappa),
-                "confusion": result.confusion.tolist(), "n": len(self.true), "normal": binary_entry(normal)}
+                "confusion": result.confusion.tolist(), "n": len(self.true), "normal": binary_entry(normal),
+                "referral": binary_entry(referral)}
 
     def messidor(self) -> dict[str, Any] | None:
         if not self.true or self.scale != "messidor":
