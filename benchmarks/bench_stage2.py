@@ -132,6 +132,7 @@ def main() -> None:
     results = {(r["row"], r["seed"]): r for r in recorded["rows"]}
     for seed in args.seeds:
         seed_out = args.out / f"seed{seed}"
+        seed_out.mkdir(parents=True, exist_ok=True)
         for row in ["pretrain", *(r for r in args.rows if r != "pretrain")]:
             config, overrides = row_command(seed_out, row, seed)
             wall = rowbench.train_and_evaluate(seed_out, row, config, overrides, idrid)
