@@ -25,8 +25,10 @@ from typing import Literal
 
 import numpy as np
 
+from drcollab.config import ReferableConfig
 from drcollab.constants import NUM_GRADES, REFERABLE_FROM_GRADE
 from drcollab.evaluation.metrics import UndefinedMetricWarning
+from drcollab.inference.referable import is_referable, referable_probability
 
 MessidorTask = Literal["referral", "normal"]
 MESSIDOR_GRADES = 4
@@ -191,26 +193,23 @@ def icdr_normal(probs: np.ndarray, grades: np.ndarray, threshold: float = 0.5) -
 
 
 REFERABLE_DME_RISK = 2  # Messidor-2's adjudicated DME, IDRiD's risk 2: exudates within one disc diameter of the macula
+TABLE2_REFERRAL = ReferableConfig(dr_min=REFERABLE_FROM_GRADE, dme_min=REFERABLE_DME_RISK)
 
 
 def icdr_referral(probs: np.ndarray, grades: np.ndarray, dme_probs: np.ndarray | None = None,
                   dme_true: np.ndarray | None = None, threshold: float = 0.5) -> BinaryResult:
     """Table 2's referral on the ICDR scale: DR grade >= 2 or referable DME (an exact DME label of risk 2).
 
-    The score is P(DR >= 2 or DME risk 2) = 1 - P(DR < 2) * P(DME < 2) from ``(N, 5)`` grade and ``(N, 3)`` DME
-    probabilities, or P(DR >= 2) from a model without a DME head (``dme_probs`` None); the truth takes the DME label
-    whatever the model has (``dme_true`` ``(N,)`` exact risks, negative where unknown or partial: DR alone).
+    The referable rule (``inference/referable.py``) at DR >= 2 or DME risk 2: the score is P(DR >= 2 or DME risk 2)
+    from ``(N, 5)`` grade and ``(N, 3)`` DME probabilities, or P(DR >= 2) from a model without a DME head
+    (``dme_probs`` None); the truth takes the DME label whatever the model has (``dme_true`` ``(N,)`` exact risks,
+    negative where unknown or partial: DR alone).
     """
-    score = messidor_score(probs, "referral")
-    if dme_probs is not None:
-        dme_probs = np.asarray(dme_probs, dtype=np.float64)
-        if dme_probs.shape != (score.size, 3) or not np.isfinite(dme_probs).all():
-            raise ValueError(f"dme_probs must be ({score.size}, 3) finite probabilities, got shape {dme_probs.shape}")
-        score = 1.0 - (1.0 - score) * dme_probs[:, :REFERABLE_DME_RISK].sum(axis=1)
-    target = _labels(grades, "grades", NUM_GRADES, allow_scores=False) >= REFERABLE_FROM_GRADE
-    if dme_true is not None:
-        dme_true = np.asarray(dme_true)
-        if dme_true.shape != target.shape:
-            raise ValueError(f"dme_true has {dme_true.size} labels for {target.size} grades")
-        target = target | (dme_true == REFERABLE_DME_RISK)
-    return binary_task(score, target, threshold, "grades")
+    messidor_score(probs, "referral")  # checks probs are (N, 5) softmax probabilities
+    if dme_probs is not None and np.shape(dme_probs) != (np.shape(probs)[0], 3):
+        raise ValueError(f"dme_probs must be ({np.shape(probs)[0]}, 3) probabilities, got shape {np.shape(dme_probs)}")
+    score = referable_probability(probs, dme_probs, TABLE2_REFERRAL)
+    grades = _labels(grades, "grades", NUM_GRADES, allow_scores=False)
+    if dme_true is not None and np.shape(dme_true) != grades.shape:
+        raise ValueError(f"dme_true has {np.size(dme_true)} labels for {grades.size} grades")
+    return binary_task(score, is_referable(grades, dme_true, TABLE2_REFERRAL), threshold, "grades")
