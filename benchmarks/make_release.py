@@ -38,6 +38,9 @@ def main() -> None:
                         help="where a part came from, in the bundle's sources (overrides the run's folder)")
     parser.add_argument("--generator-config", type=Path, default=None, help="G's training config, if another run's")
     parser.add_argument("--name", default=None, help="the bundle's name (default: the run's)")
+    parser.add_argument("--min-fov-fraction", type=float, default=None,
+                        help="the narrowest field of view the release grades, as a fraction of its working size, "
+                             "where a measurement chose one (bundle.json's min_fov_fraction; default: 0.75)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -72,6 +75,8 @@ def main() -> None:
         shutil.copyfile(args.generator_config, args.out / "generator_config.yaml")
     if args.name:
         bundle["name"] = args.name
+    if args.min_fov_fraction is not None:
+        bundle["min_fov_fraction"] = args.min_fov_fraction
     (args.out / "bundle.json").write_text(json.dumps(bundle, indent=2))
     shutil.copyfile(args.run / "config.yaml", args.out / "config.yaml")
     if args.evaluation is None:

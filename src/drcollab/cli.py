@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Literal
 import typer
 
 from drcollab.config import OutsideFov, Tta
-from drcollab.constants import MIN_FOV_FRACTION
 from drcollab.data.header import ImageLimits
 from drcollab.service.admission import DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S
 
@@ -166,9 +165,10 @@ def evaluate_cmd(
         "zero", "--outside-fov", help="Lesion maps outside the field of view: zero (default) or keep G's raw outputs "
         "(how drcollab scored before, and the paper's whole-image AUCs)."),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
-    min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
-                                           help="Leave out images whose field of view is narrower than this fraction "
-                                           "of the size the model resizes it to (0: score every image)."),
+    min_fov_fraction: float | None = typer.Option(None, "--min-fov-fraction", min=0.0, max=2.0,
+                                                  help="Leave out images whose field of view is narrower than this "
+                                                  "fraction of the size the model resizes it to (0: score every image;"
+                                                  " default: the bundle's own, 0.75 unless it records another)."),
 ) -> None:
     """Evaluate a trained model: per-lesion pixel AUCs at full resolution, grading metrics, paper-shaped report."""
     from drcollab.errors import DrcollabError
@@ -251,9 +251,10 @@ def calibrate(
     batch_size: int = typer.Option(4, "--batch-size", min=1, help="Images per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda or cuda:N."),
     workers: int = typer.Option(2, "--workers", min=0, help="Threads decoding and preprocessing images ahead."),
-    min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
-                                           help="Leave out images whose field of view is narrower than this fraction "
-                                           "of the size the model resizes it to (0: use every image)."),
+    min_fov_fraction: float | None = typer.Option(None, "--min-fov-fraction", min=0.0, max=2.0,
+                                                  help="Leave out images whose field of view is narrower than this "
+                                                  "fraction of the size the model resizes it to (0: use every image; "
+                                                  "default: the bundle's own, 0.75 unless it records another)."),
 ) -> None:
     """Choose the referral threshold reaching a target sensitivity or specificity on a labelled set; write a copy of
     the bundle that refers at it, with a record of the set and what the threshold achieved (95% Wilson intervals).
@@ -303,7 +304,7 @@ def compare_cmd(
 
 MIN_SIDE, MAX_ASPECT = ImageLimits().min_side, ImageLimits().max_aspect
 MIN_FOV_HELP = ("Refuse images whose field of view is narrower than this fraction of the size the model resizes it "
-                "to (0: no minimum).")
+                "to (0: no minimum; default: the bundle's own, 0.75 unless it records another).")
 
 
 def _check_device(device: str) -> str:
@@ -330,8 +331,7 @@ def predict(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
     min_side: int = typer.Option(MIN_SIDE, "--min-side", min=1, help="Refuse images with a shorter side (px)."),
     max_aspect: float = typer.Option(MAX_ASPECT, "--max-aspect", min=1.0, help="Refuse longer/shorter side above."),
-    min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
-                                           help=MIN_FOV_HELP),
+    min_fov_fraction: float | None = typer.Option(None, "--min-fov-fraction", min=0.0, max=2.0, help=MIN_FOV_HELP),
     groups: Path | None = typer.Option(None, "--groups", help="CSV with the columns photo, patient, eye (left or "
                                        "right): also decide per eye and per patient (patients.csv, eyes.csv)."),
     group_pattern: str | None = typer.Option(None, "--group-pattern", help="Read patient and eye from the file "
@@ -427,8 +427,7 @@ def serve(
     max_wait: float = typer.Option(DEFAULT_MAX_WAIT_S, "--max-wait", min=0.1, help="Seconds a photo may wait for the "
                                    "model; one that would wait longer gets HTTP 503 with Retry-After."),
     plain: bool = typer.Option(False, "--plain", help=PLAIN_HELP),
-    min_fov_fraction: float = typer.Option(MIN_FOV_FRACTION, "--min-fov-fraction", min=0.0, max=2.0,
-                                           help=MIN_FOV_HELP),
+    min_fov_fraction: float | None = typer.Option(None, "--min-fov-fraction", min=0.0, max=2.0, help=MIN_FOV_HELP),
 ) -> None:
     """Serve the model: web page at /, POST /predict, GET /health, API docs at /docs (offline)."""
     import uvicorn

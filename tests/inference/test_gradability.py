@@ -157,3 +157,33 @@ def test_the_minimum_field_of_view_is_a_command_line_value(tmp_path: Path) -> No
     assert refused.exit_code == 0 and "1 ungradable" in refused.output and "below the 252 px" in refused.output
     allowed = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--min-fov-fraction", "0"])
     assert allowed.exit_code == 0 and "0 ungradable" in allowed.output
+
+
+def test_a_bundle_trained_on_small_photos_carries_its_own_minimum_field_of_view(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from drcollab.evaluation.evaluate import evaluate
+    from drcollab.service.app import create_app
+
+    folder = tmp_path / "clinic"
+    folder.mkdir()
+    Image.fromarray(GOOD).save(folder / "eye.png")  # 241 px across
+    bundle = write_tiny_bundle(tmp_path / "model", size=336)  # 0.75 x 336 = 252 px by default
+    info = json.loads((bundle / "bundle.json").read_text())
+    (bundle / "bundle.json").write_text(json.dumps({**info, "min_fov_fraction": 0.5}))  # 168 px
+    args = ["predict", str(folder), "--checkpoint", str(bundle), "--no-progress"]
+    own = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "a")])
+    assert own.exit_code == 0 and "0 ungradable" in own.output, own.output
+    stricter = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "b"), "--min-fov-fraction", "0.75"])
+    assert stricter.exit_code == 0 and "below the 252 px" in stricter.output  # the user's value wins
+    with TestClient(create_app(bundle)) as client:
+        answer = client.post("/predict", files={"file": ("eye.png", (folder / "eye.png").read_bytes(), "image/png")})
+    assert answer.json()["gradable"] is True
+    metrics = evaluate(bundle, [Record("eye", folder / "eye.png", grade=2)], tmp_path / "eval", overlays=0,
+                       progress=False)
+    assert metrics["counts"]["grading"] == 1 and metrics["settings"]["min_fov_diameter"] == 168
+
+    (bundle / "bundle.json").write_text(json.dumps({**info, "min_fov_fraction": -1}))
+    broken = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "c")])
+    assert broken.exit_code == 2 and "min_fov_fraction" in broken.output and "Traceback" not in broken.output
+    assert not (tmp_path / "c" / "predictions.csv").exists()

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from drcollab.config import ReferableConfig
-from drcollab.constants import MIN_FOV_FRACTION, VERSION
+from drcollab.constants import VERSION
 from drcollab.errors import ConfigError, DataError
 from drcollab.evaluation.evaluate import run_evaluation
 from drcollab.evaluation.operating_point import OperatingPoint, Target, choose_threshold
@@ -99,7 +99,7 @@ def calibrate(
     batch_size: int = 4,
     device: str = "cpu",
     workers: int = 0,
-    min_fov_fraction: float = MIN_FOV_FRACTION,
+    min_fov_fraction: float | None = None,
     progress: bool = True,
 ) -> Calibration:
     """Choose the referral threshold reaching ``target`` >= ``value`` on ``eval_set`` and write the calibrated copy

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from drcollab.config import OutsideFov, Tta
-from drcollab.constants import GRADES, LESIONS, MIN_FOV_FRACTION, NUM_DME, NUM_GRADES, VERSION
+from drcollab.constants import GRADES, LESIONS, NUM_DME, NUM_GRADES, VERSION
 from drcollab.data.cache import PreprocessCache
 from drcollab.data.io import load_masks, read_image
 from drcollab.data.preprocess import Preprocessed
@@ -41,7 +41,7 @@ from drcollab.evaluation.scoring import Scores
 from drcollab.evaluation.selection import EvalSet
 from drcollab.inference.autotune import Choice, make_predictor
 from drcollab.inference.engine import load_engine
-from drcollab.inference.gradability import fov_size_reason, min_fov_diameter
+from drcollab.inference.gradability import GradabilityConfig, fov_fraction_for, fov_size_reason, min_fov_diameter
 from drcollab.inference.predictor import Prediction, Predictor
 from drcollab.inference.referable import rule_text
 
@@ -168,7 +168,7 @@ def run_evaluation(
     bins: int = DEFAULT_BINS,
     progress: bool = True,
     outside_fov: OutsideFov = "zero",
-    min_fov_fraction: float = MIN_FOV_FRACTION,
+    min_fov_fraction: float | None = None,
     setting: str = "auto",
 ) -> Evaluation:
     """Evaluate a model bundle and write the report files into ``out_dir``; returns ``metrics.json``'s content and
@@ -191,7 +191,7 @@ def run_evaluation(
         outside_fov: Lesion maps outside the field of view: ``zero`` (the default) or ``keep`` G's raw outputs (how
             drcollab scored before, and the paper's whole-image pixel AUCs), see ``Predictor``.
         min_fov_fraction: Images whose FOV is narrower than this fraction of the model's working size are not
-            scored (see the module docstring); 0 scores every image.
+            scored (see the module docstring); 0 scores every image; None: the bundle's own rule.
 
     Raises:
         DataError: a missing or invalid bundle, a bad image / mask (naming the file), or no image wide enough.
@@ -213,7 +213,8 @@ def run_evaluation(
     grade_keys = {(r.name, r.image_path) for r in eval_set.grading}
     cache = None if cache_dir is None else PreprocessCache(cache_dir, predictor.input_preprocess)
     scores, drawn = Scores(bins, predictor.referable), []
-    min_diameter = min_fov_diameter(min_fov_fraction, predictor.input_preprocess.size)
+    fraction = fov_fraction_for(GradabilityConfig(min_fov_fraction=min_fov_fraction), predictor.bundle.min_fov_fraction)
+    min_diameter = min_fov_diameter(fraction, predictor.input_preprocess.size)
     ungradable: list[dict[str, str]] = []
     with (out / "predictions.csv").open("w", newline="") as f, \
             tqdm(total=len(todo), desc="evaluate", unit="img", disable=not progress) as bar:

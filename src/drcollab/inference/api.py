@@ -124,7 +124,7 @@ def examine_image(engine: Engine, image: np.ndarray, quality: GradabilityConfig)
         ValueError: the image cannot be preprocessed (an unusable shape).
     """
     size = engine.predictor.input_preprocess.size  # the minimum FOV diameter scales with it
-    gradable, reasons, measures = check_gradable(image, quality, size)
+    gradable, reasons, measures = check_gradable(image, quality, size, engine.predictor.bundle.min_fov_fraction)
     if not gradable:
         return Ungradable((image.shape[1], image.shape[0]), reasons, measures)
     return Ready(image, engine.predictor.preprocess(image), measures)

@@ -5,7 +5,9 @@
     bundle.json                 {"name", "parts": {"generator": {"file", "sha256"}, "grader": {...}},
                                  "preprocess": {...}, "referable": {"dr_min", "dme_min", "threshold"}}
                                  (referable absent: 2, 1, 0.5)
-                                 optional: "tile", "tile_overlap", "tta" (see Predictor)
+                                 optional: "tile", "tile_overlap", "tta" (see Predictor),
+                                 "min_fov_fraction" (the narrowest field of view it grades, as a
+                                 fraction of its working size; absent: MIN_FOV_FRACTION)
     generator.safetensors/.json
     grader.safetensors/.json
 
@@ -32,6 +34,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drcollab.config import PreprocessConfig, ReferableConfig, Tta
+from drcollab.constants import MIN_FOV_FRACTION
 from drcollab.errors import DataError
 from drcollab.models import LesionGenerator, LesionGrader, load_model
 from drcollab.models.checkpoint import checkpoint_paths
@@ -75,6 +78,8 @@ class BundleSpec(BaseModel):
     tile_overlap: int = Field(0, ge=0, description="Minimum overlap of the tiles (absent: tile // 4).")
     referable: ReferableConfig = Field(default_factory=ReferableConfig, description="Who is referred.")
     tta: Tta = Field("none", description="Test-time flips prediction averages over (see Predictor).")
+    min_fov_fraction: float = Field(MIN_FOV_FRACTION, ge=0, le=2, description="A field of view narrower than this "
+                                    "fraction of the working size is too small to grade (inference/gradability.py).")
 
     @model_validator(mode="after")
     def _usable_tiles(self) -> BundleSpec:
@@ -104,6 +109,7 @@ class Bundle:
     root: Path
     generator_preprocess: PreprocessConfig | None = None  # G's own resolution when it differs from the grader's
     referable: ReferableConfig = field(default_factory=ReferableConfig)
+    min_fov_fraction: float = MIN_FOV_FRACTION  # the narrowest FOV it grades, as a fraction of its working size
 
     @property
     def input_preprocess(self) -> PreprocessConfig:
@@ -147,7 +153,8 @@ def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> Bundle:
     if grader is not None and (grader.config.mode != "ori" or grader.config.lesion_stats) and generator is None:
         need = "lesion_stats" if grader.config.mode == "ori" else f"mode {grader.config.mode!r}"
         raise DataError(bundle_path, f"grader {need} needs the generator, which is missing")
-    return Bundle(generator, grader, preprocess, info, root, generator_preprocess, spec.referable)
+    return Bundle(generator, grader, preprocess, info, root, generator_preprocess, spec.referable,
+                  spec.min_fov_fraction)
 
 
 def bundle_fingerprint(bundle: Bundle) -> str:

@@ -21,7 +21,8 @@ measured at its own size). Inside the FOV (its outer tenth left out: the rim is 
 - ``fov_diameter``: the FOV's diameter in the photo's own pixels. The model resizes the FOV to its working size
   (the bundle's preprocessing size, G's when it has its own); a FOV under ``min_fov_fraction`` of that size
   reaches the model enlarged and blurred, and its grades drift (see ``drcollab.constants.MIN_FOV_FRACTION``),
-  so it is too small to grade: :func:`min_fov_diameter`.
+  so it is too small to grade: :func:`min_fov_diameter`. A bundle trained on small photos may carry its own,
+  measured ``min_fov_fraction`` (``bundle.json``); a user's ``--min-fov-fraction`` overrides either.
 
 The default thresholds were measured on the 467 IDRiD training images (all gradable) and on degraded copies
 of them: ``benchmarks/bench_gradability.py``, BENCHMARKS.md "Gradability check".
@@ -57,9 +58,10 @@ class GradabilityConfig(StrictModel):
     bright_level: int = Field(250, ge=0, le=255, description="Luminance counted as burnt out.")
     max_bright_fraction: float = Field(0.02, ge=0, le=1, description="Share of burnt-out FOV pixels above: over.")
     max_fov_fraction: float = Field(0.97, gt=0, le=1, description="Share of the image inside the FOV above: cropped.")
-    min_fov_fraction: float = Field(
-        MIN_FOV_FRACTION, ge=0, le=2,
-        description="FOV diameter below this fraction of the model's working size: too small. 0: no minimum.",
+    min_fov_fraction: float | None = Field(
+        None, ge=0, le=2,
+        description="FOV diameter below this fraction of the model's working size: too small. 0: no minimum. "
+        "None: the model's own rule (its bundle's min_fov_fraction, else MIN_FOV_FRACTION).",
     )
 
 
@@ -157,19 +159,30 @@ def reasons_from(m: dict[str, float], cfg: GradabilityConfig, min_diameter: int 
     return reasons
 
 
+def fov_fraction_for(cfg: GradabilityConfig, model_fraction: float | None) -> float:
+    """The minimum FOV fraction in force: ``cfg``'s when set, else the model's own (a bundle's
+    ``min_fov_fraction``), else :data:`~drcollab.constants.MIN_FOV_FRACTION`."""
+    if cfg.min_fov_fraction is not None:
+        return cfg.min_fov_fraction
+    return MIN_FOV_FRACTION if model_fraction is None else model_fraction
+
+
 def check_gradable(
-    image: np.ndarray, cfg: GradabilityConfig | None = None, model_size: int | None = None
+    image: np.ndarray, cfg: GradabilityConfig | None = None, model_size: int | None = None,
+    model_fraction: float | None = None,
 ) -> tuple[bool, list[str], dict[str, Any]]:
     """Whether ``(H, W, 3)`` uint8 RGB ``image`` can be graded: ``(gradable, reasons, measures)``.
 
     Args:
         model_size: The side the model resizes the FOV to (``Predictor.input_preprocess.size``), which sets the
             minimum FOV diameter (:func:`min_fov_diameter`); None: no minimum.
+        model_fraction: The model's own minimum FOV fraction (``Bundle.min_fov_fraction``), used when ``cfg``
+            sets none (:func:`fov_fraction_for`).
     """
     cfg = cfg or GradabilityConfig()
     try:
         m = measure(image, cfg)
     except ValueError as err:
         return False, [f"{NO_FOV}: {err}"], {}
-    reasons = reasons_from(m, cfg, min_fov_diameter(cfg.min_fov_fraction, model_size))
+    reasons = reasons_from(m, cfg, min_fov_diameter(fov_fraction_for(cfg, model_fraction), model_size))
     return not reasons, reasons, {k: round(v, 6) for k, v in m.items()}
