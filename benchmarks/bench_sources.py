@@ -6,15 +6,19 @@ budget of training draws for every row: ``--draws`` images (default 13,200, 40 e
 images), so ``grade_pretrain.epochs`` is the draws over the row's training images per epoch (an epoch is as many
 draws as there are training images, ``docs/method.md`` "Several graded sources"). IDRiD keeps a share of 0.5 in
 every row that adds a source; the others split the rest. ``all_3x`` (run with ``--rows``) is ``all`` at three times
-the draws.
+the draws. ``all_lesion_stats`` (also with ``--rows``) is ``all`` with the release's grader recipe: G's lesion
+statistics beside the pooled features (``bench_grade.py``'s ``lesion_stats`` row), from the release's G at 1152 px;
+G's one pass over the ~3,300 training photos is cached (``GraderInputCache``) and counted in its training minutes.
 
 Each row's model is scored by ``drcollab evaluate`` on three validation parts, the folds the ``all`` row held out
 (each source split by its own patient-grouped folds, fold 0 of 5, seed 0; ``--val-fold-of``): IDRiD fold 0 (83
 photos), a Messidor-2 part and an EyePACS-256 part. A row that did not train on a source never saw any of its
-photos. EyePACS-256's photos are 256 px across, under the 0.75 x 384 = 288 px the gradability rule asks of a
-384-px model, so they are scored with ``--min-fov-fraction 0.6`` (the photos are up-sampled to 384 px, as in
-training). Referral is Table 2's (``grading.referral`` of ``metrics.json``): DR >= 2 or referable DME (risk 2, which is
-what Messidor-2's adjudicated DME means), scored by P(DR >= 2 or DME risk 2), flagged at P >= 0.5; normal is DR 0.
+photos. EyePACS-256's photos are 256 px across, under the 0.75 x 384 = 288 px the gradability rule asks of a 384-px
+model, so they are scored with a minimum field of view of 0.6 x 384 = 230 px (``--min-fov-fraction`` 0.6 of a 384-px
+model's size, 0.2 of a model whose G works at 1152 px; the photos are up-sampled to the working size, as in
+training); Messidor-2's with 288 px, the 384-px model's own rule, for every row. Referral is Table 2's
+(``grading.referral`` of ``metrics.json``): DR >= 2 or referable DME (risk 2, which is what Messidor-2's adjudicated
+DME means), scored by P(DR >= 2 or DME risk 2), flagged at P >= 0.5; normal is DR 0.
 
     DRCOLLAB_IDRID=../shared/data/IDRiD .venv/bin/python benchmarks/bench_sources.py --out runs/bench_sources
     .venv/bin/python benchmarks/bench_sources.py --out runs/bench_sources --report
@@ -49,11 +53,18 @@ ROWS: dict[str, tuple[str, dict[str, float | None]]] = {
     "idrid_messidor2": ("IDRiD + Messidor-2 (shares 0.5 / 0.5)", {"idrid": 0.5, "messidor2": 0.5}),
     "idrid_eyepacs": ("IDRiD + EyePACS-256 (shares 0.5 / 0.5)", {"idrid": 0.5, "eyepacs": 0.5}),
     "all_3x": ("all three, 3 x the draws", {"idrid": 0.5, "messidor2": 0.3, "eyepacs": 0.2}),
+    "all_lesion_stats": ("all three, the grader with G's lesion statistics (the release's G at 1152 px)",
+                         {"idrid": 0.5, "messidor2": 0.3, "eyepacs": 0.2}),
 }
 DRAWS_FACTOR = {"all_3x": 3}
-# scored part -> (evaluate's --format, --split, --min-fov-fraction)
-PARTS = {"idrid": ("idrid", "train", None), "messidor2": ("messidor2", "train", None),
-         "eyepacs": ("eyepacs", "train", 0.6)}
+GENERATOR = "release/drcollab-idrid-cpu/generator"  # bench_grade.py's lesion_stats G: bench_seg.py's budget_750
+ROW_SETTINGS = {"all_lesion_stats": ["grader.lesion_stats=true", f"init.generator={GENERATOR}", "data.seg_size=1152"]}
+OPTIONAL = {*DRAWS_FACTOR, *ROW_SETTINGS}  # rows run only when asked for by --rows
+# scored part -> (evaluate's --format, --split, the narrowest field of view scored in pixels: None = the model's own
+# rule, 0.75 of its working size). 288 px is that rule for a 384-px grader, kept for a model whose G works at 1152 px
+# so that every row scores the same photos.
+PARTS = {"idrid": ("idrid", "train", None), "messidor2": ("messidor2", "train", 288.0),
+         "eyepacs": ("eyepacs", "train", 230.4)}
 FOLD_REFERENCE = "all"
 
 
@@ -75,12 +86,20 @@ def overrides(row: str, seed: int, draws: int) -> list[str]:
     entries = [{"format": SOURCES[s][0], "root": root(s), **({} if share is None else {"share": share})}
                for s, share in shares.items()]
     epochs = max(1, round(draws / sum(train_images(s) for s in shares)))
-    return [f"seed={seed}", *STAGE_1B, f"grade_pretrain.epochs={epochs}", "data.image=" + json.dumps(entries)]
+    return [f"seed={seed}", *STAGE_1B, f"grade_pretrain.epochs={epochs}", "data.image=" + json.dumps(entries),
+            *ROW_SETTINGS.get(row, [])]
+
+
+def working_size(run: Path) -> int:
+    """The size the gradability rule reads: G's preprocessing size where the bundle has one, else the grader's."""
+    bundle = json.loads((run / "model/bundle.json").read_text())
+    return int((bundle.get("generator_preprocess") or bundle["preprocess"])["size"])
 
 
 def evaluate(out: Path, name: str, part: str) -> Path:
-    fmt, split, min_fov = PARTS[part]
+    fmt, split, min_fov_px = PARTS[part]
     run, target = out / name, out / "eval" / name / part
+    min_fov = None if min_fov_px is None else round(min_fov_px / working_size(run), 4)
     if not (target / "metrics.json").is_file():
         sh([*DRCOLLAB, "evaluate", "--checkpoint", str(run), "--data", root(part), "--format", fmt, "--split", split,
             "--val-fold-of", str(out / FOLD_REFERENCE), "--out", str(target), "--workers", "1", "--overlays", "0",
@@ -173,7 +192,7 @@ def main() -> None:
     if "DRCOLLAB_IDRID" not in os.environ:
         sys.exit("set DRCOLLAB_IDRID to the IDRiD root (the folder holding 'A. Segmentation')")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = args.rows or [r for r in ROWS if r not in DRAWS_FACTOR]  # all_3x only when asked for
+    rows = args.rows or [r for r in ROWS if r not in OPTIONAL]
     if FOLD_REFERENCE not in rows and not (args.out / FOLD_REFERENCE / "config.yaml").is_file():
         sys.exit(f"the {FOLD_REFERENCE!r} row runs first: the others are scored on its validation folds")
     results = []
