@@ -8,7 +8,9 @@ working size, up-sampled when smaller, as in training):
 
 * ``release``: ``release/drcollab-idrid-cpu`` (G at 1152 px, the grader at 384 px with G's lesion statistics);
 * ``all_sources``: the plain grader of ``benchmarks/bench_sources.py``'s ``all`` row (384 px, no G), if that run
-  exists (``--sources-run``).
+  exists (``--sources-run``);
+* ``all_lesion_stats``: its ``all_lesion_stats`` row, the release's recipe (G at 1152 px, G's lesion statistics)
+  trained on all three sources, if that run exists (``--stats-run``).
 
 Reported per model and size: DR accuracy and kappa, Table 2's referral AUC (DR >= 2 or referable DME) and the share of
 photos whose predicted grade differs from the full-size photo's.
@@ -61,14 +63,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/small_photos"))
     parser.add_argument("--sources-run", type=Path, default=Path("runs/bench_sources/all"))
+    parser.add_argument("--stats-run", type=Path, default=Path("runs/bench_sources/all_lesion_stats"))
     results_io.add_arguments(parser, "bench_small_photos")
     args = parser.parse_args()
     if results_io.printed_report(args, report):
         return
     _, val = split_records(read_records(DatasetSpec(format="idrid-grade", root=results_io.idrid_root())), 5, 0, 0)
     models = {"release": RELEASE}
-    if (args.sources_run / "model/bundle.json").is_file():
-        models["all_sources"] = args.sources_run
+    for model, run in (("all_sources", args.sources_run), ("all_lesion_stats", args.stats_run)):
+        if (run / "model/bundle.json").is_file():
+            models[model] = run
     rows = []
     for height in HEIGHTS:
         photos = args.out / f"photos_{height or 'full'}"

@@ -9,6 +9,7 @@ every row that adds a source; the others split the rest. ``all_3x`` (run with ``
 the draws. ``all_lesion_stats`` (also with ``--rows``) is ``all`` with the release's grader recipe: G's lesion
 statistics beside the pooled features (``bench_grade.py``'s ``lesion_stats`` row), from the release's G at 1152 px;
 G's one pass over the ~3,300 training photos is cached (``GraderInputCache``) and counted in its training minutes.
+``release`` (also with ``--rows``) trains nothing: it scores ``release/drcollab-idrid-cpu`` on the same parts.
 
 Each row's model is scored by ``drcollab evaluate`` on three validation parts, the folds the ``all`` row held out
 (each source split by its own patient-grouped folds, fold 0 of 5, seed 0; ``--val-fold-of``): IDRiD fold 0 (83
@@ -41,6 +42,7 @@ from reproduce_idrid import DRCOLLAB, sh
 
 from drcollab.data.folds import split_records
 from drcollab.data.sources import DatasetSpec, read_records
+from drcollab.inference.bundle import find_bundle
 
 STAGE_1B = ["seg_pretrain.epochs=0", "joint.epochs=0", "grader.dme=true", "runtime.validate_every=100000"]
 SOURCES = {"idrid": ("idrid-grade", "DRCOLLAB_IDRID", "../shared/data/IDRiD"),
@@ -55,11 +57,13 @@ ROWS: dict[str, tuple[str, dict[str, float | None]]] = {
     "all_3x": ("all three, 3 x the draws", {"idrid": 0.5, "messidor2": 0.3, "eyepacs": 0.2}),
     "all_lesion_stats": ("all three, the grader with G's lesion statistics (the release's G at 1152 px)",
                          {"idrid": 0.5, "messidor2": 0.3, "eyepacs": 0.2}),
+    "release": ("the release as it is: IDRiD alone, G's lesion statistics", {"idrid": None}),
 }
 DRAWS_FACTOR = {"all_3x": 3}
 GENERATOR = "release/drcollab-idrid-cpu/generator"  # bench_grade.py's lesion_stats G: bench_seg.py's budget_750
 ROW_SETTINGS = {"all_lesion_stats": ["grader.lesion_stats=true", f"init.generator={GENERATOR}", "data.seg_size=1152"]}
-OPTIONAL = {*DRAWS_FACTOR, *ROW_SETTINGS}  # rows run only when asked for by --rows
+TRAINED = {"release": Path(__file__).resolve().parent.parent / "release/drcollab-idrid-cpu"}  # scored, not trained
+OPTIONAL = {*DRAWS_FACTOR, *ROW_SETTINGS, *TRAINED}  # rows run only when asked for by --rows
 # scored part -> (evaluate's --format, --split, the narrowest field of view scored in pixels: None = the model's own
 # rule, 0.75 of its working size). 288 px is that rule for a 384-px grader, kept for a model whose G works at 1152 px
 # so that every row scores the same photos.
@@ -90,15 +94,20 @@ def overrides(row: str, seed: int, draws: int) -> list[str]:
             *ROW_SETTINGS.get(row, [])]
 
 
+def checkpoint(out: Path, name: str) -> Path:
+    """The bundle a row's run scores: its run folder's, or the bundle :data:`TRAINED` names for it."""
+    return TRAINED.get(name, out / name)
+
+
 def working_size(run: Path) -> int:
     """The size the gradability rule reads: G's preprocessing size where the bundle has one, else the grader's."""
-    bundle = json.loads((run / "model/bundle.json").read_text())
+    bundle = json.loads((find_bundle(run) / "bundle.json").read_text())
     return int((bundle.get("generator_preprocess") or bundle["preprocess"])["size"])
 
 
 def evaluate(out: Path, name: str, part: str) -> Path:
     fmt, split, min_fov_px = PARTS[part]
-    run, target = out / name, out / "eval" / name / part
+    run, target = checkpoint(out, name), out / "eval" / name / part
     min_fov = None if min_fov_px is None else round(min_fov_px / working_size(run), 4)
     if not (target / "metrics.json").is_file():
         sh([*DRCOLLAB, "evaluate", "--checkpoint", str(run), "--data", root(part), "--format", fmt, "--split", split,
@@ -111,7 +120,7 @@ def evaluate(out: Path, name: str, part: str) -> Path:
 def run_row(out: Path, row: str, seed: int, draws: int, extra: list[str]) -> dict:
     name = rowbench.run_name(row, seed)
     run = out / name
-    if not (run / "model/bundle.json").is_file():
+    if row not in TRAINED and not (run / "model/bundle.json").is_file():
         resume = (run / "checkpoints/last.safetensors").is_file()
         cmd = [*DRCOLLAB, "train", "--resume", str(run)] if resume else [
             *DRCOLLAB, "train", "--config", "configs/cpu/ori.yaml", "--out", str(run), "runtime.progress=false",
@@ -134,9 +143,10 @@ def _part(m: dict) -> dict:
 
 
 def collect(out: Path, name: str, row: str) -> dict:
-    result = {"row": row, "run": name, "description": ROWS[row][0],
-              "train_min": rowbench.stage_minutes(out / name, "grade_pretrain"),
-              "draws": rowbench.stage_steps(out / name, "grade_pretrain") * batch_size(out / name)}
+    result = {"row": row, "run": name, "description": ROWS[row][0]}
+    if row not in TRAINED:
+        result.update(train_min=rowbench.stage_minutes(out / name, "grade_pretrain"),
+                      draws=rowbench.stage_steps(out / name, "grade_pretrain") * batch_size(out / name))
     for part in PARTS:
         m = json.loads((out / "eval" / name / part / "metrics.json").read_text())
         result.update({f"{part}/{k}": v for k, v in _part(m).items()})
