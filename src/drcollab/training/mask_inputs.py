@@ -3,12 +3,11 @@
 While G is frozen and the grader trains (stage 1b with ``grader.lesion_stats``; stage 2 with
 ``joint.train_generator: false``, i.e. Lesion (Pretrained)), what G gives each grading image never changes. So
 before the stage, every X^I image (training and validation) is decoded and preprocessed at G's size
-(``data.seg_size``, on the fly: no G-size copy is cached), G runs on it as ``Predictor.forward`` runs it by default
-(eval mode, fp32 with channels_last, its windows stacked, in the tiles the bundle will record: the answers of plain
-fp32, ``benchmarks/bench_predict_equality.py``, about twice as fast) and the pooled masks (uint8) and statistics
-(float32) are stored in the data cache (``data/cache.py`` ``GraderInputCache``), keyed by G's weights, its
-preprocessing and its tiling: a second run with the same G reuses them, a changed G misses. The datasets then serve
-them with each image, moved by the same augmentation (``training/datasets.py``).
+(``data.seg_size``, on the fly: no G-size copy is cached), G runs on it exactly as ``Predictor.forward`` runs it
+(eval mode, fp32, the tiles the bundle will record) and the pooled masks (uint8) and statistics (float32) are
+stored in the data cache (``data/cache.py`` ``GraderInputCache``), keyed by G's weights, its preprocessing and
+its tiling: a second run with the same G reuses them, a changed G misses. The datasets then serve them with each
+image, moved by the same augmentation (``training/datasets.py``).
 """
 
 from __future__ import annotations
@@ -75,17 +74,16 @@ def fill_mask_cache(
     """Compute this rank's share of ``missing`` (every ``world_size``-th record); returns how many it computed."""
     g = unwrap(generator)
     was_training = g.training
-    g.eval().to(memory_format=torch.channels_last)
+    g.eval()
     tile, overlap = generator_tiles(cfg)
     share = missing[dist.rank :: dist.world_size]
     for record in tqdm(share, desc="G's masks for the grader", unit="img", disable=not (progress and share)):
         pre = preprocess_record(record, cfg.data.seg_preprocess, with_masks=False)
         image = image_to_tensor(pre.image)[None].to(dist.device)  # (1, 3, S, S)
-        image = image.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             out = grader_inputs(g, image, grader_factor(cfg), tile, overlap, stats=True)
         cache.put(record, quantise(out.masks[0]).cpu().numpy(), out.stats[0].cpu().numpy())  # (L, s, s), (S,)
-    g.to(memory_format=torch.contiguous_format).train(was_training)
+    g.train(was_training)
     return len(share)
 
 
