@@ -124,3 +124,25 @@ def test_the_release_operating_point_is_its_calibration_record():
     assert {f"{sens['value']:.3f}", f"{spec['value']:.3f}", f"{record['threshold']:.4f}"} <= printed
     for share in (sens, spec):
         assert f"{share['k']} of {share['n']}" in " ".join(text.split())
+
+
+def test_the_release_on_other_populations_is_its_bench_sources_row():
+    """The release README's "On photos from other populations" table is bench_sources.py's ``release`` row."""
+    data = json.loads((REPO / "benchmarks/results/bench_sources.json").read_text())
+    [row] = [r for r in (data if isinstance(data, list) else data["rows"]) if r["row"] == "release"]
+    parts = {"IDRiD fold 0": "idrid", "Messidor-2": "messidor2", "EyePACS-256": "eyepacs"}
+    columns = {"photos": "n", "DR accuracy": "accuracy", "kappa": "kappa", "referral AUC": "referable_auc",
+               "sensitivity": "referable_sensitivity", "specificity": "referable_specificity",
+               "normal AUC": "normal_auc"}
+    lines = [line for line in section(RELEASE / "README.md", "## On photos from other populations").splitlines()
+             if line.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    seen = set()
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        part = parts[cells[0]]
+        seen.add(part)
+        for column, cell in zip(head[1:], cells[1:], strict=True):
+            value = row[f"{part}/{columns[column]}"]
+            assert cell == (str(value) if column == "photos" else f"{value:.3f}"), f"{cells[0]} {column}: {cell}"
+    assert seen == set(parts.values())
