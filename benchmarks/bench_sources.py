@@ -8,7 +8,8 @@ draws as there are training images, ``docs/method.md`` "Several graded sources")
 every row that adds a source; the others split the rest. ``all_3x`` (run with ``--rows``) is ``all`` at three times
 the draws. ``all_lesion_stats`` (also with ``--rows``) is ``all`` with the release's grader recipe: G's lesion
 statistics beside the pooled features (``bench_grade.py``'s ``lesion_stats`` row), from the release's G at 1152 px;
-G's one pass over the ~3,300 training photos is cached (``GraderInputCache``) and counted in its training minutes.
+G's one pass over the ~4,100 photos is cached (``GraderInputCache``) and counted in its training minutes;
+``idrid_messidor2_lesion_stats`` (also with ``--rows``) is ``idrid_messidor2`` with the same recipe.
 ``release`` (also with ``--rows``) trains nothing: it scores ``release/drcollab-idrid-cpu`` on the same parts.
 
 Each row's model is scored by ``drcollab evaluate`` on three validation parts, the folds the ``all`` row held out
@@ -57,11 +58,14 @@ ROWS: dict[str, tuple[str, dict[str, float | None]]] = {
     "all_3x": ("all three, 3 x the draws", {"idrid": 0.5, "messidor2": 0.3, "eyepacs": 0.2}),
     "all_lesion_stats": ("all three, the grader with G's lesion statistics (the release's G at 1152 px)",
                          {"idrid": 0.5, "messidor2": 0.3, "eyepacs": 0.2}),
+    "idrid_messidor2_lesion_stats": ("IDRiD + Messidor-2 (0.5 / 0.5), G's lesion statistics",
+                                     {"idrid": 0.5, "messidor2": 0.5}),
     "release": ("the release as it is: IDRiD alone, G's lesion statistics", {"idrid": None}),
 }
 DRAWS_FACTOR = {"all_3x": 3}
 GENERATOR = "release/drcollab-idrid-cpu/generator"  # bench_grade.py's lesion_stats G: bench_seg.py's budget_750
-ROW_SETTINGS = {"all_lesion_stats": ["grader.lesion_stats=true", f"init.generator={GENERATOR}", "data.seg_size=1152"]}
+LESION_STATS = ["grader.lesion_stats=true", f"init.generator={GENERATOR}", "data.seg_size=1152"]
+ROW_SETTINGS = {"all_lesion_stats": LESION_STATS, "idrid_messidor2_lesion_stats": LESION_STATS}
 TRAINED = {"release": Path(__file__).resolve().parent.parent / "release/drcollab-idrid-cpu"}  # scored, not trained
 OPTIONAL = {*DRAWS_FACTOR, *ROW_SETTINGS, *TRAINED}  # rows run only when asked for by --rows
 # scored part -> (evaluate's --format, --split, the narrowest field of view scored in pixels: None = the model's own
