@@ -41,7 +41,7 @@ from drcollab.evaluation.scoring import Scores
 from drcollab.evaluation.selection import EvalSet
 from drcollab.inference.autotune import Choice, make_predictor
 from drcollab.inference.engine import load_engine
-from drcollab.inference.gradability import GradabilityConfig, fov_fraction_for, fov_size_reason, min_fov_diameter
+from drcollab.inference.gradability import fov_fraction_for, fov_size_reason, min_fov_diameter
 from drcollab.inference.predictor import Prediction, Predictor
 from drcollab.inference.referable import rule_text
 
@@ -213,7 +213,7 @@ def run_evaluation(
     grade_keys = {(r.name, r.image_path) for r in eval_set.grading}
     cache = None if cache_dir is None else PreprocessCache(cache_dir, predictor.input_preprocess)
     scores, drawn = Scores(bins, predictor.referable), []
-    fraction = fov_fraction_for(GradabilityConfig(min_fov_fraction=min_fov_fraction), predictor.bundle.min_fov_fraction)
+    fraction = fov_fraction_for(min_fov_fraction, predictor.bundle.min_fov_fraction)
     min_diameter = min_fov_diameter(fraction, predictor.input_preprocess.size)
     ungradable: list[dict[str, str]] = []
     with (out / "predictions.csv").open("w", newline="") as f, \

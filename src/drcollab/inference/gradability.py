@@ -159,17 +159,15 @@ def reasons_from(m: dict[str, float], cfg: GradabilityConfig, min_diameter: int 
     return reasons
 
 
-def fov_fraction_for(cfg: GradabilityConfig, model_fraction: float | None) -> float:
-    """The minimum FOV fraction in force: ``cfg``'s when set, else the model's own (a bundle's
-    ``min_fov_fraction``), else :data:`~drcollab.constants.MIN_FOV_FRACTION`."""
-    if cfg.min_fov_fraction is not None:
-        return cfg.min_fov_fraction
-    return MIN_FOV_FRACTION if model_fraction is None else model_fraction
+def fov_fraction_for(fraction: float | None, model_fraction: float) -> float:
+    """The minimum FOV fraction in force: the user's ``fraction`` when set, else the model's own (a bundle's
+    ``min_fov_fraction``)."""
+    return model_fraction if fraction is None else fraction
 
 
 def check_gradable(
     image: np.ndarray, cfg: GradabilityConfig | None = None, model_size: int | None = None,
-    model_fraction: float | None = None,
+    model_fraction: float = MIN_FOV_FRACTION,
 ) -> tuple[bool, list[str], dict[str, Any]]:
     """Whether ``(H, W, 3)`` uint8 RGB ``image`` can be graded: ``(gradable, reasons, measures)``.
 
@@ -184,5 +182,5 @@ def check_gradable(
         m = measure(image, cfg)
     except ValueError as err:
         return False, [f"{NO_FOV}: {err}"], {}
-    reasons = reasons_from(m, cfg, min_fov_diameter(fov_fraction_for(cfg, model_fraction), model_size))
+    reasons = reasons_from(m, cfg, min_fov_diameter(fov_fraction_for(cfg.min_fov_fraction, model_fraction), model_size))
     return not reasons, reasons, {k: round(v, 6) for k, v in m.items()}
