@@ -39,6 +39,7 @@ from pathlib import Path
 
 import rowbench
 import yaml
+from bench_grade import GENERATOR  # the lesion_stats row's G: the release's
 from reproduce_idrid import DRCOLLAB, sh
 
 from drcollab.data.folds import split_records
@@ -63,7 +64,6 @@ ROWS: dict[str, tuple[str, dict[str, float | None]]] = {
     "release": ("the release as it is: IDRiD alone, G's lesion statistics", {"idrid": None}),
 }
 DRAWS_FACTOR = {"all_3x": 3}
-GENERATOR = "release/drcollab-idrid-cpu/generator"  # bench_grade.py's lesion_stats G: bench_seg.py's budget_750
 LESION_STATS = ["grader.lesion_stats=true", f"init.generator={GENERATOR}", "data.seg_size=1152"]
 ROW_SETTINGS = {"all_lesion_stats": LESION_STATS, "idrid_messidor2_lesion_stats": LESION_STATS}
 TRAINED = {"release": Path(__file__).resolve().parent.parent / "release/drcollab-idrid-cpu"}  # scored, not trained
