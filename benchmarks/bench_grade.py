@@ -21,7 +21,6 @@ Finished rows are reused and an interrupted one resumes; results are merged into
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from functools import partial
 from pathlib import Path
@@ -71,18 +70,11 @@ def collect(out: Path, name: str, row: str) -> dict:
     run = EVALUATE_ONLY[row][0] + name.removeprefix(row) if row in EVALUATE_ONLY else name
     return {"row": row, "run": name, "description": ROWS[row][0],
             "train_min": rowbench.stage_minutes(out / run, "grade_pretrain"),
-            "precompute_min": precompute_minutes(out / run),
+            "precompute_min": rowbench.precompute_minutes(out / run),
             "accuracy": m["grading"]["accuracy"], "kappa": m["grading"]["kappa"],
             "dme_accuracy": dme.get("accuracy"), "joint_accuracy": joint.get("accuracy"),
             "referable_auc": referable.get("auc"), "referable_sensitivity": referable.get("sensitivity"),
             "referable_specificity": referable.get("specificity")}
-
-
-def precompute_minutes(run: Path) -> float | None:
-    """Minutes of G's pass over the grading images before stage 1b (None: the row uses no G)."""
-    seconds = [float(r["value"]) for r in csv.DictReader((run / "metrics.csv").open())
-               if r["stage"] == "grade_pretrain" and r["key"] == "precompute/seconds"]
-    return round(sum(seconds) / 60, 2) if seconds else None
 
 
 NUMBERS = ("accuracy", "kappa", "dme_accuracy", "joint_accuracy", "referable_auc", "referable_sensitivity",

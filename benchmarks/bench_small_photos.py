@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -54,6 +56,13 @@ def shrink(records: list, height: int, root: Path) -> None:
         writer.writerows(rows)
 
 
+def weights_of(checkpoint: Path) -> str:
+    """The sha256 of each part of the bundle at ``checkpoint``: an evaluation is reused only for the same weights."""
+    parts = json.loads((checkpoint / "model/bundle.json" if (checkpoint / "model").is_dir()
+                        else checkpoint / "bundle.json").read_text())["parts"]
+    return json.dumps({k: v["sha256"] for k, v in sorted(parts.items())})
+
+
 def predicted(folder: Path) -> dict[str, int]:
     with (folder / "predictions.csv").open() as f:
         return {r["name"]: int(r["predicted"]) for r in csv.DictReader(f) if r["predicted"] != ""}
@@ -80,10 +89,14 @@ def main() -> None:
             shrink(val, height, photos)
         for model, checkpoint in models.items():
             target = args.out / "eval" / model / (photos.name)
-            if not (target / "metrics.json").is_file():
+            stamp = target / "weights.json"
+            if not (target / "metrics.json").is_file() or not stamp.is_file() or stamp.read_text() != weights_of(
+                    checkpoint):
+                shutil.rmtree(target, ignore_errors=True)
                 sh([*DRCOLLAB, "evaluate", "--checkpoint", str(checkpoint), "--data", str(photos), "--format",
                     "generic", "--out", str(target), "--min-fov-fraction", "0", "--workers", "1", "--overlays", "0"],
                    args.out / f"{model}.log")
+                stamp.write_text(weights_of(checkpoint))
             m = results_io.read(target / "metrics.json")
             full = predicted(args.out / "eval" / model / "photos_full")
             now = predicted(target)

@@ -23,6 +23,14 @@ def stage_minutes(run: Path, stage: str) -> float:
     return round((max(times) - min(times)) / 60, 2)
 
 
+def precompute_minutes(run: Path, stage: str = "grade_pretrain") -> float | None:
+    """Minutes of G's pass over the grading images before ``stage`` (None: the run used no G's masks or statistics);
+    part of :func:`stage_minutes`, and near 0 when G's cache already held the photos."""
+    seconds = [float(r["value"]) for r in csv.DictReader((run / "metrics.csv").open())
+               if r["stage"] == stage and r["key"] == "precompute/seconds"]
+    return round(sum(seconds) / 60, 2) if seconds else None
+
+
 def add_arguments(parser: argparse.ArgumentParser, rows: Iterable[str], out: str, recorded: Path) -> None:
     parser.add_argument("--out", type=Path, default=Path(out))
     parser.add_argument("--rows", nargs="+", default=None, choices=list(rows))

@@ -18,7 +18,7 @@ from drcollab.training.config import TrainConfig
 from drcollab.training.trainer import run_training
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs/demo.yaml"
-EPOCHS = 20  # 2 steps each (16 training images, batch 8)
+EPOCHS = 10  # 2 steps each (16 training images, batch 8)
 
 
 @pytest.fixture(scope="module")
@@ -37,5 +37,6 @@ def demo_stage_1a(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_demo_recipe_g_finds_the_synthetic_lesions(demo_stage_1a: Path) -> None:
-    # 4 validation images at 256 px (MA and HE among them): the recipe reaches ~0.4 here, the broken start ~0.01.
-    assert logged(demo_stage_1a, "val/ap_mean")["seg_pretrain"] > 0.2
+    # 4 validation images at 256 px (MA and HE among them): the recipe reaches ~0.13 in these 20 steps (~0.4 in 40),
+    # the broken start ~0.01 and falling.
+    assert logged(demo_stage_1a, "val/ap_mean")["seg_pretrain"] > 0.1
