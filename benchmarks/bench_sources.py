@@ -8,9 +8,12 @@ draws as there are training images, ``docs/method.md`` "Several graded sources")
 every row that adds a source; the others split the rest. ``all_3x`` (run with ``--rows``) is ``all`` at three times
 the draws. ``all_lesion_stats`` (also with ``--rows``) is ``all`` with the release's grader recipe: G's lesion
 statistics beside the pooled features (``bench_grade.py``'s ``lesion_stats`` row), from the release's G at 1152 px;
-G's one pass over the ~4,100 photos is cached (``GraderInputCache``) and counted in its training minutes;
+G's one pass over the ~4,100 photos is cached (``GraderInputCache``) and counted in its training minutes (and
+reported on its own: a cache that already holds a photo costs a read);
 ``idrid_messidor2_lesion_stats`` (also with ``--rows``) is ``idrid_messidor2`` with the same recipe.
-``release`` (also with ``--rows``) trains nothing: it scores ``release/drcollab-idrid-cpu`` on the same parts.
+``idrid_lesion_stats`` (also with ``--rows``) trains nothing: it scores the grader of ``bench_grade.py``'s
+``lesion_stats`` row (IDRiD alone, the same recipe at 20 epochs; ``runs/bench_grade/lesion_stats``, run that first)
+on the same parts.
 
 Each row's model is scored by ``drcollab evaluate`` on three validation parts, the folds the ``all`` row held out
 (each source split by its own patient-grouped folds, fold 0 of 5, seed 0; ``--val-fold-of``): IDRiD fold 0 (83
@@ -61,12 +64,12 @@ ROWS: dict[str, tuple[str, dict[str, float | None]]] = {
                          {"idrid": 0.5, "messidor2": 0.3, "eyepacs": 0.2}),
     "idrid_messidor2_lesion_stats": ("IDRiD + Messidor-2 (0.5 / 0.5), G's lesion statistics",
                                      {"idrid": 0.5, "messidor2": 0.5}),
-    "release": ("the release as it is: IDRiD alone, G's lesion statistics", {"idrid": None}),
+    "idrid_lesion_stats": ("IDRiD alone, G's lesion statistics (bench_grade.py's lesion_stats row)", {"idrid": None}),
 }
 DRAWS_FACTOR = {"all_3x": 3}
 LESION_STATS = ["grader.lesion_stats=true", f"init.generator={GENERATOR}", "data.seg_size=1152"]
 ROW_SETTINGS = {"all_lesion_stats": LESION_STATS, "idrid_messidor2_lesion_stats": LESION_STATS}
-TRAINED = {"release": Path(__file__).resolve().parent.parent / "release/drcollab-idrid-cpu"}  # scored, not trained
+TRAINED = {"idrid_lesion_stats": Path("runs/bench_grade/lesion_stats")}  # scored, not trained
 OPTIONAL = {*DRAWS_FACTOR, *ROW_SETTINGS, *TRAINED}  # rows run only when asked for by --rows
 # scored part -> (evaluate's --format, --split, the narrowest field of view scored in pixels: None = the model's own
 # rule, 0.75 of its working size). 288 px is that rule for a 384-px grader, kept for a model whose G works at 1152 px
@@ -150,6 +153,7 @@ def collect(out: Path, name: str, row: str) -> dict:
     result = {"row": row, "run": name, "description": ROWS[row][0]}
     if row not in TRAINED:
         result.update(train_min=rowbench.stage_minutes(out / name, "grade_pretrain"),
+                      precompute_min=rowbench.precompute_minutes(out / name),
                       draws=rowbench.stage_steps(out / name, "grade_pretrain") * batch_size(out / name))
     for part in PARTS:
         m = json.loads((out / "eval" / name / part / "metrics.json").read_text())
@@ -163,7 +167,7 @@ def batch_size(run: Path) -> int:
 
 
 def numbers(row: dict) -> list[str]:
-    return [k for k in row if "/" in k or k in ("train_min", "draws")]
+    return [k for k in row if "/" in k or k in ("train_min", "precompute_min", "draws")]
 
 
 COLUMNS = [("idrid/accuracy", "IDRiD DR acc."), ("idrid/kappa", "IDRiD kappa"),
@@ -174,14 +178,15 @@ COLUMNS = [("idrid/accuracy", "IDRiD DR acc."), ("idrid/kappa", "IDRiD kappa"),
            ("messidor2/referable_sensitivity", "sens."), ("messidor2/referable_specificity", "spec."),
            ("messidor2/normal_auc", "Messidor-2 normal AUC"),
            ("eyepacs/accuracy", "EyePACS-256 DR acc."), ("eyepacs/kappa", "EyePACS-256 kappa"),
-           ("eyepacs/referable_auc", "EyePACS-256 referral AUC"), ("train_min", "training (min)")]
+           ("eyepacs/referable_auc", "EyePACS-256 referral AUC"), ("train_min", "training (min)"),
+           ("precompute_min", "of which G's pass (min)")]
 
 
 def table(results: list[dict]) -> str:
     head = ["row", "sources"] + [c[1] for c in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * 2 + "---:|" * len(COLUMNS)]
     for r in results:
-        cells = ["–" if r.get(k) is None else (f"{r[k]:.1f}" if k == "train_min" else f"{r[k]:.3f}")
+        cells = ["–" if r.get(k) is None else (f"{r[k]:.1f}" if k.endswith("_min") else f"{r[k]:.3f}")
                  for k, _ in COLUMNS]
         lines.append(f"| `{r['run']}` | {r['description']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

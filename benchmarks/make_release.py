@@ -83,6 +83,8 @@ def main() -> None:
         print(f"release {args.out} written without metrics.json: evaluate it, then re-run with --evaluation")
         return
     metrics = json.loads((args.evaluation / "metrics.json").read_text())
+    if Path(metrics.get("checkpoint", "")).resolve() == args.out.resolve():  # named as given, not by this machine
+        metrics["checkpoint"] = str(args.out)
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     size = sum(p.stat().st_size for p in args.out.iterdir() if p.is_file())
     if size > MAX_BYTES:
