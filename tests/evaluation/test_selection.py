@@ -92,7 +92,19 @@ def test_val_fold_of_selects_exactly_the_runs_validation_records(half_masked: Pa
     assert [r.name for r in selected.grading] == sorted(r.name for r in image_val)
     assert {r.name for r in selected.segmentation} != {r.name for r in selected.grading}  # two pools, two splits
     assert selected.description == "validation fold 2 of 3 of the generic set 'set'"
-    assert selected.info["fold"] == {"run": str(run.resolve()), "n_folds": 3, "val_fold": 2, "fold_seed": 5}
+    assert selected.info["fold"] == {"run": str(run), "n_folds": 3, "val_fold": 2, "fold_seed": 5}
+
+
+def test_the_selection_records_paths_as_given(half_masked: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A metrics.json or calibration record that travels with a bundle names the folders the user named, not this
+    machine's absolute paths."""
+    spec = {"format": "generic", "root": str(half_masked)}
+    write_run(tmp_path / "run", [spec], [spec], n_folds=3, val_fold=2, fold_seed=5)
+    shutil.copytree(half_masked, tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    selected = restrict_to_val_fold(read_eval_set(Path("data"), "generic"), read_val_fold(Path("run")))
+    assert selected.info["root"] == "data" and selected.info["fold"]["run"] == "run"
 
 
 def test_val_fold_of_splits_each_of_the_runs_sources_on_its_own(half_masked: Path, tmp_path: Path) -> None:

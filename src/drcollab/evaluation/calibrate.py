@@ -155,7 +155,7 @@ def calibration_record(point: OperatingPoint, metrics: dict[str, Any], rule: Ref
         "interval": "Wilson score, 95%",
         "settings": {k: metrics["settings"][k] for k in ("device", "precision", "channels_last", "tile", "tta",
                                                           "min_fov_diameter")},
-        "source": str(source.resolve()),
+        "source": str(source),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "drcollab_version": VERSION,
     }

@@ -263,7 +263,7 @@ def _metrics(predictor: Predictor, eval_set: EvalSet, scores: Scores, skipped: l
     return {
         "drcollab_version": VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "checkpoint": str(predictor.bundle.root.resolve()),
+        "checkpoint": str(predictor.bundle.root),
         "model": {"name": info.get("name"), "parts": sorted(info.get("parts", {})),
                   "trained_stages": info.get("trained_stages")},
         "data": {**eval_set.info, "dataset": eval_set.dataset},

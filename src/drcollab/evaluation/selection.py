@@ -139,7 +139,8 @@ def read_eval_set(root: Path, fmt: EvalFormat = "auto", split: str = "train") ->
     dataset = DATASET_NAMES[formats[0]]
     out = EvalSet.from_records(records, dataset, _split_words(dataset, split, formats[0], root))
     out.specs = specs
-    out.info = {"root": str(root.resolve()), "format": fmt, "split": split, "fold": None,
+    out.info = {"root": str(root),  # as given: a record names no machine's folders
+                "format": fmt, "split": split, "fold": None,
                 "sources": [DatasetSpec(format=f, root=root, split=split).model_dump(mode="json") for f in formats]}
     return out
 
@@ -186,7 +187,7 @@ def restrict_to_val_fold(eval_set: EvalSet, fold: ValFold) -> EvalSet:
     if eval_set.grading and fold.image:
         grade = _val_records(eval_set.grading, eval_set.specs["grading"], fold.image, fold,
                              f"{where} (data.image)")
-    info = {"run": str(fold.run.resolve()), "n_folds": fold.n_folds, "val_fold": fold.val_fold,
+    info = {"run": str(fold.run), "n_folds": fold.n_folds, "val_fold": fold.val_fold,
             "fold_seed": fold.fold_seed}
     description = f"validation fold {fold.val_fold} of {fold.n_folds} of {eval_set.description}"
     return replace(eval_set, segmentation=seg, grading=grade, description=description,
