@@ -34,6 +34,7 @@ from results_io import markdown, number
 
 from drcollab.data.folds import split_records
 from drcollab.data.sources import DatasetSpec, read_records
+from drcollab.inference.bundle import BUNDLE_FILE, find_bundle
 
 HEIGHTS = [0, 1024, 512, 256]  # 0: the photo as it is
 RELEASE = Path(__file__).resolve().parent.parent / "release/drcollab-idrid-cpu"
@@ -58,8 +59,7 @@ def shrink(records: list, height: int, root: Path) -> None:
 
 def weights_of(checkpoint: Path) -> str:
     """The sha256 of each part of the bundle at ``checkpoint``: an evaluation is reused only for the same weights."""
-    parts = json.loads((checkpoint / "model/bundle.json" if (checkpoint / "model").is_dir()
-                        else checkpoint / "bundle.json").read_text())["parts"]
+    parts = json.loads((find_bundle(checkpoint) / BUNDLE_FILE).read_text())["parts"]
     return json.dumps({k: v["sha256"] for k, v in sorted(parts.items())})
 
 
@@ -82,6 +82,7 @@ def main() -> None:
     for model, run in (("all_sources", args.sources_run), ("all_lesion_stats", args.stats_run)):
         if (run / "model/bundle.json").is_file():
             models[model] = run
+    weights = {model: weights_of(checkpoint) for model, checkpoint in models.items()}
     rows = []
     for height in HEIGHTS:
         photos = args.out / f"photos_{height or 'full'}"
@@ -90,13 +91,12 @@ def main() -> None:
         for model, checkpoint in models.items():
             target = args.out / "eval" / model / (photos.name)
             stamp = target / "weights.json"
-            if not (target / "metrics.json").is_file() or not stamp.is_file() or stamp.read_text() != weights_of(
-                    checkpoint):
+            if not (target / "metrics.json").is_file() or not stamp.is_file() or stamp.read_text() != weights[model]:
                 shutil.rmtree(target, ignore_errors=True)
                 sh([*DRCOLLAB, "evaluate", "--checkpoint", str(checkpoint), "--data", str(photos), "--format",
                     "generic", "--out", str(target), "--min-fov-fraction", "0", "--workers", "1", "--overlays", "0"],
                    args.out / f"{model}.log")
-                stamp.write_text(weights_of(checkpoint))
+                stamp.write_text(weights[model])
             m = results_io.read(target / "metrics.json")
             full = predicted(args.out / "eval" / model / "photos_full")
             now = predicted(target)
