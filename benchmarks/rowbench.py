@@ -104,7 +104,7 @@ def train_and_evaluate(
 
     ``run_name`` defaults to ``name``; another row's run name makes an evaluation-only row of that row's model
     (trained here with ``overrides`` if it is not finished yet). Returns the training command's wall seconds, or
-    None when the run was already finished.
+    None when the run was already finished or is resumed here (then the wall time is only the resumed part's).
     """
     from reproduce_idrid import DRCOLLAB, sh  # the same printed, logged subprocess call
 
@@ -114,7 +114,8 @@ def train_and_evaluate(
         resume = (run / "checkpoints/last.safetensors").is_file()
         cmd = [*DRCOLLAB, "train", "--resume", str(run)] if resume else [
             *DRCOLLAB, "train", "--config", config, "--out", str(run), "runtime.progress=false", *overrides]
-        wall = sh(cmd, out / f"{run.name}.log")
+        seconds = sh(cmd, out / f"{run.name}.log")
+        wall = None if resume else seconds
     if not (evaluation / "metrics.json").is_file():
         sh([*DRCOLLAB, "evaluate", "--checkpoint", str(run), "--data", idrid, "--split", "train", "--val-fold-of",
             str(run), "--out", str(evaluation), "--workers", "1", "--overlays", "0",
