@@ -1,4 +1,4 @@
-"""Does the semi-supervised stage help? Lesion AUC-PR of Pretrained vs Semi vs Semi+Adv on synthetic data.
+"""Does the collaborative stage help? Lesion AUC-PR of Pretrained vs Semi vs Semi+Adv on synthetic data.
 
 The paper's setting in miniature: few images with lesion masks, many with grades only. For each
 training seed, one run pre-trains G and the grader (stages 1a and 1b); then every row starts stage 2
