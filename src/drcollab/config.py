@@ -325,6 +325,10 @@ class LossConfig(StrictModel):
     )
     dme_weight: float = Field(1.0, ge=0, description="Weight of the DME loss beside the DR grade's focal loss.")
     lambda_ce: float = Field(10.0, ge=0, description="lambda of Eq. 3: L_seg = L_adv + lambda * L_CE.")
+    adv_weight: float = Field(
+        1.0, ge=0, description="Weight of G's adversarial term in Eq. 3 (the paper: 1): L_seg = adv_weight * L_adv + "
+        "lambda * L_CE. Unlike a larger lambda_ce it leaves the grading loss's pull on G where it is."
+    )
     mask_loss: Literal["bce", "bce_dice"] = Field(
         "bce", description="L_CE of Eq. 3: bce = the paper's pixel BCE; bce_dice adds dice_weight x soft Dice."
     )

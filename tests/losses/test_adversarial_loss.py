@@ -45,6 +45,12 @@ def test_total_segmentation_loss_weights_the_bce() -> None:
     assert segmentation_loss(torch.tensor(0.5), torch.tensor(0.1), lambda_ce=0.0).item() == pytest.approx(0.5)
 
 
+def test_the_adversarial_weight_scales_only_the_adversarial_term() -> None:
+    # 0.1 * 0.5 + 10 * 0.1 = 1.05
+    value = segmentation_loss(torch.tensor(0.5), torch.tensor(0.1), adv_weight=0.1)
+    assert value.item() == pytest.approx(1.05)
+
+
 def test_an_empty_fake_branch_adds_zero_and_stays_attached() -> None:
     """A batch without a fake adds 0 to both terms and keeps the graph: D learns from the reals alone."""
     real = torch.tensor([LN3], requires_grad=True)

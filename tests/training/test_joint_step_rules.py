@@ -114,3 +114,17 @@ def test_without_d_nothing_needs_a_real_view_and_no_adversarial_term_is_logged()
     b = _batch([0, 2])
     losses = joint_step(nets, JointBatch(b.image, b.pixel), _cfg(adversarial=False), NO_AUTOCAST)
     assert losses.keys() == {"focal", "bce_p", "bce_i"}
+
+
+def test_loss_adv_weight_scales_gs_adversarial_term_in_the_stage_2_total() -> None:
+    """``loss.adv_weight`` w: the total moves by (w - 1) x adv, every other term as at the paper's w = 1."""
+    b = _batch([0, 2])
+    totals, advs = {}, {}
+    for w in (1.0, 0.1):
+        nets = _nets()
+        cfg = TrainConfig.model_validate({"data": SOURCES, "loss": {"adv_weight": w}})
+        _, [real_masks] = disc_update(nets, [(b.real, b.image)], NO_AUTOCAST)
+        losses, totals[w] = joint_losses(nets, b, cfg, NO_AUTOCAST, OneSize, real_masks)
+        advs[w] = losses["adv"].item()
+    assert advs[1.0] == pytest.approx(advs[0.1]) and advs[1.0] > 0.1
+    assert (totals[1.0] - totals[0.1]).item() == pytest.approx(0.9 * advs[1.0], rel=1e-4)

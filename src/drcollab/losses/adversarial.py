@@ -36,6 +36,9 @@ def generator_adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return _mean_bce(fake_logits, 1.0)
 
 
-def segmentation_loss(adv: torch.Tensor, ce: torch.Tensor, lambda_ce: float = 10.0) -> torch.Tensor:
-    """Eq. 3: ``L_Seg = L_Adv + lambda * L_CE`` (lambda = 10 in the paper, ``LossConfig.lambda_ce``)."""
-    return adv + lambda_ce * ce
+def segmentation_loss(
+    adv: torch.Tensor, ce: torch.Tensor, lambda_ce: float = 10.0, adv_weight: float = 1.0
+) -> torch.Tensor:
+    """Eq. 3: ``L_Seg = L_Adv + lambda * L_CE`` (lambda = 10 in the paper, ``LossConfig.lambda_ce``), with
+    ``L_Adv`` weighted by ``adv_weight`` (``LossConfig.adv_weight``; 1 in the paper)."""
+    return adv_weight * adv + lambda_ce * ce

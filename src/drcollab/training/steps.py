@@ -296,7 +296,8 @@ def joint_losses(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """G's and the grader's losses in stage 2 on one (micro-)batch, and their total:
 
-    ``focal(C) [+ loss.dme_weight * dme(C)] + L_adv(G) + lambda * [BCE(G(X^P), s^P) + semi_weight * w.BCE(G(X^I), s~)]``
+    ``focal(C) [+ loss.dme_weight * dme(C)] + adv_weight * L_adv(G) + lambda * [BCE(G(X^P), s^P) + semi_weight *
+    w.BCE(G(X^I), s~)]``
 
     - ``focal`` (and ``dme``) reach the grader and, at one size with ``joint.grade_to_generator``, G through its
       masks;
@@ -333,7 +334,7 @@ def joint_losses(
             judged = nets.discriminator(torch.cat([b.real["image"], x["image"]]),
                                         torch.cat([real_masks, masks_x])).float()
         adv = losses["adv"] = generator_adversarial_loss(judged[len(real_masks) :])
-    return losses, total + segmentation_loss(adv, ce, cfg.loss.lambda_ce)
+    return losses, total + segmentation_loss(adv, ce, cfg.loss.lambda_ce, cfg.loss.adv_weight)
 
 
 def _grader_part(nets: Nets, i_batch: dict, masks: torch.Tensor | None, stats: torch.Tensor | None,
