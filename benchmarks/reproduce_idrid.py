@@ -59,11 +59,10 @@ def rows(out: Path) -> dict[str, tuple[str, list[str]]]:
         # The paper's Semi with zero targets where the labels rule a lesion out (run with --rows).
         "lesion_semi_zero_absent": ("lesion_semi.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_semi_zero_absent",
                                                          "joint.zero_absent=true"]),
-        # drcollab's one stage-2 recipe (configs/cpu/base.yaml; run with --rows), without D, and the control with the
+        # drcollab's one stage-2 recipe (configs/cpu/base.yaml; run with --rows), with a D, and the control with the
         # labels' zero targets alone (no pseudo masks: what the labels alone give G).
         "lesion_recipe": ("lesion_recipe.yaml", [*SKIP_PRETRAIN, *init]),
-        "lesion_recipe_no_d": ("lesion_recipe.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_recipe_no_d",
-                                                      "joint.adversarial=false"]),
+        "lesion_recipe_adv": ("lesion_recipe_adv.yaml", [*SKIP_PRETRAIN, *init]),
         "lesion_recipe_labels": ("lesion_recipe.yaml", [*SKIP_PRETRAIN, *init, "name=lesion_recipe_labels",
                                                         "joint.pseudo_mask=labels"]),
         # The recipe with G at its own 1152 px in stage 2 (training/views.py), starting from the release's G and
@@ -85,8 +84,8 @@ DESCRIPTIONS = {
     "lesion_semi": "the paper's Semi: alpha as G's pseudo masks",
     "lesion_semi_adv": "the paper's Semi+Adv: Semi and D",
     "lesion_semi_zero_absent": "the paper's Semi + zero targets where the labels rule a lesion out",
-    "lesion_recipe": "the recipe: refined pseudo masks, zero targets, alpha from G's masks, D on masks",
-    "lesion_recipe_no_d": "the recipe without D",
+    "lesion_recipe": "the recipe: refined pseudo masks, zero targets, alpha from G's masks, no D",
+    "lesion_recipe_adv": "the recipe and a D on the masks",
     "lesion_recipe_labels": "control: the recipe with the labels' zero targets alone, no pseudo masks",
     "lesion_recipe_1152": "the recipe, G at its own 1152 px",
     "lesion_recipe_xp_only_1152": "control: the recipe's G at 1152 px on X^P crops alone",
@@ -95,16 +94,16 @@ DESCRIPTIONS = {
 # Rows named here but not in rows() are history: measured with stage-2 switches since removed (docs/history.md),
 # their numbers stay in the results file and its tables.
 TABLE3 = {"CE1(Conv)": ["ce1"], "CE2(Xception)": ["pretrain"],
-          "CE2+Semi": ["lesion_semi", "lesion_semi_new", "lesion_recipe_no_d"],
-          "CE2+Semi+Adv": ["lesion_semi_adv", "lesion_semi_adv_new_maskd", "lesion_recipe"]}
+          "CE2+Semi": ["lesion_semi", "lesion_semi_new", "lesion_recipe"],
+          "CE2+Semi+Adv": ["lesion_semi_adv", "lesion_semi_adv_new_maskd", "lesion_recipe_adv"]}
 TABLE1 = {"": ["pretrain"], "Ori": ["ori"], "Lesion(Pretrained)": ["lesion_pretrained"],
-          "Lesion(Semi)": ["lesion_semi", "lesion_semi_new", "lesion_semi_new_attmasks", "lesion_recipe_no_d"],
-          "Lesion(Semi+Adv)": ["lesion_semi_adv", "lesion_semi_adv_new_maskd", "lesion_recipe"]}
+          "Lesion(Semi)": ["lesion_semi", "lesion_semi_new", "lesion_semi_new_attmasks", "lesion_recipe"],
+          "Lesion(Semi+Adv)": ["lesion_semi_adv", "lesion_semi_adv_new_maskd", "lesion_recipe_adv"]}
 STAGE2 = ["pretrain", "ori", "lesion_pretrained", "lesion_semi", "lesion_semi_presence", "lesion_semi_zero_absent",
           "lesion_semi_refined", "lesion_semi_alpha_masks", "lesion_semi_labels", "xp_only", "lesion_semi_new",
           "lesion_semi_new_attmasks", "lesion_semi_adv", "lesion_semi_adv_matched", "lesion_semi_adv_new",
           "lesion_semi_adv_new_maskd", "lesion_semi_gated", "xp_only_1152", "lesion_semi_new_1152",
-          "lesion_semi_adv_new_1152", "lesion_recipe", "lesion_recipe_no_d", "lesion_recipe_labels",
+          "lesion_semi_adv_new_1152", "lesion_recipe", "lesion_recipe_adv", "lesion_recipe_labels",
           "lesion_recipe_xp_only_1152", "lesion_recipe_1152"]
 
 

@@ -78,8 +78,11 @@ def test_a_removed_stage_2_switch_is_an_unknown_key(key):
 def test_cpu_stage_2_is_the_recipe_and_its_paper_rows_the_papers_formulation():
     recipe = load_config(TrainConfig, CONFIGS / "cpu/lesion_recipe.yaml")
     assert (recipe.joint.pseudo_mask, recipe.joint.zero_absent, recipe.grader.attention_init,
-            recipe.discriminator.sees_image, recipe.joint.semi, recipe.joint.adversarial) == (
-        "refined", True, "masks", False, True, True)
+            recipe.joint.semi, recipe.joint.adversarial) == ("refined", True, "masks", True, False)
+    assert load_config(TrainConfig, CONFIGS / "cpu/base.yaml").joint == recipe.joint
+    with_d = load_config(TrainConfig, CONFIGS / "cpu/lesion_recipe_adv.yaml")
+    assert with_d.joint == recipe.joint.model_copy(update={"adversarial": True})
+    assert with_d.discriminator.sees_image is False
     for path in (CONFIGS / "cpu/lesion_semi_adv.yaml", CONFIGS / "paper/lesion_semi_adv.yaml"):
         paper = load_config(TrainConfig, path)
         assert (paper.joint.pseudo_mask, paper.joint.zero_absent, paper.grader.attention_init,
